@@ -1,0 +1,252 @@
+//! The shim's connection to hsm-sidecar: one per C_Initialize, holding a
+//! small pool of Unix-socket connections (one per concurrently calling
+//! thread) that together form one PKCS#11 application in the sidecar.
+//!
+//! Blocking I/O, no threads of our own, nothing opened before C_Initialize.
+
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use cryptoki_sys::*;
+use hsmbridge_proto::frame::{read_frame, write_frame};
+use hsmbridge_proto::wire::{request::Call, response, Hello, Request, Response};
+use hsmbridge_proto::PROTOCOL_VERSION;
+
+use crate::guard::Rv;
+use crate::handles;
+
+pub const SOCKET_ENV: &str = "HSMBRIDGE_SOCKET";
+pub const DEFAULT_SOCKET: &str = "/var/run/hsmbridge/pkcs11.sock";
+/// Deadline of one call, milliseconds.
+pub const TIMEOUT_ENV: &str = "HSMBRIDGE_TIMEOUT_MS";
+/// How long C_Initialize waits for a sidecar that is not up yet, milliseconds.
+pub const CONNECT_WAIT_ENV: &str = "HSMBRIDGE_CONNECT_WAIT_MS";
+
+static CLIENT: ArcSwapOption<Client> = ArcSwapOption::const_empty();
+/// Bumped in the child after fork(): a client made before it is not the child's.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Every C_Initialize and every lost connection starts a new epoch.
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    // Only an atomic add: async-signal-safe, no lock that another thread of
+    // the parent may have held.
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+pub struct Client {
+    socket: PathBuf,
+    timeout: Duration,
+    fork_generation: u64,
+    pool: Mutex<Pool>,
+}
+
+struct Pool {
+    epoch: u64,
+    /// The sidecar's name for this application; `None` until the first connection.
+    app_token: Option<Vec<u8>>,
+    idle: Vec<Conn>,
+}
+
+pub struct Conn {
+    stream: BufReader<UnixStream>,
+    buf: Vec<u8>,
+}
+
+fn env_millis(name: &str, default: u64) -> Duration {
+    let ms = std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    Duration::from_millis(ms)
+}
+
+/// The current client, unless the library is not initialized in this process.
+pub fn current() -> Rv<Arc<Client>> {
+    match CLIENT.load_full() {
+        Some(c) if c.fork_generation == FORK_GENERATION.load(Ordering::SeqCst) => Ok(c),
+        _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
+    }
+}
+
+/// C_Initialize after its arguments were checked.
+pub fn initialize() -> Rv {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+    });
+    let old = CLIENT.load();
+    if matches!(&*old, Some(c) if c.fork_generation == FORK_GENERATION.load(Ordering::SeqCst)) {
+        return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    }
+    let client = Arc::new(Client {
+        socket: std::env::var_os(SOCKET_ENV).map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into()),
+        timeout: env_millis(TIMEOUT_ENV, 30_000),
+        fork_generation: FORK_GENERATION.load(Ordering::SeqCst),
+        pool: Mutex::new(Pool { epoch: NEXT_EPOCH.fetch_add(1, Ordering::SeqCst), app_token: None, idle: Vec::new() }),
+    });
+    let prev = CLIENT.compare_and_swap(&old, Some(client.clone()));
+    if !same(&prev, &old) {
+        return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    }
+    // A sidecar that is still starting (pod start-up) gets a moment; a
+    // sidecar that is not there leaves the first call to fail fast instead.
+    let deadline = Instant::now() + env_millis(CONNECT_WAIT_ENV, 10_000);
+    loop {
+        match client.lease() {
+            Ok(lease) => break drop(lease),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+fn same(a: &Option<Arc<Client>>, b: &Option<Arc<Client>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// C_Finalize: drops the client, closing its connections, which ends the
+/// application (its sessions and login) in the sidecar.
+pub fn finalize() -> Rv {
+    let c = current()?;
+    CLIENT.store(None);
+    if let Ok(mut pool) = c.pool.lock() {
+        pool.idle.clear();
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Takes an idle connection or opens one; the lease returns it when dropped.
+    pub fn lease(self: &Arc<Self>) -> Rv<Lease> {
+        let mut pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+        let epoch = pool.epoch;
+        if let Some(conn) = pool.idle.pop() {
+            return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
+        }
+        let conn = match pool.app_token.clone() {
+            // Joining an existing application can happen outside the lock.
+            Some(token) => {
+                drop(pool);
+                self.connect(token)?.0
+            }
+            // The first connection names the application; others wait for it.
+            None => {
+                let (conn, token) = self.connect(Vec::new())?;
+                pool.app_token = Some(token);
+                conn
+            }
+        };
+        Ok(Lease { client: self.clone(), conn: Some(conn), epoch })
+    }
+
+    fn connect(&self, join_token: Vec<u8>) -> Rv<(Conn, Vec<u8>)> {
+        let stream = UnixStream::connect(&self.socket).map_err(|_| CKR_DEVICE_REMOVED)?;
+        stream.set_read_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
+        let mut conn = Conn { stream: BufReader::with_capacity(64 * 1024, stream), buf: Vec::with_capacity(256) };
+        let hello = Call::Hello(Hello { protocol_version: PROTOCOL_VERSION, join_token });
+        let reply = conn.round_trip(hello).map_err(|_| CKR_DEVICE_ERROR)?;
+        match reply.result {
+            Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => Ok((conn, h.app_token)),
+            _ => Err(CKR_DEVICE_ERROR),
+        }
+    }
+
+    /// Forgets every connection of `epoch`: the sidecar went away or a call
+    /// missed its deadline, so handles of that epoch are void from now on.
+    fn reset(&self, epoch: u64) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.epoch == epoch {
+                pool.epoch = NEXT_EPOCH.fetch_add(1, Ordering::SeqCst);
+                pool.app_token = None;
+                pool.idle.clear();
+            }
+        }
+    }
+}
+
+impl Conn {
+    fn round_trip(&mut self, call: Call) -> std::io::Result<Response> {
+        let req = Request { call: Some(call) };
+        write_frame(self.stream.get_mut(), &req, &mut self.buf)?;
+        read_frame(&mut self.stream, &mut self.buf)
+    }
+}
+
+/// One connection, lent to one call.
+pub struct Lease {
+    client: Arc<Client>,
+    conn: Option<Conn>,
+    pub epoch: u64,
+}
+
+impl Lease {
+    /// Sends one call and waits (up to the deadline) for its answer. A
+    /// transport failure is CKR_DEVICE_ERROR and voids the epoch; the call is
+    /// never replayed, as it may have run.
+    pub fn call(&mut self, call: Call) -> Rv<Response> {
+        let conn = self.conn.as_mut().ok_or(CKR_DEVICE_ERROR)?;
+        match conn.round_trip(call) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.conn = None;
+                self.client.reset(self.epoch);
+                Err(CKR_DEVICE_ERROR)
+            }
+        }
+    }
+
+    /// Like `call` but without a deadline (C_WaitForSlotEvent may block).
+    pub fn call_unbounded(&mut self, call: Call) -> Rv<Response> {
+        if let Some(c) = self.conn.as_ref() {
+            let _ = c.stream.get_ref().set_read_timeout(None);
+        }
+        let r = self.call(call);
+        if let Some(c) = self.conn.as_ref() {
+            let _ = c.stream.get_ref().set_read_timeout(Some(self.client.timeout));
+        }
+        r
+    }
+
+    pub fn session(&self, app: CK_SESSION_HANDLE) -> Rv<u64> {
+        handles::untag(app, self.epoch).ok_or(CKR_SESSION_HANDLE_INVALID)
+    }
+
+    pub fn object(&self, app: CK_OBJECT_HANDLE) -> Rv<u64> {
+        handles::untag(app, self.epoch).ok_or(CKR_OBJECT_HANDLE_INVALID)
+    }
+
+    pub fn key(&self, app: CK_OBJECT_HANDLE) -> Rv<u64> {
+        handles::untag(app, self.epoch).ok_or(CKR_KEY_HANDLE_INVALID)
+    }
+
+    pub fn tag(&self, backend: u64) -> CK_ULONG {
+        handles::tag(backend, self.epoch)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if let Ok(mut pool) = self.client.pool.lock() {
+                if pool.epoch == self.epoch {
+                    pool.idle.push(conn);
+                }
+            }
+        }
+    }
+}
+
+/// Leases a connection of the initialized client.
+pub fn lease() -> Rv<Lease> {
+    current()?.lease()
+}
+

@@ -1,0 +1,72 @@
+//! Cryptographic operations, by shape: init with a mechanism, data in with
+//! output, final output, data in only.
+
+use cryptoki_sys::*;
+use hsmbridge_proto::mechanism;
+use hsmbridge_proto::wire::{self, response::Result as Body};
+
+use crate::apps::App;
+use crate::backend::p11;
+use crate::reply;
+use crate::service::{Answer, Service};
+
+impl Service {
+    pub(crate) fn operation_init(
+        &self,
+        app: &App,
+        c: wire::OperationInit,
+        f: impl FnOnce(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE) -> CK_RV,
+    ) -> Answer {
+        let s = self.session(app, c.session)?;
+        let mut m = mechanism::to_c(c.mechanism.as_ref().ok_or(CKR_ARGUMENTS_BAD)?)?;
+        Ok(reply::rv(f(s, m.as_ptr(), c.key as CK_OBJECT_HANDLE)))
+    }
+
+    pub(crate) fn data_output(
+        &self,
+        app: &App,
+        mut c: wire::DataOutput,
+        f: impl FnOnce(CK_SESSION_HANDLE, *mut u8, CK_ULONG, *mut u8, *mut CK_ULONG) -> CK_RV,
+    ) -> Answer {
+        let s = self.session(app, c.session)?;
+        let (data, len) = (c.data.as_mut_ptr(), c.data.len() as CK_ULONG);
+        Ok(reply::with_output(c.capacity, |out, out_len| f(s, data, len, out, out_len)))
+    }
+
+    pub(crate) fn final_output(
+        &self,
+        app: &App,
+        c: wire::SessionOutput,
+        f: impl FnOnce(CK_SESSION_HANDLE, *mut u8, *mut CK_ULONG) -> CK_RV,
+    ) -> Answer {
+        let s = self.session(app, c.session)?;
+        Ok(reply::with_output(c.capacity, |out, out_len| f(s, out, out_len)))
+    }
+
+    pub(crate) fn data_in(
+        &self,
+        app: &App,
+        mut c: wire::SessionBytes,
+        f: impl FnOnce(CK_SESSION_HANDLE, *mut u8, CK_ULONG) -> CK_RV,
+    ) -> Answer {
+        let s = self.session(app, c.session)?;
+        Ok(reply::rv(f(s, c.data.as_mut_ptr(), c.data.len() as CK_ULONG)))
+    }
+
+    pub(crate) fn verify(&self, app: &App, mut c: wire::Verify) -> Answer {
+        let s = self.session(app, c.session)?;
+        let (d, dl) = (c.data.as_mut_ptr(), c.data.len() as CK_ULONG);
+        let (g, gl) = (c.signature.as_mut_ptr(), c.signature.len() as CK_ULONG);
+        Ok(reply::rv(p11!(self.backend, C_Verify(s, d, dl, g, gl))))
+    }
+
+    pub(crate) fn generate_random(&self, app: &App, c: wire::GenerateRandom) -> Answer {
+        let s = self.session(app, c.session)?;
+        if c.length > hsmbridge_proto::frame::MAX_FRAME as u64 / 2 {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        let mut buf = vec![0u8; c.length as usize];
+        let rv = p11!(self.backend, C_GenerateRandom(s, buf.as_mut_ptr(), c.length as CK_ULONG));
+        Ok(reply::on_ok(rv, || Body::Output(wire::Output { length: buf.len() as u64, data: buf })))
+    }
+}

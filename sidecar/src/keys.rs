@@ -1,0 +1,87 @@
+//! Key management: generate, wrap, unwrap, derive.
+
+use cryptoki_sys::*;
+use hsmbridge_proto::template::OwnedTemplate;
+use hsmbridge_proto::wire::{self, response::Result as Body};
+use hsmbridge_proto::mechanism;
+
+use crate::apps::App;
+use crate::backend::p11;
+use crate::reply;
+use crate::service::{Answer, Service};
+
+fn mech(m: &Option<wire::Mechanism>) -> Result<mechanism::OwnedMechanism, CK_RV> {
+    mechanism::to_c(m.as_ref().ok_or(CKR_ARGUMENTS_BAD)?)
+}
+
+impl Service {
+    pub(crate) fn generate_key(&self, app: &App, c: wire::GenerateKey) -> Answer {
+        let s = self.session(app, c.session)?;
+        let mut m = mech(&c.mechanism)?;
+        let mut t = OwnedTemplate::values(c.template.as_ref())?;
+        let mut h: CK_OBJECT_HANDLE = 0;
+        let rv = p11!(self.backend, C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h));
+        Ok(reply::ulong(rv, h))
+    }
+
+    pub(crate) fn generate_key_pair(&self, app: &App, c: wire::GenerateKeyPair) -> Answer {
+        let s = self.session(app, c.session)?;
+        let mut m = mech(&c.mechanism)?;
+        let mut public = OwnedTemplate::values(c.public_template.as_ref())?;
+        let mut private = OwnedTemplate::values(c.private_template.as_ref())?;
+        let (mut pubh, mut privh): (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) = (0, 0);
+        let rv = p11!(
+            self.backend,
+            C_GenerateKeyPair(
+                s,
+                m.as_ptr(),
+                public.as_mut_ptr(),
+                public.count(),
+                private.as_mut_ptr(),
+                private.count(),
+                &mut pubh,
+                &mut privh,
+            )
+        );
+        Ok(reply::on_ok(rv, || {
+            Body::KeyPair(wire::KeyPair { public_key: pubh as u64, private_key: privh as u64 })
+        }))
+    }
+
+    pub(crate) fn wrap_key(&self, app: &App, c: wire::WrapKey) -> Answer {
+        let s = self.session(app, c.session)?;
+        let mut m = mech(&c.mechanism)?;
+        let (wrapping, key) = (c.wrapping_key as CK_OBJECT_HANDLE, c.key as CK_OBJECT_HANDLE);
+        Ok(reply::with_output(c.capacity, |out, len| p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len))))
+    }
+
+    pub(crate) fn unwrap_key(&self, app: &App, mut c: wire::UnwrapKey) -> Answer {
+        let s = self.session(app, c.session)?;
+        let mut m = mech(&c.mechanism)?;
+        let mut t = OwnedTemplate::values(c.template.as_ref())?;
+        let mut h: CK_OBJECT_HANDLE = 0;
+        let rv = p11!(
+            self.backend,
+            C_UnwrapKey(
+                s,
+                m.as_ptr(),
+                c.unwrapping_key as CK_OBJECT_HANDLE,
+                c.wrapped_key.as_mut_ptr(),
+                c.wrapped_key.len() as CK_ULONG,
+                t.as_mut_ptr(),
+                t.count(),
+                &mut h,
+            )
+        );
+        Ok(reply::ulong(rv, h))
+    }
+
+    pub(crate) fn derive_key(&self, app: &App, c: wire::DeriveKey) -> Answer {
+        let s = self.session(app, c.session)?;
+        let mut m = mech(&c.mechanism)?;
+        let mut t = OwnedTemplate::values(c.template.as_ref())?;
+        let mut h: CK_OBJECT_HANDLE = 0;
+        let rv = p11!(self.backend, C_DeriveKey(s, m.as_ptr(), c.base_key as CK_OBJECT_HANDLE, t.as_mut_ptr(), t.count(), &mut h));
+        Ok(reply::ulong(rv, h))
+    }
+}

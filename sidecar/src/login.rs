@@ -1,0 +1,145 @@
+//! Login state per application on top of the backend's single login.
+//!
+//! The backend knows one application (the sidecar) and one login per token.
+//! The first application to log in logs the backend in; later applications
+//! are admitted after their PIN is checked against the one that worked (or,
+//! in managed mode, because the sidecar holds the PIN). The backend is logged
+//! out when the last logged-in application logs out or ends, and PKCS#11's
+//! "closing your last session logs you out" holds per application.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use cryptoki_sys::*;
+use zeroize::Zeroizing;
+
+use crate::apps::{App, Apps};
+use crate::backend::{p11, Backend};
+
+/// Who is logged in on one slot.
+struct SlotLogin {
+    user_type: CK_USER_TYPE,
+    apps: HashSet<u64>,
+    /// The PIN the backend accepted; later apps must present the same one.
+    pin: Zeroizing<Vec<u8>>,
+}
+
+pub struct Logins {
+    slots: Mutex<HashMap<CK_SLOT_ID, SlotLogin>>,
+    /// Managed mode: the user PIN the sidecar holds.
+    managed_pin: Option<Zeroizing<Vec<u8>>>,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Logins {
+    pub fn new(managed_pin: Option<Zeroizing<Vec<u8>>>) -> Self {
+        Logins { slots: Mutex::new(HashMap::new()), managed_pin }
+    }
+
+    pub fn managed(&self) -> bool {
+        self.managed_pin.is_some()
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<CK_SLOT_ID, SlotLogin>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn login(
+        &self,
+        backend: &Backend,
+        app: &App,
+        session: u64,
+        user_type: CK_USER_TYPE,
+        pin: Option<Vec<u8>>,
+    ) -> CK_RV {
+        let slot = match app.slot_of(session) {
+            Ok(s) => s,
+            Err(rv) => return rv,
+        };
+        let presented = pin.map(Zeroizing::new);
+        let pin = match &self.managed_pin {
+            // Apps may not administer a token whose PIN the sidecar holds.
+            Some(_) if user_type == CKU_SO => return CKR_USER_TYPE_INVALID,
+            Some(held) => Some(held.clone()),
+            None => presented,
+        };
+        let (pin_ptr, pin_len) = match &pin {
+            Some(p) => (p.as_ptr() as *mut u8, p.len() as CK_ULONG),
+            None => (std::ptr::null_mut(), 0),
+        };
+        if user_type == CKU_CONTEXT_SPECIFIC {
+            return p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
+        }
+        let mut slots = self.slots();
+        if let Some(s) = slots.get_mut(&slot) {
+            if s.apps.contains(&app.id) {
+                return if s.user_type == user_type { CKR_USER_ALREADY_LOGGED_IN } else { CKR_USER_ANOTHER_ALREADY_LOGGED_IN };
+            }
+            if s.user_type != user_type {
+                return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+            }
+            let presented = pin.as_ref().map(|p| p.as_slice()).unwrap_or(&[]);
+            if !self.managed() && !constant_time_eq(presented, &s.pin) {
+                return CKR_PIN_INCORRECT;
+            }
+            s.apps.insert(app.id);
+            return CKR_OK;
+        }
+        let rv = p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
+        if rv == CKR_OK {
+            let kept = pin.unwrap_or_default();
+            slots.insert(slot, SlotLogin { user_type, apps: HashSet::from([app.id]), pin: kept });
+        }
+        rv
+    }
+
+    pub fn logout(&self, backend: &Backend, app: &App, session: u64) -> CK_RV {
+        let slot = match app.slot_of(session) {
+            Ok(s) => s,
+            Err(rv) => return rv,
+        };
+        let mut slots = self.slots();
+        let Some(s) = slots.get_mut(&slot) else { return CKR_USER_NOT_LOGGED_IN };
+        if !s.apps.remove(&app.id) {
+            return CKR_USER_NOT_LOGGED_IN;
+        }
+        if !s.apps.is_empty() {
+            return CKR_OK;
+        }
+        slots.remove(&slot);
+        p11!(backend, C_Logout(session as CK_SESSION_HANDLE))
+    }
+
+    /// Whether `app` is logged in on `slot` (for the session state it sees).
+    pub fn is_logged_in(&self, app: &App, slot: CK_SLOT_ID) -> bool {
+        self.slots().get(&slot).is_some_and(|s| s.apps.contains(&app.id))
+    }
+
+    /// After `app` lost sessions on `slot` (closed, or the app ended): an app
+    /// with no session left there is logged out, and the backend too when no
+    /// logged-in app remains. With no session at all left on the slot the
+    /// backend has logged itself out already.
+    pub fn sessions_closed(&self, backend: &Backend, apps: &Apps, app: &App, slot: CK_SLOT_ID) {
+        if app.has_session_on(slot) {
+            return;
+        }
+        let mut slots = self.slots();
+        let Some(s) = slots.get_mut(&slot) else { return };
+        s.apps.remove(&app.id);
+        if !s.apps.is_empty() {
+            return;
+        }
+        slots.remove(&slot);
+        if let Some(other) = apps.any_session_on(slot) {
+            p11!(backend, C_Logout(other as CK_SESSION_HANDLE));
+        }
+    }
+
+    /// Forgets logins on `slot` (C_InitToken resets the token).
+    pub fn forget_slot(&self, slot: CK_SLOT_ID) {
+        self.slots().remove(&slot);
+    }
+}

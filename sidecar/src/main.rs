@@ -1,0 +1,170 @@
+//! hsm-sidecar: loads the vendor PKCS#11 module, holds the HSM connection and
+//! the credential, and serves PKCS#11 to the shim over a Unix socket.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+mod apps;
+mod backend;
+mod crypto;
+mod enroll;
+mod health;
+mod keys;
+mod login;
+mod object;
+mod reply;
+mod rv;
+mod secret_file;
+mod server;
+mod service;
+mod session;
+mod slot_token;
+
+#[derive(Parser)]
+#[command(name = "hsm-sidecar", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve PKCS#11 on a Unix socket.
+    Serve {
+        /// The vendor PKCS#11 module (libprimusP11.so, libsofthsm2.so, ...).
+        #[arg(long)]
+        module: PathBuf,
+        /// The Unix socket to serve on (created with mode 0660).
+        #[arg(long)]
+        socket: PathBuf,
+        /// Managed mode: the user PIN, held by the sidecar; apps log in without it.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+        /// Serve grpc.health.v1 on this TCP address (for kubelet gRPC probes).
+        #[arg(long)]
+        health_addr: Option<SocketAddr>,
+    },
+    /// Exchange a one-time setup password for a permanent secret (pkcs11-init-pin).
+    Enroll {
+        #[arg(long)]
+        module: PathBuf,
+        /// Label of the token to enroll.
+        #[arg(long)]
+        token: String,
+        /// File holding the one-time setup password (the token's SO PIN as issued).
+        #[arg(long)]
+        setup_password_file: PathBuf,
+        /// Where to write the permanent secret (mode 0600).
+        #[arg(long)]
+        pin_out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve { module, socket, pin_file, health_addr } => serve(module, socket, pin_file, health_addr),
+        Command::Enroll { module, token, setup_password_file, pin_out } => {
+            match enroll::enroll(&module, &token, &setup_password_file, &pin_out) {
+                Ok(()) => {
+                    info!(token, pin_out = %pin_out.display(), "enrolled: permanent secret written");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    error!("enrollment failed: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            }
+        }
+    }
+}
+
+/// Exit code for configuration errors (bad module, socket path, PIN file).
+const CONFIG_ERROR: u8 = 2;
+
+fn serve(module: PathBuf, socket: PathBuf, pin_file: Option<PathBuf>, health_addr: Option<SocketAddr>) -> ExitCode {
+    let managed_pin = match pin_file.as_deref().map(secret_file::read).transpose() {
+        Ok(pin) => pin,
+        Err(e) => {
+            error!("cannot read the PIN file: {e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let managed = managed_pin.is_some();
+    let backend = match backend::Backend::load(&module) {
+        Ok(b) => b,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let service = service::Service::new(backend, login::Logins::new(managed_pin));
+    let listener = match server::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            error!(socket = %socket.display(), "cannot listen: {e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let conns = Arc::new(server::Connections::default());
+    {
+        let (service, conns) = (service.clone(), conns.clone());
+        std::thread::spawn(move || server::accept_loop(listener, service, conns));
+    }
+    info!(module = %module.display(), socket = %socket.display(), managed, "serving PKCS#11");
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(addr) = health_addr {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(health::serve(addr, service.clone(), async move {
+                let _ = rx.changed().await;
+            }));
+        }
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    info!("shutting down: closing sessions and finalizing the module");
+    let _ = std::fs::remove_file(&socket);
+    conns.shutdown(Duration::from_secs(5));
+    for app in service.apps.all() {
+        service.end_app(&app);
+    }
+    service.backend.finalize();
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Building responses from backend results, with the PKCS#11 output-buffer
+//! conventions applied on the backend's side of the socket.
+
+use cryptoki_sys::*;
+use hsmbridge_proto::wire::{response::Result as Body, Output, Response, Ulongs};
+
+/// Largest output buffer allocated for one call, whatever capacity the app claims.
+const MAX_OUTPUT: u64 = 32 << 20;
+
+pub fn rv(rv: CK_RV) -> Response {
+    Response { rv: rv as u64, result: None }
+}
+
+/// A CK_RV with a body that only means something on success.
+pub fn on_ok(rv: CK_RV, body: impl FnOnce() -> Body) -> Response {
+    Response { rv: rv as u64, result: (rv == CKR_OK).then(body) }
+}
+
+pub fn ulong(rv: CK_RV, v: CK_ULONG) -> Response {
+    on_ok(rv, || Body::Ulong(v as u64))
+}
+
+/// Runs `f` with an output buffer like the app's: NULL for a size query,
+/// else `capacity` bytes. The backend's CK_RV, length and bytes go back.
+pub fn with_output(capacity: Option<u64>, f: impl FnOnce(*mut u8, *mut CK_ULONG) -> CK_RV) -> Response {
+    let cap = capacity.map(|c| c.min(MAX_OUTPUT) as usize);
+    let mut buf = vec![0u8; cap.unwrap_or(0)];
+    let mut len = cap.unwrap_or(0) as CK_ULONG;
+    let p = if cap.is_some() { buf.as_mut_ptr() } else { std::ptr::null_mut() };
+    let rv = f(p, &mut len);
+    if rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL {
+        return self::rv(rv);
+    }
+    let wrote = rv == CKR_OK && cap.is_some() && (len as usize) <= buf.len();
+    buf.truncate(if wrote { len as usize } else { 0 });
+    Response { rv: rv as u64, result: Some(Body::Output(Output { data: buf, length: len as u64 })) }
+}
+
+/// The same for lists of CK_ULONGs (slots, mechanisms).
+pub fn with_ulongs(capacity: Option<u64>, f: impl FnOnce(*mut CK_ULONG, *mut CK_ULONG) -> CK_RV) -> Response {
+    let cap = capacity.map(|c| c.min(MAX_OUTPUT / 8) as usize);
+    let mut buf: Vec<CK_ULONG> = vec![0; cap.unwrap_or(0)];
+    let mut count = cap.unwrap_or(0) as CK_ULONG;
+    let p = if cap.is_some() { buf.as_mut_ptr() } else { std::ptr::null_mut() };
+    let rv = f(p, &mut count);
+    if rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL {
+        return self::rv(rv);
+    }
+    let wrote = rv == CKR_OK && cap.is_some() && (count as usize) <= buf.len();
+    buf.truncate(if wrote { count as usize } else { 0 });
+    let values = buf.into_iter().map(|v| v as u64).collect();
+    Response { rv: rv as u64, result: Some(Body::Ulongs(Ulongs { values, count: count as u64 })) }
+}

@@ -1,0 +1,149 @@
+//! What the sidecar does with one PKCS#11 call from one application: check
+//! that the session is the application's, run the call on the backend, and
+//! answer. The function groups live in sibling files as `impl Service`.
+
+use std::sync::Arc;
+
+use cryptoki_sys::*;
+use hsmbridge_proto::wire::{request::Call, Response};
+
+use crate::apps::{App, Apps};
+use crate::backend::{p11, Backend};
+use crate::login::Logins;
+use crate::reply;
+
+pub struct Service {
+    pub backend: Backend,
+    pub apps: Apps,
+    pub logins: Logins,
+}
+
+pub type Answer = Result<Response, CK_RV>;
+
+impl Service {
+    pub fn new(backend: Backend, logins: Logins) -> Arc<Self> {
+        Arc::new(Service { backend, apps: Apps::default(), logins })
+    }
+
+    /// The backend handle of one of `app`'s sessions.
+    pub fn session(&self, app: &App, session: u64) -> Result<CK_SESSION_HANDLE, CK_RV> {
+        app.slot_of(session)?;
+        Ok(session as CK_SESSION_HANDLE)
+    }
+
+    pub fn handle(&self, app: &App, call: Call) -> Response {
+        use Call::*;
+        let answer = match call {
+            // Hello is only valid as a connection's first message.
+            Hello(_) => Err(CKR_GENERAL_ERROR),
+            GetInfo(_) => self.get_info(),
+            GetSlotList(c) => self.get_slot_list(c),
+            GetSlotInfo(c) => self.get_slot_info(c.slot),
+            GetTokenInfo(c) => self.get_token_info(c.slot),
+            GetMechanismList(c) => self.get_mechanism_list(c),
+            GetMechanismInfo(c) => self.get_mechanism_info(c),
+            InitToken(c) => self.init_token(c),
+            InitPin(c) => self.init_pin(app, c),
+            SetPin(c) => self.set_pin(app, c),
+            OpenSession(c) => self.open_session(app, c),
+            CloseSession(c) => self.close_session(app, c.session),
+            CloseAllSessions(c) => self.close_all_sessions(app, c.slot),
+            GetSessionInfo(c) => self.get_session_info(app, c.session),
+            GetOperationState(c) => self.get_operation_state(app, c),
+            SetOperationState(c) => self.set_operation_state(app, c),
+            Login(c) => Ok(reply::rv(self.logins.login(&self.backend, app, c.session, c.user_type as CK_USER_TYPE, c.pin))),
+            Logout(c) => Ok(reply::rv(self.logins.logout(&self.backend, app, c.session))),
+            CreateObject(c) => self.create_object(app, c),
+            CopyObject(c) => self.copy_object(app, c),
+            DestroyObject(c) => self.destroy_object(app, c),
+            GetObjectSize(c) => self.get_object_size(app, c),
+            GetAttributeValue(c) => self.get_attribute_value(app, c),
+            SetAttributeValue(c) => self.set_attribute_value(app, c),
+            FindObjectsInit(c) => self.find_objects_init(app, c),
+            FindObjects(c) => self.find_objects(app, c),
+            FindObjectsFinal(c) => self.session_call(app, c.session, |s| p11!(self.backend, C_FindObjectsFinal(s))),
+            EncryptInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_EncryptInit(s, m, k))),
+            Encrypt(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Encrypt(s, d, n, o, ol))),
+            EncryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_EncryptUpdate(s, d, n, o, ol))),
+            EncryptFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_EncryptFinal(s, o, ol))),
+            DecryptInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_DecryptInit(s, m, k))),
+            Decrypt(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Decrypt(s, d, n, o, ol))),
+            DecryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DecryptUpdate(s, d, n, o, ol))),
+            DecryptFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_DecryptFinal(s, o, ol))),
+            DigestInit(c) => self.operation_init(app, c, |s, m, _| p11!(self.backend, C_DigestInit(s, m))),
+            Digest(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Digest(s, d, n, o, ol))),
+            DigestUpdate(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_DigestUpdate(s, d, n))),
+            DigestKey(c) => {
+                self.session_call(app, c.session, |s| p11!(self.backend, C_DigestKey(s, c.object as CK_OBJECT_HANDLE)))
+            }
+            DigestFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_DigestFinal(s, o, ol))),
+            SignInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_SignInit(s, m, k))),
+            Sign(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Sign(s, d, n, o, ol))),
+            SignUpdate(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_SignUpdate(s, d, n))),
+            SignFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_SignFinal(s, o, ol))),
+            SignRecoverInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_SignRecoverInit(s, m, k))),
+            SignRecover(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_SignRecover(s, d, n, o, ol))),
+            VerifyInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_VerifyInit(s, m, k))),
+            Verify(c) => self.verify(app, c),
+            VerifyUpdate(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_VerifyUpdate(s, d, n))),
+            VerifyFinal(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_VerifyFinal(s, d, n))),
+            VerifyRecoverInit(c) => {
+                self.operation_init(app, c, |s, m, k| p11!(self.backend, C_VerifyRecoverInit(s, m, k)))
+            }
+            VerifyRecover(c) => {
+                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_VerifyRecover(s, d, n, o, ol)))
+            }
+            DigestEncryptUpdate(c) => {
+                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DigestEncryptUpdate(s, d, n, o, ol)))
+            }
+            DecryptDigestUpdate(c) => {
+                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DecryptDigestUpdate(s, d, n, o, ol)))
+            }
+            SignEncryptUpdate(c) => {
+                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_SignEncryptUpdate(s, d, n, o, ol)))
+            }
+            DecryptVerifyUpdate(c) => {
+                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DecryptVerifyUpdate(s, d, n, o, ol)))
+            }
+            GenerateKey(c) => self.generate_key(app, c),
+            GenerateKeyPair(c) => self.generate_key_pair(app, c),
+            WrapKey(c) => self.wrap_key(app, c),
+            UnwrapKey(c) => self.unwrap_key(app, c),
+            DeriveKey(c) => self.derive_key(app, c),
+            SeedRandom(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_SeedRandom(s, d, n))),
+            GenerateRandom(c) => self.generate_random(app, c),
+            GetFunctionStatus(c) => self.session_call(app, c.session, |s| p11!(self.backend, C_GetFunctionStatus(s))),
+            CancelFunction(c) => self.session_call(app, c.session, |s| p11!(self.backend, C_CancelFunction(s))),
+            WaitForSlotEvent(c) => Ok(self.wait_for_slot_event(c.flags)),
+        };
+        answer.unwrap_or_else(reply::rv)
+    }
+
+    /// A call that takes only a session and returns only a CK_RV.
+    pub fn session_call(&self, app: &App, session: u64, f: impl FnOnce(CK_SESSION_HANDLE) -> CK_RV) -> Answer {
+        Ok(reply::rv(f(self.session(app, session)?)))
+    }
+
+    /// Ends an application whose last connection closed: its sessions are
+    /// closed in the backend and its logins released.
+    pub fn end_app(&self, app: &App) -> usize {
+        let sessions = app.take_all_sessions();
+        let mut slots: Vec<CK_SLOT_ID> = Vec::new();
+        for (session, slot) in &sessions {
+            p11!(self.backend, C_CloseSession(*session as CK_SESSION_HANDLE));
+            if !slots.contains(slot) {
+                slots.push(*slot);
+            }
+        }
+        for slot in slots {
+            self.logins.sessions_closed(&self.backend, &self.apps, app, slot);
+        }
+        sessions.len()
+    }
+
+    fn wait_for_slot_event(&self, flags: u64) -> Response {
+        let mut slot: CK_SLOT_ID = 0;
+        let rv = p11!(self.backend, C_WaitForSlotEvent(flags as CK_FLAGS, &mut slot, std::ptr::null_mut()));
+        reply::ulong(rv, slot)
+    }
+}
