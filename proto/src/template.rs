@@ -1,5 +1,5 @@
 //! Deep copy of `CK_ATTRIBUTE` templates between C memory and messages,
-//! including array attributes (`CKA_WRAP_TEMPLATE` and friends) whose value is
+//! including the attributes (`CKA_WRAP_TEMPLATE` and friends) whose value is
 //! itself a template.
 
 use std::mem::size_of;
@@ -17,8 +17,10 @@ const MAX_DEPTH: usize = 4;
 /// Largest attribute buffer the sidecar allocates for one value.
 pub const MAX_VALUE_CAPACITY: u64 = 16 << 20;
 
-fn is_array(attr_type: u64) -> bool {
-    attr_type & CKF_ARRAY_ATTRIBUTE as u64 != 0
+/// Attributes whose value is itself a template. (Other CKF_ARRAY_ATTRIBUTE
+/// attributes, such as CKA_ALLOWED_MECHANISMS, hold plain arrays of numbers.)
+fn is_template(attr_type: u64) -> bool {
+    matches!(attr_type as CK_ATTRIBUTE_TYPE, CKA_WRAP_TEMPLATE | CKA_UNWRAP_TEMPLATE | CKA_DERIVE_TEMPLATE)
 }
 
 unsafe fn attrs<'a>(p: *const CK_ATTRIBUTE, count: CK_ULONG) -> Result<&'a [CK_ATTRIBUTE], CK_RV> {
@@ -60,7 +62,7 @@ unsafe fn values_at_depth(p: *const CK_ATTRIBUTE, count: CK_ULONG, depth: usize)
     for a in attrs(p, count)? {
         let value = if a.pValue.is_null() {
             None
-        } else if is_array(a.type_) {
+        } else if is_template(a.type_) {
             let inner = values_at_depth(a.pValue as *const CK_ATTRIBUTE, nested_count(a.ulValueLen)?, depth + 1)?;
             Some(Value::Nested(inner))
         } else {
@@ -92,7 +94,7 @@ unsafe fn request_at_depth(p: *const CK_ATTRIBUTE, count: CK_ULONG, depth: usize
     for a in attrs(p, count)? {
         let (capacity, value) = if a.pValue.is_null() {
             (None, None)
-        } else if is_array(a.type_) && a.ulValueLen as usize >= size_of::<CK_ATTRIBUTE>() {
+        } else if is_template(a.type_) && a.ulValueLen as usize >= size_of::<CK_ATTRIBUTE>() {
             let inner = request_at_depth(a.pValue as *const CK_ATTRIBUTE, a.ulValueLen / size_of::<CK_ATTRIBUTE>() as CK_ULONG, depth + 1)?;
             (Some(a.ulValueLen as u64), Some(Value::Nested(inner)))
         } else {
@@ -114,6 +116,8 @@ pub unsafe fn write_back(p: *mut CK_ATTRIBUTE, count: CK_ULONG, answer: &wire::T
     }
     let app = std::slice::from_raw_parts_mut(p, count as usize);
     for (a, got) in app.iter_mut().zip(&answer.attributes) {
+        // The backend names the attributes of a nested template it describes.
+        a.type_ = got.r#type as CK_ATTRIBUTE_TYPE;
         // On 32-bit hosts u64::MAX narrows to CK_UNAVAILABLE_INFORMATION as it should.
         a.ulValueLen = got.length as CK_ULONG;
         if a.pValue.is_null() {

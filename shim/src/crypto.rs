@@ -38,8 +38,8 @@ macro_rules! data_output_fn {
                 let mut l = lease()?;
                 let session = l.session(session)?;
                 let data = unsafe { input(data, data_len) }?;
-                let capacity = unsafe { capacity(out, out_len) }?;
-                let r = l.call(Call::$call(wire::DataOutput { session, data, capacity }))?;
+                let (capacity, length_null) = unsafe { out_spec(out, out_len) };
+                let r = l.call(Call::$call(wire::DataOutput { session, data, capacity, length_null }))?;
                 unsafe { write_output(r, out, out_len, capacity) }
             })
         }
@@ -54,8 +54,8 @@ macro_rules! final_fn {
             guard(|| {
                 let mut l = lease()?;
                 let session = l.session(session)?;
-                let capacity = unsafe { capacity(out, out_len) }?;
-                let r = l.call(Call::$call(wire::SessionOutput { session, capacity }))?;
+                let (capacity, length_null) = unsafe { out_spec(out, out_len) };
+                let r = l.call(Call::$call(wire::SessionOutput { session, capacity, length_null }))?;
                 unsafe { write_output(r, out, out_len, capacity) }
             })
         }

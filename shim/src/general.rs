@@ -99,16 +99,16 @@ pub extern "C" fn C_GetInterface(
 }
 
 #[no_mangle]
-pub extern "C" fn C_WaitForSlotEvent(flags: CK_FLAGS, slot: *mut CK_SLOT_ID, reserved: *mut c_void) -> CK_RV {
+pub extern "C" fn C_WaitForSlotEvent(flags: CK_FLAGS, slot: *mut CK_SLOT_ID, _reserved: *mut c_void) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
-        if slot.is_null() || !reserved.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
-        }
         let call = Call::WaitForSlotEvent(wire::WaitForSlotEvent { flags: flags as u64 });
         // A blocking wait holds only its own connection: other threads lease others.
         let r = if flags & CKF_DONT_BLOCK != 0 { l.call(call)? } else { l.call_unbounded(call)? };
         let s = crate::out::ulong(r)?;
-        unsafe { put(slot, s as CK_SLOT_ID) }
+        if let Some(slot) = unsafe { slot.as_mut() } {
+            *slot = s as CK_SLOT_ID;
+        }
+        Ok(())
     })
 }

@@ -69,8 +69,9 @@ pub extern "C" fn C_WrapKey(
         let wrapping_key = l.key(wrapping_key)?;
         let key = l.key(key)?;
         let mechanism = Some(unsafe { mechanism::from_c(mech) }?);
-        let capacity = unsafe { capacity(wrapped, wrapped_len) }?;
-        let r = l.call(Call::WrapKey(wire::WrapKey { session, mechanism, wrapping_key, key, capacity }))?;
+        let (capacity, length_null) = unsafe { out_spec(wrapped, wrapped_len) };
+        let call = Call::WrapKey(wire::WrapKey { session, mechanism, wrapping_key, key, capacity, length_null });
+        let r = l.call(call)?;
         unsafe { write_output(r, wrapped, wrapped_len, capacity) }
     })
 }

@@ -7,13 +7,18 @@ use hsmbridge_proto::wire::{response::Result as Body, Output, Response};
 
 use crate::guard::{check, Rv};
 
-/// The capacity of an app output buffer: `None` for a NULL buffer.
+/// An app output buffer as sent: its capacity (`None` for a NULL buffer, a
+/// size query) and whether the length pointer itself is NULL. Neither is
+/// judged here: the backend decides, so that an operation a bad argument
+/// ends in the backend ends here too.
 ///
 /// # Safety
 /// `len` is NULL or valid for reads.
-pub unsafe fn capacity<T>(buf: *const T, len: *const CK_ULONG) -> Rv<Option<u64>> {
-    let len = len.as_ref().ok_or(CKR_ARGUMENTS_BAD)?;
-    Ok((!buf.is_null()).then_some(*len as u64))
+pub unsafe fn out_spec<T>(buf: *const T, len: *const CK_ULONG) -> (Option<u64>, bool) {
+    match len.as_ref() {
+        None => (None, true),
+        Some(n) => ((!buf.is_null()).then_some(*n as u64), false),
+    }
 }
 
 /// Copies an app input buffer; NULL with a length is CKR_ARGUMENTS_BAD.

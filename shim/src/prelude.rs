@@ -6,7 +6,7 @@ pub use std::ffi::c_void;
 
 pub use crate::client::lease;
 pub use crate::guard::{check, guard, Rv};
-pub use crate::out::{capacity, input, optional_input, write_output, write_ulongs};
+pub use crate::out::{input, optional_input, out_spec, write_output, write_ulongs};
 
 /// The expected body of a successful answer, or CKR_DEVICE_ERROR for a
 /// sidecar that answered something else.

@@ -60,8 +60,8 @@ pub extern "C" fn C_GetOperationState(session: CK_SESSION_HANDLE, state: *mut CK
     guard(|| {
         let mut l = lease()?;
         let session = l.session(session)?;
-        let capacity = unsafe { capacity(state, len) }?;
-        let r = l.call(Call::GetOperationState(wire::SessionOutput { session, capacity }))?;
+        let (capacity, length_null) = unsafe { out_spec(state, len) };
+        let r = l.call(Call::GetOperationState(wire::SessionOutput { session, capacity, length_null }))?;
         unsafe { write_output(r, state, len, capacity) }
     })
 }

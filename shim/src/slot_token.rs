@@ -8,8 +8,8 @@ use crate::prelude::*;
 pub extern "C" fn C_GetSlotList(token_present: CK_BBOOL, list: *mut CK_SLOT_ID, count: *mut CK_ULONG) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
-        let capacity = unsafe { capacity(list, count) }?;
-        let r = l.call(Call::GetSlotList(wire::GetSlotList { token_present: token_present != 0, capacity }))?;
+        let (capacity, length_null) = unsafe { out_spec(list, count) };
+        let r = l.call(Call::GetSlotList(wire::GetSlotList { token_present: token_present != 0, capacity, length_null }))?;
         unsafe { write_ulongs(r, list, count, capacity) }
     })
 }
@@ -61,8 +61,8 @@ pub extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> 
 pub extern "C" fn C_GetMechanismList(slot: CK_SLOT_ID, list: *mut CK_MECHANISM_TYPE, count: *mut CK_ULONG) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
-        let capacity = unsafe { capacity(list, count) }?;
-        let r = l.call(Call::GetMechanismList(wire::GetMechanismList { slot: slot as u64, capacity }))?;
+        let (capacity, length_null) = unsafe { out_spec(list, count) };
+        let r = l.call(Call::GetMechanismList(wire::GetMechanismList { slot: slot as u64, capacity, length_null }))?;
         unsafe { write_ulongs(r, list, count, capacity) }
     })
 }
@@ -85,10 +85,8 @@ pub extern "C" fn C_GetMechanismInfo(slot: CK_SLOT_ID, mechanism: CK_MECHANISM_T
 pub extern "C" fn C_InitToken(slot: CK_SLOT_ID, pin: *mut CK_UTF8CHAR, pin_len: CK_ULONG, label: *mut CK_UTF8CHAR) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
-        if label.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
-        }
-        let label = unsafe { std::slice::from_raw_parts(label, 32) }.to_vec();
+        // The label is a blank-padded 32-byte field.
+        let label = (!label.is_null()).then(|| unsafe { std::slice::from_raw_parts(label, 32) }.to_vec());
         let so_pin = unsafe { optional_input(pin, pin_len) };
         check(l.call(Call::InitToken(wire::InitToken { slot: slot as u64, so_pin, label }))?.rv)
     })

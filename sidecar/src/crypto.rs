@@ -18,8 +18,9 @@ impl Service {
         f: impl FnOnce(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE) -> CK_RV,
     ) -> Answer {
         let s = self.session(app, c.session)?;
+        let key = self.key(app, c.key)?;
         let mut m = mechanism::to_c(c.mechanism.as_ref().ok_or(CKR_ARGUMENTS_BAD)?)?;
-        Ok(reply::rv(f(s, m.as_ptr(), c.key as CK_OBJECT_HANDLE)))
+        Ok(reply::rv(f(s, m.as_ptr(), key)))
     }
 
     pub(crate) fn data_output(
@@ -30,7 +31,7 @@ impl Service {
     ) -> Answer {
         let s = self.session(app, c.session)?;
         let (data, len) = (c.data.as_mut_ptr(), c.data.len() as CK_ULONG);
-        Ok(reply::with_output(c.capacity, |out, out_len| f(s, data, len, out, out_len)))
+        Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| f(s, data, len, out, out_len)))
     }
 
     pub(crate) fn final_output(
@@ -40,7 +41,7 @@ impl Service {
         f: impl FnOnce(CK_SESSION_HANDLE, *mut u8, *mut CK_ULONG) -> CK_RV,
     ) -> Answer {
         let s = self.session(app, c.session)?;
-        Ok(reply::with_output(c.capacity, |out, out_len| f(s, out, out_len)))
+        Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| f(s, out, out_len)))
     }
 
     pub(crate) fn data_in(

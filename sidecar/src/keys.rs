@@ -6,6 +6,7 @@ use hsmbridge_proto::wire::{self, response::Result as Body};
 use hsmbridge_proto::mechanism;
 
 use crate::apps::App;
+use crate::objects::token_attribute;
 use crate::backend::p11;
 use crate::reply;
 use crate::service::{Answer, Service};
@@ -21,6 +22,9 @@ impl Service {
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
         let rv = p11!(self.backend, C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h));
+        if rv == CKR_OK {
+            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+        }
         Ok(reply::ulong(rv, h))
     }
 
@@ -43,6 +47,10 @@ impl Service {
                 &mut privh,
             )
         );
+        if rv == CKR_OK {
+            self.objects.created(app.id, c.session, pubh, token_attribute(c.public_template.as_ref()).unwrap_or(false));
+            self.objects.created(app.id, c.session, privh, token_attribute(c.private_template.as_ref()).unwrap_or(false));
+        }
         Ok(reply::on_ok(rv, || {
             Body::KeyPair(wire::KeyPair { public_key: pubh as u64, private_key: privh as u64 })
         }))
@@ -51,12 +59,14 @@ impl Service {
     pub(crate) fn wrap_key(&self, app: &App, c: wire::WrapKey) -> Answer {
         let s = self.session(app, c.session)?;
         let mut m = mech(&c.mechanism)?;
-        let (wrapping, key) = (c.wrapping_key as CK_OBJECT_HANDLE, c.key as CK_OBJECT_HANDLE);
-        Ok(reply::with_output(c.capacity, |out, len| p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len))))
+        let (wrapping, key) = (self.key(app, c.wrapping_key)?, self.key(app, c.key)?);
+        let (capacity, length_null) = (c.capacity, c.length_null);
+        Ok(reply::with_output(capacity, length_null, |out, len| p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len))))
     }
 
     pub(crate) fn unwrap_key(&self, app: &App, mut c: wire::UnwrapKey) -> Answer {
         let s = self.session(app, c.session)?;
+        let unwrapping = self.key(app, c.unwrapping_key)?;
         let mut m = mech(&c.mechanism)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
@@ -65,7 +75,7 @@ impl Service {
             C_UnwrapKey(
                 s,
                 m.as_ptr(),
-                c.unwrapping_key as CK_OBJECT_HANDLE,
+                unwrapping,
                 c.wrapped_key.as_mut_ptr(),
                 c.wrapped_key.len() as CK_ULONG,
                 t.as_mut_ptr(),
@@ -73,6 +83,9 @@ impl Service {
                 &mut h,
             )
         );
+        if rv == CKR_OK {
+            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+        }
         Ok(reply::ulong(rv, h))
     }
 
@@ -81,7 +94,11 @@ impl Service {
         let mut m = mech(&c.mechanism)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
-        let rv = p11!(self.backend, C_DeriveKey(s, m.as_ptr(), c.base_key as CK_OBJECT_HANDLE, t.as_mut_ptr(), t.count(), &mut h));
+        let base = self.key(app, c.base_key)?;
+        let rv = p11!(self.backend, C_DeriveKey(s, m.as_ptr(), base, t.as_mut_ptr(), t.count(), &mut h));
+        if rv == CKR_OK {
+            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+        }
         Ok(reply::ulong(rv, h))
     }
 }

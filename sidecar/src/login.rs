@@ -74,26 +74,32 @@ impl Logins {
             return p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
         }
         let mut slots = self.slots();
-        if let Some(s) = slots.get_mut(&slot) {
-            if s.apps.contains(&app.id) {
-                return if s.user_type == user_type { CKR_USER_ALREADY_LOGGED_IN } else { CKR_USER_ANOTHER_ALREADY_LOGGED_IN };
+        let Some(s) = slots.get_mut(&slot) else {
+            let rv = p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
+            if rv == CKR_OK {
+                let kept = pin.unwrap_or_default();
+                slots.insert(slot, SlotLogin { user_type, apps: HashSet::from([app.id]), pin: kept });
             }
-            if s.user_type != user_type {
-                return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
-            }
-            let presented = pin.as_ref().map(|p| p.as_slice()).unwrap_or(&[]);
-            if !self.managed() && !constant_time_eq(presented, &s.pin) {
-                return CKR_PIN_INCORRECT;
-            }
-            s.apps.insert(app.id);
-            return CKR_OK;
+            return rv;
+        };
+        let judged_by_backend = s.apps.contains(&app.id)
+            || !matches!(user_type, CKU_USER | CKU_SO)
+            || (pin.is_none() && !self.managed());
+        if judged_by_backend {
+            // The app's own repeated login, an unknown user type or a NULL
+            // PIN: the backend's answer is the exact CK_RV (it is logged in
+            // already, so this cannot change its state).
+            return p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
         }
-        let rv = p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
-        if rv == CKR_OK {
-            let kept = pin.unwrap_or_default();
-            slots.insert(slot, SlotLogin { user_type, apps: HashSet::from([app.id]), pin: kept });
+        if s.user_type != user_type {
+            return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
         }
-        rv
+        let presented = pin.as_ref().map(|p| p.as_slice()).unwrap_or(&[]);
+        if !self.managed() && !constant_time_eq(presented, &s.pin) {
+            return CKR_PIN_INCORRECT;
+        }
+        s.apps.insert(app.id);
+        CKR_OK
     }
 
     pub fn logout(&self, backend: &Backend, app: &App, session: u64) -> CK_RV {
@@ -102,7 +108,10 @@ impl Logins {
             Err(rv) => return rv,
         };
         let mut slots = self.slots();
-        let Some(s) = slots.get_mut(&slot) else { return CKR_USER_NOT_LOGGED_IN };
+        let Some(s) = slots.get_mut(&slot) else {
+            // Nobody is logged in: the backend's own answer for that case.
+            return p11!(backend, C_Logout(session as CK_SESSION_HANDLE));
+        };
         if !s.apps.remove(&app.id) {
             return CKR_USER_NOT_LOGGED_IN;
         }

@@ -18,6 +18,7 @@ mod health;
 mod keys;
 mod login;
 mod object;
+mod objects;
 mod reply;
 mod rv;
 mod secret_file;

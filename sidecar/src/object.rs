@@ -5,6 +5,7 @@ use hsmbridge_proto::template::OwnedTemplate;
 use hsmbridge_proto::wire::{self, response::Result as Body};
 
 use crate::apps::App;
+use crate::objects::token_attribute;
 use crate::backend::p11;
 use crate::reply;
 use crate::service::{Answer, Service};
@@ -18,26 +19,41 @@ impl Service {
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
         let rv = p11!(self.backend, C_CreateObject(s, t.as_mut_ptr(), t.count(), &mut h));
+        if rv == CKR_OK {
+            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+        }
         Ok(reply::ulong(rv, h))
     }
 
     pub(crate) fn copy_object(&self, app: &App, c: wire::ObjectTemplate) -> Answer {
         let s = self.session(app, c.session)?;
+        let source = self.object(app, c.object)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
-        let rv = p11!(self.backend, C_CopyObject(s, c.object as CK_OBJECT_HANDLE, t.as_mut_ptr(), t.count(), &mut h));
+        let rv = p11!(self.backend, C_CopyObject(s, source, t.as_mut_ptr(), t.count(), &mut h));
+        if rv == CKR_OK {
+            // A copy is a token object if the template says so, else like its source.
+            let token = token_attribute(c.template.as_ref()).unwrap_or(!self.objects.is_session_object(c.object));
+            self.objects.created(app.id, c.session, h, token);
+        }
         Ok(reply::ulong(rv, h))
     }
 
     pub(crate) fn destroy_object(&self, app: &App, c: wire::Object) -> Answer {
         let s = self.session(app, c.session)?;
-        Ok(reply::rv(p11!(self.backend, C_DestroyObject(s, c.object as CK_OBJECT_HANDLE))))
+        let o = self.object(app, c.object)?;
+        let rv = p11!(self.backend, C_DestroyObject(s, o));
+        if rv == CKR_OK {
+            self.objects.destroyed(c.object);
+        }
+        Ok(reply::rv(rv))
     }
 
     pub(crate) fn get_object_size(&self, app: &App, c: wire::Object) -> Answer {
         let s = self.session(app, c.session)?;
+        let o = self.object(app, c.object)?;
         let mut size: CK_ULONG = 0;
-        let rv = p11!(self.backend, C_GetObjectSize(s, c.object as CK_OBJECT_HANDLE, &mut size));
+        let rv = p11!(self.backend, C_GetObjectSize(s, o, &mut size));
         Ok(reply::ulong(rv, size))
     }
 
@@ -45,15 +61,17 @@ impl Service {
     /// are the answer to size queries and to sensitive or invalid attributes.
     pub(crate) fn get_attribute_value(&self, app: &App, c: wire::ObjectTemplate) -> Answer {
         let s = self.session(app, c.session)?;
+        let o = self.object(app, c.object)?;
         let mut t = OwnedTemplate::buffers(c.template.as_ref())?;
-        let rv = p11!(self.backend, C_GetAttributeValue(s, c.object as CK_OBJECT_HANDLE, t.as_mut_ptr(), t.count()));
+        let rv = p11!(self.backend, C_GetAttributeValue(s, o, t.as_mut_ptr(), t.count()));
         Ok(wire::Response { rv: rv as u64, result: Some(Body::Template(t.read_back())) })
     }
 
     pub(crate) fn set_attribute_value(&self, app: &App, c: wire::ObjectTemplate) -> Answer {
         let s = self.session(app, c.session)?;
+        let o = self.object(app, c.object)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
-        Ok(reply::rv(p11!(self.backend, C_SetAttributeValue(s, c.object as CK_OBJECT_HANDLE, t.as_mut_ptr(), t.count()))))
+        Ok(reply::rv(p11!(self.backend, C_SetAttributeValue(s, o, t.as_mut_ptr(), t.count()))))
     }
 
     pub(crate) fn find_objects_init(&self, app: &App, c: wire::SessionTemplate) -> Answer {
@@ -62,15 +80,33 @@ impl Service {
         Ok(reply::rv(p11!(self.backend, C_FindObjectsInit(s, t.as_mut_ptr(), t.count()))))
     }
 
+    /// Other applications' session objects are skipped; the backend is asked
+    /// again until `max_count` visible handles are found or it has no more,
+    /// so a short answer still means the search is done.
     pub(crate) fn find_objects(&self, app: &App, c: wire::FindObjects) -> Answer {
         let s = self.session(app, c.session)?;
-        let max = c.max_count.min(MAX_FIND);
-        let mut found: Vec<CK_OBJECT_HANDLE> = vec![0; max as usize];
-        let mut n: CK_ULONG = 0;
-        let rv = p11!(self.backend, C_FindObjects(s, found.as_mut_ptr(), max as CK_ULONG, &mut n));
-        found.truncate((n as usize).min(found.len()));
-        Ok(reply::on_ok(rv, || {
-            Body::Ulongs(wire::Ulongs { count: found.len() as u64, values: found.iter().map(|h| *h as u64).collect() })
-        }))
+        let max = c.max_count.min(MAX_FIND) as usize;
+        let mut found: Vec<u64> = Vec::with_capacity(max);
+        let mut batch: Vec<CK_OBJECT_HANDLE> = vec![0; max.max(1)];
+        while found.len() < max {
+            let mut n: CK_ULONG = 0;
+            let want = (max - found.len()) as CK_ULONG;
+            let rv = p11!(self.backend, C_FindObjects(s, batch.as_mut_ptr(), want, &mut n));
+            if rv != CKR_OK {
+                return Ok(reply::rv(rv));
+            }
+            let got = &batch[..(n as usize).min(batch.len())];
+            found.extend(got.iter().map(|h| *h as u64).filter(|h| self.objects.visible(app.id, *h)));
+            if got.is_empty() {
+                break;
+            }
+        }
+        if max == 0 {
+            // Still let the backend judge the session and the search state.
+            let mut n: CK_ULONG = 0;
+            let rv = p11!(self.backend, C_FindObjects(s, batch.as_mut_ptr(), 0, &mut n));
+            return Ok(reply::on_ok(rv, || Body::Ulongs(wire::Ulongs::default())));
+        }
+        Ok(reply::on_ok(CKR_OK, || Body::Ulongs(wire::Ulongs { count: found.len() as u64, values: found })))
     }
 }

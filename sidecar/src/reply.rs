@@ -20,14 +20,15 @@ pub fn ulong(rv: CK_RV, v: CK_ULONG) -> Response {
     on_ok(rv, || Body::Ulong(v as u64))
 }
 
-/// Runs `f` with an output buffer like the app's: NULL for a size query,
-/// else `capacity` bytes. The backend's CK_RV, length and bytes go back.
-pub fn with_output(capacity: Option<u64>, f: impl FnOnce(*mut u8, *mut CK_ULONG) -> CK_RV) -> Response {
+/// Runs `f` with output arguments shaped like the app's: a NULL buffer for
+/// a size query, else `capacity` bytes; a NULL length pointer if the app
+/// passed one. The backend's CK_RV, length and bytes go back.
+pub fn with_output(capacity: Option<u64>, length_null: bool, f: impl FnOnce(*mut u8, *mut CK_ULONG) -> CK_RV) -> Response {
     let cap = capacity.map(|c| c.min(MAX_OUTPUT) as usize);
     let mut buf = vec![0u8; cap.unwrap_or(0)];
     let mut len = cap.unwrap_or(0) as CK_ULONG;
     let p = if cap.is_some() { buf.as_mut_ptr() } else { std::ptr::null_mut() };
-    let rv = f(p, &mut len);
+    let rv = f(p, if length_null { std::ptr::null_mut() } else { &mut len });
     if rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL {
         return self::rv(rv);
     }
@@ -37,12 +38,12 @@ pub fn with_output(capacity: Option<u64>, f: impl FnOnce(*mut u8, *mut CK_ULONG)
 }
 
 /// The same for lists of CK_ULONGs (slots, mechanisms).
-pub fn with_ulongs(capacity: Option<u64>, f: impl FnOnce(*mut CK_ULONG, *mut CK_ULONG) -> CK_RV) -> Response {
+pub fn with_ulongs(capacity: Option<u64>, length_null: bool, f: impl FnOnce(*mut CK_ULONG, *mut CK_ULONG) -> CK_RV) -> Response {
     let cap = capacity.map(|c| c.min(MAX_OUTPUT / 8) as usize);
     let mut buf: Vec<CK_ULONG> = vec![0; cap.unwrap_or(0)];
     let mut count = cap.unwrap_or(0) as CK_ULONG;
     let p = if cap.is_some() { buf.as_mut_ptr() } else { std::ptr::null_mut() };
-    let rv = f(p, &mut count);
+    let rv = f(p, if length_null { std::ptr::null_mut() } else { &mut count });
     if rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL {
         return self::rv(rv);
     }

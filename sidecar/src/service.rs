@@ -10,25 +10,41 @@ use hsmbridge_proto::wire::{request::Call, Response};
 use crate::apps::{App, Apps};
 use crate::backend::{p11, Backend};
 use crate::login::Logins;
+use crate::objects::SessionObjects;
 use crate::reply;
 
 pub struct Service {
     pub backend: Backend,
     pub apps: Apps,
     pub logins: Logins,
+    pub objects: SessionObjects,
 }
 
 pub type Answer = Result<Response, CK_RV>;
 
 impl Service {
     pub fn new(backend: Backend, logins: Logins) -> Arc<Self> {
-        Arc::new(Service { backend, apps: Apps::default(), logins })
+        Arc::new(Service { backend, apps: Apps::default(), logins, objects: SessionObjects::default() })
     }
 
     /// The backend handle of one of `app`'s sessions.
     pub fn session(&self, app: &App, session: u64) -> Result<CK_SESSION_HANDLE, CK_RV> {
         app.slot_of(session)?;
         Ok(session as CK_SESSION_HANDLE)
+    }
+
+    /// An object handle `app` may use: not another application's session object.
+    pub fn object(&self, app: &App, object: u64) -> Result<CK_OBJECT_HANDLE, CK_RV> {
+        if self.objects.visible(app.id, object) {
+            Ok(object as CK_OBJECT_HANDLE)
+        } else {
+            Err(CKR_OBJECT_HANDLE_INVALID)
+        }
+    }
+
+    /// The same for a key argument, with the error PKCS#11 gives for keys.
+    pub fn key(&self, app: &App, key: u64) -> Result<CK_OBJECT_HANDLE, CK_RV> {
+        self.object(app, key).map_err(|_| CKR_KEY_HANDLE_INVALID)
     }
 
     pub fn handle(&self, app: &App, call: Call) -> Response {
@@ -74,7 +90,11 @@ impl Service {
             Digest(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Digest(s, d, n, o, ol))),
             DigestUpdate(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_DigestUpdate(s, d, n))),
             DigestKey(c) => {
-                self.session_call(app, c.session, |s| p11!(self.backend, C_DigestKey(s, c.object as CK_OBJECT_HANDLE)))
+                let key = self.key(app, c.object);
+                self.session_call(app, c.session, |s| match key {
+                    Ok(k) => p11!(self.backend, C_DigestKey(s, k)),
+                    Err(rv) => rv,
+                })
             }
             DigestFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_DigestFinal(s, o, ol))),
             SignInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_SignInit(s, m, k))),
@@ -131,6 +151,7 @@ impl Service {
         let mut slots: Vec<CK_SLOT_ID> = Vec::new();
         for (session, slot) in &sessions {
             p11!(self.backend, C_CloseSession(*session as CK_SESSION_HANDLE));
+            self.objects.session_closed(*session);
             if !slots.contains(slot) {
                 slots.push(*slot);
             }

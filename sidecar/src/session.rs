@@ -25,6 +25,7 @@ impl Service {
         let rv = p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE));
         if rv == CKR_OK || rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED {
             app.remove_session(session);
+            self.objects.session_closed(session);
             self.logins.sessions_closed(&self.backend, &self.apps, app, slot);
         }
         Ok(reply::rv(rv))
@@ -42,6 +43,7 @@ impl Service {
         for session in app.sessions_on(slot) {
             p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE));
             app.remove_session(session);
+            self.objects.session_closed(session);
         }
         self.logins.sessions_closed(&self.backend, &self.apps, app, slot);
         Ok(reply::rv(CKR_OK))
@@ -69,7 +71,7 @@ impl Service {
 
     pub(crate) fn get_operation_state(&self, app: &App, c: wire::SessionOutput) -> Answer {
         let s = self.session(app, c.session)?;
-        Ok(reply::with_output(c.capacity, |p, n| p11!(self.backend, C_GetOperationState(s, p, n))))
+        Ok(reply::with_output(c.capacity, c.length_null, |p, n| p11!(self.backend, C_GetOperationState(s, p, n))))
     }
 
     pub(crate) fn set_operation_state(&self, app: &App, mut c: wire::SetOperationState) -> Answer {

@@ -29,7 +29,7 @@ impl Service {
 
     pub(crate) fn get_slot_list(&self, c: wire::GetSlotList) -> Answer {
         let present = c.token_present as CK_BBOOL;
-        Ok(reply::with_ulongs(c.capacity, |p, n| p11!(self.backend, C_GetSlotList(present, p, n))))
+        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| p11!(self.backend, C_GetSlotList(present, p, n))))
     }
 
     pub(crate) fn get_slot_info(&self, slot: u64) -> Answer {
@@ -80,7 +80,7 @@ impl Service {
 
     pub(crate) fn get_mechanism_list(&self, c: wire::GetMechanismList) -> Answer {
         let slot = c.slot as CK_SLOT_ID;
-        Ok(reply::with_ulongs(c.capacity, |p, n| p11!(self.backend, C_GetMechanismList(slot, p, n))))
+        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| p11!(self.backend, C_GetMechanismList(slot, p, n))))
     }
 
     pub(crate) fn get_mechanism_info(&self, c: wire::GetMechanismInfo) -> Answer {
@@ -100,15 +100,19 @@ impl Service {
             // The token's credential belongs to the sidecar, not to apps.
             return Err(CKR_FUNCTION_NOT_SUPPORTED);
         }
-        let mut label = [b' '; 32];
-        let n = c.label.len().min(32);
-        label[..n].copy_from_slice(&c.label[..n]);
+        let mut label = c.label.map(|l| {
+            let mut field = [b' '; 32];
+            let n = l.len().min(32);
+            field[..n].copy_from_slice(&l[..n]);
+            field
+        });
+        let label = label.as_mut().map_or(std::ptr::null_mut(), |l| l.as_mut_ptr());
         let mut pin = zeroize::Zeroizing::new(c.so_pin);
         let (p, len) = match pin.as_mut() {
             Some(p) => (p.as_mut_ptr(), p.len() as CK_ULONG),
             None => (std::ptr::null_mut(), 0),
         };
-        let rv = p11!(self.backend, C_InitToken(c.slot as CK_SLOT_ID, p, len, label.as_mut_ptr()));
+        let rv = p11!(self.backend, C_InitToken(c.slot as CK_SLOT_ID, p, len, label));
         if rv == CKR_OK {
             self.logins.forget_slot(c.slot as CK_SLOT_ID);
         }

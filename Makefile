@@ -1,0 +1,15 @@
+# The two set-up commands of the README, and the benchmark.
+.PHONY: demo test bench
+
+# End to end on a local SoftHSM token: enroll, start the sidecar in managed mode, and let
+# pkcs11-tool list slots, generate an EC key, sign and verify through the shim without the PIN.
+demo:
+	bash scripts/demo.sh
+
+# Installs system packages, builds the workspace in release mode and runs all tests.
+test:
+	bash scripts/test.sh
+
+# SoftHSM directly vs p11-kit RPC vs shim+sidecar: ops/s, p50/p99 latency, RSS.
+bench:
+	bash scripts/bench.sh

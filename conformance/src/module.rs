@@ -1,0 +1,39 @@
+//! A PKCS#11 module loaded with dlopen, called through its function list.
+
+use std::path::Path;
+
+use cryptoki_sys::*;
+
+pub struct Module {
+    // Keeps the library mapped while `f` points into it.
+    _lib: libloading::Library,
+    f: &'static CK_FUNCTION_LIST,
+}
+
+impl Module {
+    /// Loads `path` and fetches its function list (before C_Initialize, as
+    /// PKCS#11 allows). Each path is loaded once per process by the dynamic
+    /// linker, so two `Module`s of one path share their state.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, String> {
+        let path = path.as_ref();
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
+        let get: libloading::Symbol<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
+            unsafe { lib.get(b"C_GetFunctionList\0") }.map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut list = std::ptr::null_mut();
+        let rv = unsafe { get(&mut list) };
+        if rv != CKR_OK || list.is_null() {
+            return Err(format!("{}: C_GetFunctionList returned {rv:#x}", path.display()));
+        }
+        let f = unsafe { &*list };
+        Ok(Module { _lib: lib, f })
+    }
+
+    /// The function list; call entries as `(m.fl().C_Foo.unwrap())(...)`.
+    pub fn fl(&self) -> &'static CK_FUNCTION_LIST {
+        self.f
+    }
+
+    pub fn library(&self) -> &libloading::Library {
+        &self._lib
+    }
+}
