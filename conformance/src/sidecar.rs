@@ -17,6 +17,7 @@ pub struct Sidecar {
     socket: PathBuf,
     stderr_log: PathBuf,
     pin_file: Option<PathBuf>,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -36,9 +37,15 @@ impl Sidecar {
 
     /// Serves the token of `hsm` (which the sidecar then owns).
     pub fn start_on(hsm: SoftHsm, pin_file: Option<PathBuf>) -> Self {
+        Self::start_with_args(hsm, pin_file, &[])
+    }
+
+    /// Like [`Sidecar::start_on`], with more `serve` arguments (e.g. `--health-addr`).
+    pub fn start_with_args(hsm: SoftHsm, pin_file: Option<PathBuf>, extra_args: &[&str]) -> Self {
         let socket = hsm.dir().join("pkcs11.sock");
         let stderr_log = hsm.dir().join("sidecar.stderr");
-        let mut sidecar = Sidecar { hsm, socket, stderr_log, pin_file, child: None };
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut sidecar = Sidecar { hsm, socket, stderr_log, pin_file, extra_args, child: None };
         sidecar.spawn();
         sidecar
     }
@@ -58,6 +65,7 @@ impl Sidecar {
         if let Some(pin_file) = &self.pin_file {
             cmd.arg("--pin-file").arg(pin_file);
         }
+        cmd.args(&self.extra_args);
         cmd.env("SOFTHSM2_CONF", self.hsm.conf())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -135,6 +143,21 @@ impl Sidecar {
     /// The running sidecar's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Whether the sidecar process is still alive.

@@ -73,6 +73,15 @@ impl Backend {
         p11!(self, C_Finalize(std::ptr::null_mut()))
     }
 
+    /// Whether some slot holds an initialized token the module can talk to
+    /// (Primus: at least one HSM of the cluster answers).
+    pub fn token_reachable(&self) -> bool {
+        self.present_slots().unwrap_or_default().into_iter().any(|slot| {
+            let mut info = CK_TOKEN_INFO::default();
+            p11!(self, C_GetTokenInfo(slot, &mut info)) == CKR_OK && info.flags & CKF_TOKEN_INITIALIZED != 0
+        })
+    }
+
     /// Slots with a token present (empty when the HSM cannot be reached).
     pub fn present_slots(&self) -> Result<Vec<CK_SLOT_ID>, CK_RV> {
         let mut n: CK_ULONG = 0;

@@ -1,6 +1,6 @@
 //! The standard gRPC health service (`grpc.health.v1`) for kubelet gRPC
-//! probes: SERVING while the backend module sees a token, NOT_SERVING when
-//! it cannot reach one (for Primus: every HSM of the cluster down).
+//! probes: SERVING while the backend module reaches an initialized token,
+//! NOT_SERVING when it cannot (for Primus: every HSM of the cluster down).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use tracing::{info, warn};
 
 use crate::service::Service;
 
-const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Kubelet probes every 10 s by default; a fresher answer costs one
+/// C_GetSlotList and a C_GetTokenInfo per slot.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn serve(addr: SocketAddr, service: Arc<Service>, shutdown: impl std::future::Future<Output = ()>) {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -19,11 +21,8 @@ pub async fn serve(addr: SocketAddr, service: Arc<Service>, shutdown: impl std::
         let mut last = None;
         loop {
             let s = service.clone();
-            let present = tokio::task::spawn_blocking(move || s.backend.present_slots()).await;
-            let status = match present {
-                Ok(Ok(slots)) if !slots.is_empty() => ServingStatus::Serving,
-                _ => ServingStatus::NotServing,
-            };
+            let reachable = tokio::task::spawn_blocking(move || s.backend.token_reachable()).await;
+            let status = if matches!(reachable, Ok(true)) { ServingStatus::Serving } else { ServingStatus::NotServing };
             if last != Some(status) {
                 info!(?status, "backend health changed");
                 last = Some(status);

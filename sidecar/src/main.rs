@@ -51,20 +51,9 @@ enum Command {
         #[arg(long)]
         health_addr: Option<SocketAddr>,
     },
-    /// Exchange a one-time setup password for a permanent secret (pkcs11-init-pin).
-    Enroll {
-        #[arg(long)]
-        module: PathBuf,
-        /// Label of the token to enroll.
-        #[arg(long)]
-        token: String,
-        /// File holding the one-time setup password (the token's SO PIN as issued).
-        #[arg(long)]
-        setup_password_file: PathBuf,
-        /// Where to write the permanent secret (mode 0600).
-        #[arg(long)]
-        pin_out: PathBuf,
-    },
+    /// Exchange a one-time setup password for a permanent secret
+    /// (pkcs11-init-pin or ppin), written to files or to a Kubernetes Secret.
+    Enroll(enroll::EnrollArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,18 +66,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Serve { module, socket, pin_file, health_addr } => serve(module, socket, pin_file, health_addr),
-        Command::Enroll { module, token, setup_password_file, pin_out } => {
-            match enroll::enroll(&module, &token, &setup_password_file, &pin_out) {
-                Ok(()) => {
-                    info!(token, pin_out = %pin_out.display(), "enrolled: permanent secret written");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    error!("enrollment failed: {e}");
-                    ExitCode::from(e.exit_code() as u8)
-                }
-            }
-        }
+        Command::Enroll(args) => enroll::run(args),
     }
 }
 
