@@ -1,5 +1,5 @@
 # The two set-up commands of the README, and the benchmark.
-.PHONY: demo test bench
+.PHONY: demo test bench bench-operator bench-webhook
 
 # End to end on a local SoftHSM token: enroll, start the sidecar in managed mode, and let
 # pkcs11-tool list slots, generate an EC key, sign and verify through the shim without the PIN.
@@ -13,3 +13,11 @@ test:
 # SoftHSM directly vs p11-kit RPC vs shim+sidecar: ops/s, p50/p99 latency, RSS.
 bench:
 	bash scripts/bench.sh
+
+# hsm-operator: time until 500 HsmPartitions are Ready from a cold start on a real kube-apiserver, peak RSS.
+bench-operator:
+	bash scripts/operator-bench.sh
+
+# Injection webhook: p50/p99 (operator's histogram) while 200 labelled pods are created on a real kube-apiserver.
+bench-webhook:
+	bash scripts/webhook-bench.sh

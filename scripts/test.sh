@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # `make test`: installs the system packages, builds everything in release mode (the tests drive
 # target/release/hsm-sidecar and target/release/libhsmbridge_pkcs11.so) and runs the workspace tests.
+# The operator's integration tests (operator/tests/) start real kube-apiservers: `kube-testenv.sh
+# install` builds and caches one (~5 min on a fresh machine, then a no-op).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
 
 "$REPO_ROOT/scripts/install-deps.sh"
+"$REPO_ROOT/scripts/kube-testenv.sh" install
 build_release
+bash scripts/chart-test.sh
 # --no-fail-fast: report every failing test binary, not only the first.
 cargo test --release --workspace --no-fail-fast "$@"

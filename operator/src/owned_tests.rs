@@ -1,0 +1,256 @@
+use super::*;
+use crate::crd::SecretKeyRef;
+
+fn owner() -> Owner {
+    Owner {
+        name: "payments".to_owned(),
+        namespace: "team-a".to_owned(),
+        reference: OwnerReference {
+            api_version: "hsmbridge.io/v1alpha1".to_owned(),
+            kind: "HsmPartition".to_owned(),
+            name: "payments".to_owned(),
+            uid: "uid-1".to_owned(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        },
+    }
+}
+
+fn setup() -> SecretKeyRef {
+    SecretKeyRef {
+        name: "payments-setup".to_owned(),
+        key: "setup-password".to_owned(),
+    }
+}
+
+fn init_pin_plan() -> EnrollmentPlan {
+    EnrollmentPlan {
+        image: "hsm-sidecar:dev".to_owned(),
+        provider: Provider::Pkcs11,
+        method: EnrollMethodArgs::Pkcs11InitPin {
+            module_path: "/usr/lib/softhsm/libsofthsm2.so".to_owned(),
+            token_label: "payments".to_owned(),
+        },
+        setup_password: setup(),
+    }
+}
+
+fn ppin_plan() -> EnrollmentPlan {
+    EnrollmentPlan {
+        image: "registry.example/hsm-sidecar-primus:1.0".to_owned(),
+        provider: Provider::Primus,
+        method: EnrollMethodArgs::Ppin {
+            ppin_path: Some("/usr/local/primus/bin/ppin".to_owned()),
+            user: "PAYMENTS".to_owned(),
+        },
+        setup_password: setup(),
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn role_allows_only_the_credential_secret() {
+    let role = enroll_role(&owner());
+    assert_eq!(role.metadata.name.as_deref(), Some("payments-enroll"));
+    let rules = role.rules.unwrap_or_default();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].api_groups, Some(vec![String::new()]));
+    assert_eq!(rules[0].resources, Some(strings(&["secrets"])));
+    assert_eq!(
+        rules[0].resource_names,
+        Some(strings(&["payments-credentials"]))
+    );
+    assert_eq!(rules[0].verbs, strings(&["get", "update", "patch"]));
+}
+
+#[test]
+fn role_binding_binds_the_enroll_service_account() {
+    let rb = enroll_role_binding(&owner());
+    assert_eq!(rb.role_ref.kind, "Role");
+    assert_eq!(rb.role_ref.name, "payments-enroll");
+    let subjects = rb.subjects.unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0].kind, "ServiceAccount");
+    assert_eq!(subjects[0].name, "payments-enroll");
+    assert_eq!(subjects[0].namespace.as_deref(), Some("team-a"));
+    assert_eq!(
+        enroll_service_account(&owner()).metadata.name.as_deref(),
+        Some("payments-enroll")
+    );
+}
+
+#[test]
+fn init_pin_job_runs_once_with_the_contract_command() {
+    let job = enrollment_job(
+        &owner(),
+        &init_pin_plan(),
+        "payments-enroll-5994471a",
+        "12345",
+    );
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some("payments-enroll-5994471a")
+    );
+    assert_eq!(job.metadata.namespace.as_deref(), Some("team-a"));
+    assert_eq!(
+        job.metadata.owner_references.as_ref().map(Vec::len),
+        Some(1)
+    );
+    let spec = job.spec.unwrap_or_default();
+    assert_eq!(spec.backoff_limit, Some(0));
+    let pod = spec.template.spec.unwrap_or_default();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(pod.service_account_name.as_deref(), Some("payments-enroll"));
+    assert_eq!(pod.containers.len(), 1);
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("hsm-sidecar:dev"));
+    assert_eq!(
+        c.command,
+        Some(strings(&[
+            "hsm-sidecar",
+            "enroll",
+            "--method",
+            "pkcs11-init-pin",
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token",
+            "payments",
+            "--setup-password-file",
+            "/var/run/hsmbridge/setup/setup-password",
+            "--secret",
+            "payments-credentials",
+            "--namespace",
+            "team-a",
+        ]))
+    );
+    assert!(c.args.is_none());
+    assert!(c.env.is_none(), "no env for a generic module");
+}
+
+#[test]
+fn ppin_job_has_primus_config_env() {
+    let job = enrollment_job(&owner(), &ppin_plan(), "payments-enroll-5994471a", "12345");
+    let pod = job
+        .spec
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default();
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.command,
+        Some(strings(&[
+            "hsm-sidecar",
+            "enroll",
+            "--method",
+            "ppin",
+            "--ppin",
+            "/usr/local/primus/bin/ppin",
+            "--user",
+            "PAYMENTS",
+            "--setup-password-file",
+            "/var/run/hsmbridge/setup/setup-password",
+            "--secret",
+            "payments-credentials",
+            "--namespace",
+            "team-a",
+        ]))
+    );
+    let env = c.env.clone().unwrap_or_default();
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].name, "SECUROSYS_PKCS11_CONF");
+    assert_eq!(
+        env[0].value.as_deref(),
+        Some("/etc/hsmbridge/provider/primus.cfg")
+    );
+}
+
+#[test]
+fn setup_password_only_as_a_0400_file_from_the_secret_volume() {
+    let job = enrollment_job(&owner(), &ppin_plan(), "j", "1");
+    let pod = job
+        .spec
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default();
+    let volumes = pod.volumes.unwrap_or_default();
+    let setup = volumes
+        .iter()
+        .find(|v| v.name == "setup-password")
+        .and_then(|v| v.secret.clone())
+        .unwrap_or_default();
+    assert_eq!(setup.secret_name.as_deref(), Some("payments-setup"));
+    let items = setup.items.unwrap_or_default();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].key, "setup-password");
+    assert_eq!(items[0].path, "setup-password");
+    assert_eq!(items[0].mode, Some(0o400));
+    let c = &pod.containers[0];
+    let mounts = c.volume_mounts.clone().unwrap_or_default();
+    assert!(mounts
+        .iter()
+        .any(|m| m.name == "setup-password" && m.mount_path == "/var/run/hsmbridge/setup"));
+    assert!(mounts
+        .iter()
+        .any(|m| m.name == "provider-config" && m.mount_path == "/etc/hsmbridge/provider"));
+    // Nothing in env or argv refers to the Secret's contents.
+    let serialized = serde_json::to_string(c).unwrap_or_default();
+    assert!(!serialized.contains("secretKeyRef"));
+    assert!(!serialized.contains("envFrom"));
+}
+
+#[test]
+fn credential_secret_is_metadata_only_and_unowned_when_retained() {
+    let s = credential_secret(&owner(), false);
+    assert_eq!(s.metadata.name.as_deref(), Some("payments-credentials"));
+    assert!(s.data.is_none() && s.string_data.is_none() && s.type_.is_none());
+    assert!(s.metadata.owner_references.is_some());
+    assert!(credential_secret(&owner(), true)
+        .metadata
+        .owner_references
+        .is_none());
+}
+
+#[test]
+fn objects_carry_the_partition_labels() {
+    let cm = provider_config_map(&owner(), BTreeMap::new());
+    let labels = cm.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("hsm-operator")
+    );
+    assert_eq!(
+        labels.get("hsmbridge.io/partition").map(String::as_str),
+        Some("payments")
+    );
+    assert_eq!(cm.metadata.name.as_deref(), Some("payments-provider"));
+}
+
+#[test]
+fn metadata_current_detects_missing_labels_and_owner_changes() {
+    let owned = credential_secret(&owner(), false).metadata;
+    let retained = credential_secret(&owner(), true).metadata;
+    assert!(metadata_current(&owned, &owned, "uid-1"));
+    assert!(metadata_current(&retained, &retained, "uid-1"));
+    // retainCredentialsOnDelete switched on: our ownerReference must go.
+    assert!(!metadata_current(&owned, &retained, "uid-1"));
+    // ... and switched off again: it must come back.
+    assert!(!metadata_current(&retained, &owned, "uid-1"));
+    // A Secret retained from an earlier partition (other uid) gets the new owner.
+    assert!(!metadata_current(&owned, &owned, "uid-2"));
+    let mut unlabelled = owned.clone();
+    unlabelled.labels = None;
+    assert!(!metadata_current(&unlabelled, &owned, "uid-1"));
+    let mut extra = owned.clone();
+    extra
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert("x".to_owned(), "y".to_owned());
+    assert!(metadata_current(&extra, &owned, "uid-1"));
+}
