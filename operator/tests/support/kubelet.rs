@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::apiserver::{path_str, ApiServer};
 use super::paths;
+use super::pod_runner::expand;
 
 /// How long the enrollment process may run before it is killed.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -290,33 +291,6 @@ fn container_argv(container: &Container, env: &BTreeMap<String, String>) -> Vec<
     }
     argv.extend(container.args.clone().unwrap_or_default());
     argv.iter().map(|a| expand(a, env)).collect()
-}
-
-/// Kubernetes' `$(VAR)` expansion (`$$` escapes; unknown references stay as they are).
-fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-        } else if let (Some(body), true) = (after.strip_prefix('('), after.contains(')')) {
-            let end = body.find(')').unwrap_or(0);
-            let name = &body[..end];
-            match env.get(name) {
-                Some(v) => out.push_str(v),
-                None => out.push_str(&format!("$({name})")),
-            }
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> (Option<ExitStatus>, String, String) {
