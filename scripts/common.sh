@@ -67,3 +67,14 @@ stop_process() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
+
+# run_ignored_operator_test NAME: an #[ignore]d benchmark driver of operator/tests/ on a real
+# kube-apiserver, in release mode (installs what it needs first).
+run_ignored_operator_test() {
+    "$REPO_ROOT/scripts/install-deps.sh"
+    "$REPO_ROOT/scripts/kube-testenv.sh" install
+    ensure_cargo
+    # hsm-sidecar: the drivers play the kubelet for enrollment Jobs, which run it.
+    cargo build --release -p hsm-operator -p hsm-sidecar
+    cargo test --release -p hsm-operator --test "$1" -- --ignored --nocapture --test-threads=1
+}

@@ -22,8 +22,4 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-"$REPO_ROOT/scripts/install-deps.sh"
-"$REPO_ROOT/scripts/kube-testenv.sh" install
-ensure_cargo
-cargo build --release -p hsm-operator
-cargo test --release -p hsm-operator --test bench_reconcile -- --ignored --nocapture --test-threads=1
+run_ignored_operator_test bench_reconcile

@@ -22,9 +22,4 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-"$REPO_ROOT/scripts/install-deps.sh"
-"$REPO_ROOT/scripts/kube-testenv.sh" install
-ensure_cargo
-# hsm-sidecar: the partition's enrollment Job runs it (the test plays the kubelet).
-cargo build --release -p hsm-operator -p hsm-sidecar
-cargo test --release -p hsm-operator --test bench_webhook -- --ignored --nocapture --test-threads=1
+run_ignored_operator_test bench_webhook
