@@ -56,6 +56,17 @@ struct Pool {
 pub struct Conn {
     stream: BufReader<UnixStream>,
     buf: Vec<u8>,
+    /// The CPU (plus one) of this connection's last caller; the sidecar's
+    /// thread for it follows its caller's CPU, so a caller prefers an idle
+    /// connection last used from its own CPU.
+    cpu: u32,
+}
+
+/// The calling thread's CPU plus one, 0 if unknown.
+fn caller_cpu() -> u32 {
+    // SAFETY: no arguments; returns -1 on failure.
+    let cpu = unsafe { libc::sched_getcpu() };
+    (cpu + 1).max(0) as u32
 }
 
 fn env_millis(name: &str, default: u64) -> Duration {
@@ -128,7 +139,9 @@ impl Client {
     pub fn lease(self: &Arc<Self>) -> Rv<Lease> {
         let mut pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
         let epoch = pool.epoch;
-        if let Some(conn) = pool.idle.pop() {
+        let cpu = caller_cpu();
+        let here = pool.idle.iter().rposition(|c| c.cpu == cpu);
+        if let Some(conn) = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()) {
             return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
         }
         let conn = match pool.app_token.clone() {
@@ -151,7 +164,7 @@ impl Client {
         let stream = UnixStream::connect(&self.socket).map_err(|_| CKR_DEVICE_REMOVED)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
-        let mut conn = Conn { stream: BufReader::with_capacity(64 * 1024, stream), buf: Vec::with_capacity(256) };
+        let mut conn = Conn { stream: BufReader::with_capacity(64 * 1024, stream), buf: Vec::with_capacity(256), cpu: 0 };
         let hello = Call::Hello(Hello { protocol_version: PROTOCOL_VERSION, join_token });
         let reply = conn.round_trip(hello).map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
@@ -175,7 +188,8 @@ impl Client {
 
 impl Conn {
     fn round_trip(&mut self, call: Call) -> std::io::Result<Response> {
-        let req = Request { call: Some(call) };
+        self.cpu = caller_cpu();
+        let req = Request { call: Some(call), caller_cpu: self.cpu };
         write_frame(self.stream.get_mut(), &req, &mut self.buf)?;
         read_frame(&mut self.stream, &mut self.buf)
     }

@@ -12,6 +12,7 @@ use tracing::{error, info};
 
 mod apps;
 mod backend;
+mod cpu_follow;
 mod crypto;
 mod enroll;
 mod health;
@@ -50,6 +51,10 @@ enum Command {
         /// Serve grpc.health.v1 on this TCP address (for kubelet gRPC probes).
         #[arg(long)]
         health_addr: Option<SocketAddr>,
+        /// Serve each call on the CPU its caller runs on (fewer cross-CPU
+        /// wake-ups); `false` leaves thread placement to the scheduler.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        follow_caller_cpu: bool,
     },
     /// Exchange a one-time setup password for a permanent secret
     /// (pkcs11-init-pin or ppin), written to files or to a Kubernetes Secret.
@@ -65,7 +70,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve { module, socket, pin_file, health_addr } => serve(module, socket, pin_file, health_addr),
+        Command::Serve { module, socket, pin_file, health_addr, follow_caller_cpu } => {
+            serve(module, socket, pin_file, health_addr, follow_caller_cpu)
+        }
         Command::Enroll(args) => enroll::run(args),
     }
 }
@@ -73,7 +80,13 @@ fn main() -> ExitCode {
 /// Exit code for configuration errors (bad module, socket path, PIN file).
 const CONFIG_ERROR: u8 = 2;
 
-fn serve(module: PathBuf, socket: PathBuf, pin_file: Option<PathBuf>, health_addr: Option<SocketAddr>) -> ExitCode {
+fn serve(
+    module: PathBuf,
+    socket: PathBuf,
+    pin_file: Option<PathBuf>,
+    health_addr: Option<SocketAddr>,
+    follow_cpu: bool,
+) -> ExitCode {
     let managed_pin = match pin_file.as_deref().map(secret_file::read).transpose() {
         Ok(pin) => pin,
         Err(e) => {
@@ -100,7 +113,7 @@ fn serve(module: PathBuf, socket: PathBuf, pin_file: Option<PathBuf>, health_add
     let conns = Arc::new(server::Connections::default());
     {
         let (service, conns) = (service.clone(), conns.clone());
-        std::thread::spawn(move || server::accept_loop(listener, service, conns));
+        std::thread::spawn(move || server::accept_loop(listener, service, conns, follow_cpu));
     }
     info!(module = %module.display(), socket = %socket.display(), managed, "serving PKCS#11");
 

@@ -18,6 +18,7 @@ use hsmbridge_proto::PROTOCOL_VERSION;
 use tracing::{debug, info, warn};
 
 use crate::apps::App;
+use crate::cpu_follow::CpuFollower;
 use crate::service::Service;
 
 /// More connections than any pod's apps need; beyond it new ones are refused.
@@ -65,7 +66,8 @@ impl Connections {
 }
 
 /// Accepts connections until the process ends.
-pub fn accept_loop(listener: UnixListener, service: Arc<Service>, conns: Arc<Connections>) {
+/// `follow_cpu`: serve each call on its caller's CPU (see `cpu_follow`).
+pub fn accept_loop(listener: UnixListener, service: Arc<Service>, conns: Arc<Connections>, follow_cpu: bool) {
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -92,7 +94,7 @@ pub fn accept_loop(listener: UnixListener, service: Arc<Service>, conns: Arc<Con
         }
         let (service, conns) = (service.clone(), conns.clone());
         let spawned = std::thread::Builder::new().name(format!("conn-{id}")).spawn(move || {
-            serve_connection(&service, stream);
+            serve_connection(&service, stream, follow_cpu);
             conns.open().remove(&id);
         });
         if let Err(e) = spawned {
@@ -101,7 +103,7 @@ pub fn accept_loop(listener: UnixListener, service: Arc<Service>, conns: Arc<Con
     }
 }
 
-fn serve_connection(service: &Service, stream: UnixStream) {
+fn serve_connection(service: &Service, stream: UnixStream, follow_cpu: bool) {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut rbuf = Vec::with_capacity(256);
     let mut wbuf = Vec::with_capacity(256);
@@ -112,6 +114,7 @@ fn serve_connection(service: &Service, stream: UnixStream) {
             return;
         }
     };
+    let mut cpu = CpuFollower::new(follow_cpu);
     loop {
         let req: Request = match read_frame(&mut reader, &mut rbuf) {
             Ok(r) => r,
@@ -121,6 +124,7 @@ fn serve_connection(service: &Service, stream: UnixStream) {
                 break;
             }
         };
+        cpu.follow(req.caller_cpu);
         let Some(call) = req.call else {
             warn!(app = app.id, "closing connection: empty request");
             break;
