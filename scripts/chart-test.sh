@@ -127,7 +127,7 @@ static_checks() {
     [ "$got" = "$want" ] || fail "default render: objects differ (- expected, + rendered):
 $(diff <(echo "$want") <(echo "$got") || true)"
     ok "renders the 16 expected objects"
-    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image ghcr.io/hsmbridge/hsmbridge-shim:0.1.0"
+    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image ghcr.io/hsmbridge/hsmbridge-shim:0.1.0 --injected-resources {\\limits\\:{\\memory\\:\\128Mi\\},\\requests\\:{\\cpu\\:\\20m\\,\\memory\\:\\32Mi\\}}"
     got=$(args_of default | paste -sd' ' -)
     [ "$got" = "$want" ] || fail "default render: operator args
   got:      $got
@@ -194,7 +194,11 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     render digest --set operator.image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set-string operator.extraArgs='{--concurrency,32}'
     has digest 'image: "ghcr.io/hsmbridge/hsm-operator@sha256:0123456789abcdef' "the image by digest"
     args_of digest | paste -sd' ' - | grep -qF -- '--concurrency 32' || fail "extraArgs not passed"
-    ok "crds.enabled=false, replicas=1 (no PDB), image digest, extraArgs"
+    render nores --set injection.resources=null
+    ! args_of nores | grep -qF -- '--injected-resources' || fail "injection.resources=null still passes --injected-resources"
+    render cpu1 --set injection.resources.requests.cpu=1
+    args_of cpu1 | grep -qF -- '\requests\:{\cpu\:1,' || fail "injection.resources.requests.cpu=1 not passed as a number: $(args_of cpu1 | tail -1)"
+    ok "crds.enabled=false, replicas=1 (no PDB), image digest, extraArgs, injection.resources null or a number"
 
     step "values.schema.json"
     rejects "a typo at the top level" --set webhok.url=https://x/
@@ -207,6 +211,8 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     rejects "a string replicas" --set-string operator.replicas=two
     rejects "an issuerRef without a name" --set webhook.certManager.issuerRef.kind=ClusterIssuer
     rejects "a typo in certManager" --set webhook.certManager.enable=true
+    rejects "a quantity in bytes, not Mi" --set injection.resources.requests.memory=32MB
+    rejects "a typo in injection.resources" --set injection.resources.request.cpu=1m
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ pub mod reason {
     pub const SETUP_PASSWORD_SECRET_MISSING: &str = "SetupPasswordSecretMissing";
     pub const SETUP_PASSWORD_REJECTED: &str = "SetupPasswordRejected";
     pub const ENROLLMENT_FAILED: &str = "EnrollmentFailed";
+    pub const CREDENTIAL_LOST: &str = "CredentialLost";
 
     pub const READY: &str = "Ready";
     pub const NOT_ENROLLED: &str = "NotEnrolled";

@@ -132,13 +132,17 @@ pub fn job_outcome(
                 retry_hint(setup_ref)
             ),
         )),
+        // The Job stored the pin before it completed (the credential is read after the Job), so
+        // the pin was removed since: the setup password it used is spent.
         JobView::Succeeded => Some(Cond::new(
             ENROLLED,
             false,
-            reason::ENROLLMENT_FAILED,
+            reason::CREDENTIAL_LOST,
             format!(
-                "Enrollment Job {job_name} completed but wrote no pin into the credential Secret; see `kubectl logs job/{job_name}`. {}",
-                retry_hint(setup_ref)
+                "Enrollment Job {job_name} completed, but the credential Secret holds no pin any more (emptied or deleted after enrollment). \
+                 The setup password it used is spent, so nothing re-enrolls by itself: restore the Secret's pin from a backup, \
+                 or put a new setup password from the HSM administrator into Secret {} key {} to enroll again",
+                setup_ref.name, setup_ref.key
             ),
         )),
     }
@@ -219,7 +223,7 @@ fn reported_failure(error: &ReportedError, job_name: &str, setup_ref: &SecretKey
             false,
             reason::ENROLLMENT_FAILED,
             format!(
-                "Enrollment Job {job_name} found no such token{detail}. Check spec.token.label, then {}",
+                "Enrollment Job {job_name} failed{detail}. Check spec.token.label, then {}",
                 retry_hint_lower(setup_ref)
             ),
         ),

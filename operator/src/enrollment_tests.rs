@@ -167,6 +167,23 @@ fn job_outcomes() {
 }
 
 #[test]
+fn a_completed_job_without_a_pin_means_the_credential_was_lost() {
+    let c = job_outcome("j", JobView::Succeeded, &CredentialView::default(), &setup_ref())
+        .unwrap_or_else(|| panic!("outcome"));
+    assert_eq!(c.reason, reason::CREDENTIAL_LOST);
+    assert!(!c.status);
+    assert!(c.message.contains("spent"), "{}", c.message);
+    assert!(c.message.contains("Secret payments-setup key setup-password"), "{}", c.message);
+}
+
+#[test]
+fn the_rejected_message_says_its_advice_once() {
+    let c = job_outcome("j", JobView::Failed, &rejected(), &setup_ref()).unwrap_or_else(|| panic!("outcome"));
+    assert_eq!(c.message.matches("setup password").count(), 2, "{}", c.message);
+    assert!(c.message.starts_with("The HSM rejected the setup password: CKR_PIN_INCORRECT from C_Login(SO). It is not retried"), "{}", c.message);
+}
+
+#[test]
 fn no_token_and_other_failures_are_enrollment_failed() {
     let cred = CredentialView {
         has_pin: false,
@@ -178,7 +195,7 @@ fn no_token_and_other_failures_are_enrollment_failed() {
     let c =
         job_outcome("j", JobView::Failed, &cred, &setup_ref()).unwrap_or_else(|| panic!("outcome"));
     assert_eq!(c.reason, reason::ENROLLMENT_FAILED);
-    assert!(c.message.contains("no such token: no token labelled x"));
+    assert!(c.message.contains("j failed: no token labelled x. Check spec.token.label"), "{}", c.message);
     let cred = CredentialView {
         has_pin: false,
         error: Some(ReportedError {

@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use support::chart;
 use support::injection::{app_pod, Injection, APP_SERVICE_ACCOUNT, PARTITION, SHIM_IMAGE, TOKEN_LABEL};
 use support::pod_runner::{self, expand, remap};
@@ -220,6 +221,16 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
     let probe = sidecar.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref());
     assert!(probe.is_some(), "1.20 has no gRPC probes: the sidecar's readiness probe is TCP: {:?}", sidecar.readiness_probe);
     assert_restricted(sidecar);
+    // The chart's default injection.resources, through --injected-resources.
+    for c in [shim, sidecar] {
+        let quantities = |list: &Option<BTreeMap<String, Quantity>>| -> Vec<(String, String)> {
+            list.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect()
+        };
+        let r = c.resources.as_ref().unwrap_or_else(|| panic!("container {} has no resources", c.name));
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(quantities(&r.requests), vec![pair("cpu", "20m"), pair("memory", "32Mi")], "{} requests", c.name);
+        assert_eq!(quantities(&r.limits), vec![pair("memory", "128Mi")], "{} limits", c.name);
+    }
 
     // The credential Secret and the provider config reach the sidecar only.
     for c in init.iter().chain(&spec.containers).filter(|c| c.name != "hsm-sidecar") {

@@ -61,7 +61,24 @@ impl Injection {
         say(&format!("helm install {} ({}): {}", chart::RELEASE, values.join(" "), first_line_with(&out, "STATUS")));
         fx.api.kubectl_ok(&["wait", "--for=condition=established", "--timeout=60s", &format!("crd/{}", chart::CRD)]);
 
-        let mut operator = WebhookOperator::start(&fx.api, webhook_addr, SHIM_IMAGE);
+        // The operator runs outside the cluster, with the webhook flags the test sets and the
+        // chart's own --injected-resources (so the chart's default reaches the stored pod).
+        let chart_args = fx.api.kubectl_ok(&[
+            "-n",
+            chart::NAMESPACE,
+            "get",
+            "deployment",
+            "hsm-operator",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].args}",
+        ]);
+        let chart_args: Vec<String> = serde_json::from_str(&chart_args).expect("the Deployment's args are a JSON list");
+        let resources = chart_args
+            .iter()
+            .position(|a| a == "--injected-resources")
+            .and_then(|i| chart_args.get(i + 1))
+            .expect("the chart passes --injected-resources by default");
+        let mut operator = WebhookOperator::start(&fx.api, webhook_addr, SHIM_IMAGE, &["--injected-resources", resources]);
         let ca_bundle = operator.wait_serving(&fx.api, &fx.client, WAIT).await;
         say(&format!("hsm-operator serves {webhook_url}; caBundle patched into hsmbridge-injector"));
 

@@ -40,9 +40,9 @@ impl WebhookOperator {
     }
 
     /// Starts `hsm-operator run --webhook-addr ADDR --webhook-url URL --shim-image IMAGE
-    /// --leader-election-namespace hsmbridge-system` with `POD_NAMESPACE=hsmbridge-system` and
-    /// the chart's ServiceAccount token (the ServiceAccount must exist: install the chart first).
-    pub fn start(api: &ApiServer, webhook_addr: SocketAddr, shim_image: &str) -> WebhookOperator {
+    /// --leader-election-namespace hsmbridge-system EXTRA...` with `POD_NAMESPACE=hsmbridge-system`
+    /// and the chart's ServiceAccount token (the ServiceAccount must exist: install the chart first).
+    pub fn start(api: &ApiServer, webhook_addr: SocketAddr, shim_image: &str, extra: &[&str]) -> WebhookOperator {
         let kubeconfig = api.dir().join("chart-operator.kubeconfig");
         api.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, &kubeconfig);
         let log = api.dir().join("webhook-operator.log");
@@ -54,6 +54,7 @@ impl WebhookOperator {
             .args(["--webhook-addr", &webhook_addr.to_string()])
             .args(["--webhook-url", &Self::url(webhook_addr)])
             .args(["--shim-image", shim_image])
+            .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .env_remove("KUBERNETES_SERVICE_HOST")

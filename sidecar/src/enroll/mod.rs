@@ -224,6 +224,15 @@ pub enum EnrollError {
 }
 
 impl EnrollError {
+    /// What went wrong, without the advice: the operator's condition adds its own advice to
+    /// the reasons it knows, so the annotation carries only the cause for those.
+    pub fn detail(&self) -> String {
+        match self {
+            EnrollError::SetupPasswordRejected(cause) => cause.clone(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn reason(&self) -> Reason {
         match self {
             EnrollError::SetupPasswordRejected(_) => Reason::SetupPasswordRejected,
@@ -275,7 +284,7 @@ pub fn run(args: EnrollArgs) -> ExitCode {
         }
         Err(e) => {
             error!(reason = e.reason().as_str(), "enrollment failed: {e}");
-            sink.report_failure(e.reason(), &e.to_string());
+            sink.report_failure(e.reason(), &e.detail());
             ExitCode::from(e.exit_code())
         }
     }

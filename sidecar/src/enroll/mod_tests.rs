@@ -97,3 +97,12 @@ fn exit_codes_follow_the_contract() {
 fn hex_is_lower_case_and_twice_as_long() {
     assert_eq!(&*hex(&[0x00, 0x9f, 0xff]), b"009fff");
 }
+
+#[test]
+fn the_annotation_detail_of_a_rejection_is_the_cause_alone() {
+    let e = EnrollError::SetupPasswordRejected("C_Login(SO) failed: CKR_PIN_INCORRECT".into());
+    assert_eq!(e.detail(), "C_Login(SO) failed: CKR_PIN_INCORRECT");
+    assert!(e.to_string().contains("not retried"), "the log line keeps the advice: {e}");
+    let e = EnrollError::NoToken("t".into());
+    assert_eq!(e.detail(), e.to_string());
+}
