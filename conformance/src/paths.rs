@@ -37,7 +37,8 @@ pub fn shim_lib() -> PathBuf {
     built_artifact("libhsmbridge_pkcs11.so")
 }
 
-fn built_artifact(name: &str) -> PathBuf {
+/// `target/<profile>/<name>`; panics with how to build it if it is missing.
+pub fn built_artifact(name: &str) -> PathBuf {
     let path = profile_dir().join(name);
     assert!(
         path.is_file(),

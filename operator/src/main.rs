@@ -11,6 +11,7 @@ mod crd;
 mod crd_schema;
 mod enrollment;
 mod error;
+mod histogram;
 mod http;
 mod leader;
 mod metrics;

@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::histogram::Histogram;
 use crate::webhook::WebhookMetrics;
 
 /// Upper bounds (seconds) of the duration histogram's buckets.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// The injection webhook's reviews, rendered after the controller's families.
     pub webhook: Arc<WebhookMetrics>,
@@ -26,29 +27,23 @@ pub struct Metrics {
     leader: AtomicBool,
 }
 
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in microseconds (integer, so it can be an atomic).
-    sum_micros: AtomicU64,
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            webhook: Arc::default(),
+            reconciles: AtomicU64::new(0),
+            failures: Mutex::default(),
+            duration: Histogram::new(&BUCKETS),
+            leader: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Metrics {
     /// One reconcile finished after `elapsed`.
     pub fn reconciled(&self, elapsed: Duration) {
         self.reconciles.fetch_add(1, Ordering::Relaxed);
-        let secs = elapsed.as_secs_f64();
-        for (bound, counter) in BUCKETS.iter().zip(&self.duration.buckets) {
-            if secs <= *bound {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.duration.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.duration
-            .sum_micros
-            .fetch_add(micros, Ordering::Relaxed);
+        self.duration.observe(elapsed);
     }
 
     /// One reconcile failed for `reason` (a short, fixed label value).
@@ -96,29 +91,11 @@ impl Metrics {
             );
         }
 
-        let _ = writeln!(
-            out,
-            "# HELP hsm_operator_reconcile_duration_seconds Time spent in one reconciliation."
+        self.duration.render(
+            &mut out,
+            "hsm_operator_reconcile_duration_seconds",
+            "Time spent in one reconciliation.",
         );
-        let _ = writeln!(
-            out,
-            "# TYPE hsm_operator_reconcile_duration_seconds histogram"
-        );
-        for (bound, counter) in BUCKETS.iter().zip(&self.duration.buckets) {
-            let _ = writeln!(
-                out,
-                "hsm_operator_reconcile_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.duration.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "hsm_operator_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.duration.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "hsm_operator_reconcile_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "hsm_operator_reconcile_duration_seconds_count {count}");
 
         let _ = writeln!(
             out,

@@ -9,6 +9,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::histogram::Histogram;
+
 /// Upper bounds (seconds); fine below 10 ms, where the latency target lives.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -45,13 +47,16 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WebhookMetrics {
     outcomes: [AtomicU64; 4],
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in nanoseconds (an integer, so it can be an atomic).
-    sum_nanos: AtomicU64,
+    duration: Histogram,
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        WebhookMetrics { outcomes: Default::default(), duration: Histogram::new(&BUCKETS) }
+    }
 }
 
 impl WebhookMetrics {
@@ -59,15 +64,7 @@ impl WebhookMetrics {
     pub fn observe(&self, outcome: Outcome, elapsed: Duration) {
         let slot = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.outcomes[slot].fetch_add(1, Ordering::Relaxed);
-        let secs = elapsed.as_secs_f64();
-        for (bound, counter) in BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.duration.observe(elapsed);
     }
 
     /// Reviews counted so far with `outcome`.
@@ -77,22 +74,10 @@ impl WebhookMetrics {
         self.outcomes[slot].load(Ordering::Relaxed)
     }
 
-    /// The upper bound of the bucket holding quantile `q` (0..=1) of the reviews so far, in
-    /// seconds (`None` before any review, `+Inf` past the last bucket). Tests report it.
+    /// The upper bound of the bucket holding quantile `q` of the review durations so far.
     #[cfg(test)]
     pub fn quantile_bound(&self, q: f64) -> Option<f64> {
-        let count = self.count.load(Ordering::Relaxed);
-        if count == 0 {
-            return None;
-        }
-        let rank = (q.clamp(0.0, 1.0) * count as f64).ceil().max(1.0) as u64;
-        Some(
-            BUCKETS
-                .iter()
-                .zip(&self.buckets)
-                .find(|(_, n)| n.load(Ordering::Relaxed) >= rank)
-                .map_or(f64::INFINITY, |(bound, _)| *bound),
-        )
+        self.duration.quantile_bound(q)
     }
 
     /// The text exposition (format 0.0.4) of the webhook's families.
@@ -112,29 +97,11 @@ impl WebhookMetrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP hsm_operator_webhook_duration_seconds Time to answer one admission review."
+        self.duration.render(
+            &mut out,
+            "hsm_operator_webhook_duration_seconds",
+            "Time to answer one admission review.",
         );
-        let _ = writeln!(
-            out,
-            "# TYPE hsm_operator_webhook_duration_seconds histogram"
-        );
-        for (bound, counter) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "hsm_operator_webhook_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "hsm_operator_webhook_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "hsm_operator_webhook_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "hsm_operator_webhook_duration_seconds_count {count}");
         out
     }
 }

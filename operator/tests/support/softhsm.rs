@@ -1,8 +1,10 @@
 //! A SoftHSM token standing in for the HSM partition: its SO PIN is the one-time setup
 //! password, and enrollment (`pkcs11-init-pin`) must leave a user PIN that logs in.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+use hsmbridge_conformance::softhsm::SoftHsm;
 
 use super::paths;
 
@@ -10,41 +12,19 @@ use super::paths;
 pub const INITIAL_USER_PIN: &str = "initial-user-pin";
 
 pub struct SoftHsmToken {
-    dir: PathBuf,
-    conf: PathBuf,
+    hsm: SoftHsm,
     label: String,
 }
 
 impl SoftHsmToken {
     /// A SoftHSM config of its own with one token `label` whose SO PIN is `setup_password`.
     pub fn new(label: &str, setup_password: &str) -> SoftHsmToken {
-        let dir = paths::fresh_temp_dir("softhsm");
-        let tokens = dir.join("tokens");
-        std::fs::create_dir_all(&tokens).unwrap_or_else(|e| panic!("creating {}: {e}", tokens.display()));
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
-        )
-        .unwrap_or_else(|e| panic!("writing {}: {e}", conf.display()));
-        let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", label, "--so-pin", setup_password, "--pin", INITIAL_USER_PIN])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap_or_else(|e| panic!("running softhsm2-util (is softhsm2 installed?): {e}"));
-        assert!(
-            out.status.success(),
-            "softhsm2-util --init-token failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SoftHsmToken { dir, conf, label: label.to_owned() }
+        SoftHsmToken { hsm: SoftHsm::with_token(label, INITIAL_USER_PIN, setup_password), label: label.to_owned() }
     }
 
     /// The value of `SOFTHSM2_CONF` for processes that must see this token.
     pub fn conf(&self) -> &Path {
-        &self.conf
+        self.hsm.conf()
     }
 
     pub fn label(&self) -> &str {
@@ -59,7 +39,7 @@ impl SoftHsmToken {
             .arg("--module")
             .arg(&module)
             .args(["--token-label", &self.label, "--login", "--login-type", login_type, "--pin", pin, "--list-objects"])
-            .env("SOFTHSM2_CONF", &self.conf)
+            .env("SOFTHSM2_CONF", self.hsm.conf())
             .output()
             .unwrap_or_else(|e| panic!("running pkcs11-tool (is opensc installed?): {e}"));
         if out.status.success() {
@@ -72,11 +52,5 @@ impl SoftHsmToken {
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }
-    }
-}
-
-impl Drop for SoftHsmToken {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
