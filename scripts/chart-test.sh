@@ -213,6 +213,7 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     rejects "a typo in certManager" --set webhook.certManager.enable=true
     rejects "a quantity in bytes, not Mi" --set injection.resources.requests.memory=32MB
     rejects "a typo in injection.resources" --set injection.resources.request.cpu=1m
+    rejects "a misspelt resource name" --set injection.resources.limits.memroy=1Gi
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ fn allowed_cpus() -> Vec<usize> {
 fn call_from_cpu(shim: &Module, sidecar: &Sidecar, cpu: usize) -> Vec<String> {
     let f = shim.fl();
     let pid = sidecar.pid().expect("sidecar running");
+    // The previous connection's thread may still be ending its application.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !connection_threads_cpus(pid).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "a connection thread outlived its connection");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: as in allowed_cpus; `cpu` is one of ours.

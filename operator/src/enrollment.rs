@@ -132,8 +132,9 @@ pub fn job_outcome(
                 retry_hint(setup_ref)
             ),
         )),
-        // The Job stored the pin before it completed (the credential is read after the Job), so
-        // the pin was removed since: the setup password it used is spent.
+        // The Job stored the pin before it completed (the caller reads the credential again
+        // after seeing the Job complete), so the pin was removed since: the setup password it
+        // used is spent.
         JobView::Succeeded => Some(Cond::new(
             ENROLLED,
             false,

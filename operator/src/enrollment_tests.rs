@@ -18,7 +18,7 @@ fn rejected() -> CredentialView {
         has_pin: false,
         error: Some(ReportedError {
             kind: "SetupPasswordRejected".to_owned(),
-            message: Some("CKR_PIN_INCORRECT from C_Login(SO)".to_owned()),
+            message: Some("SO login: CKR_PIN_INCORRECT".to_owned()),
         }),
     }
 }
@@ -180,7 +180,7 @@ fn a_completed_job_without_a_pin_means_the_credential_was_lost() {
 fn the_rejected_message_says_its_advice_once() {
     let c = job_outcome("j", JobView::Failed, &rejected(), &setup_ref()).unwrap_or_else(|| panic!("outcome"));
     assert_eq!(c.message.matches("setup password").count(), 2, "{}", c.message);
-    assert!(c.message.starts_with("The HSM rejected the setup password: CKR_PIN_INCORRECT from C_Login(SO). It is not retried"), "{}", c.message);
+    assert!(c.message.starts_with("The HSM rejected the setup password: SO login: CKR_PIN_INCORRECT. It is not retried"), "{}", c.message);
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod enrollment;
 mod error;
 mod histogram;
 mod http;
+mod injected_resources;
 mod leader;
 mod metrics;
 mod names;

@@ -263,6 +263,24 @@ async fn enroll(
 
     let jobs: Api<Job> = target.api(ctx);
     let job_view = read_job(&jobs, &job_name).await?;
+    // The credential was read before the Job: a Job that stored the pin and completed in
+    // between must not look like a lost credential, so read the Secret again.
+    let reread;
+    let credential = if job_view == JobView::Succeeded {
+        let secret_name = names::credential_secret(name);
+        let secret = target
+            .api::<Secret>(ctx)
+            .get_opt(&secret_name)
+            .await
+            .map_err(Error::kube("get", "Secret", secret_name))?;
+        reread = secret.as_ref().map(credential_view).unwrap_or_default();
+        if reread.has_pin {
+            return Ok((enrollment::enrolled(name), previous));
+        }
+        &reread
+    } else {
+        credential
+    };
     if let Some(cond) = enrollment::job_outcome(&job_name, job_view, credential, setup_ref) {
         return Ok((
             cond,

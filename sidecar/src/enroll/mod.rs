@@ -224,8 +224,8 @@ pub enum EnrollError {
 }
 
 impl EnrollError {
-    /// What went wrong, without the advice: the operator's condition adds its own advice to
-    /// the reasons it knows, so the annotation carries only the cause for those.
+    /// What the Secret's annotation says: a rejected setup password's cause without the advice
+    /// (the operator's condition adds its own); the full message for everything else.
     pub fn detail(&self) -> String {
         match self {
             EnrollError::SetupPasswordRejected(cause) => cause.clone(),
