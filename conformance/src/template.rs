@@ -42,6 +42,16 @@ impl Template {
         self
     }
 
+    /// Like `bytes`, for a value read from a random object (generated domain parameters): the
+    /// description rounds its length up to 8 bytes, as random integers lose leading zeros.
+    pub fn random_bytes(self, ty: CK_ATTRIBUTE_TYPE, value: &[u8]) -> Self {
+        let mut t = self.bytes(ty, value);
+        if let Some(last) = t.desc.last_mut() {
+            *last = format!("{}=~{}B", names::attribute(ty), value.len().div_ceil(8) * 8);
+        }
+        t
+    }
+
     pub fn bool(self, ty: CK_ATTRIBUTE_TYPE, value: bool) -> Self {
         let mut t = self.bytes(ty, &[value as CK_BBOOL]);
         t.relabel(format!("{}={value}", names::attribute(ty)));

@@ -274,9 +274,9 @@ fn dsa_and_dh_key_pairs_and_parameters() {
             let (_, values) = api.attribute_values(s, dsa_domain, &domain_attrs);
             if let [_, _, Some(p), Some(q), Some(g), ..] = values.as_slice() {
                 let domain = Template::new()
-                    .bytes(CKA_PRIME, p)
-                    .bytes(CKA_SUBPRIME, q)
-                    .bytes(CKA_BASE, g);
+                    .random_bytes(CKA_PRIME, p)
+                    .random_bytes(CKA_SUBPRIME, q)
+                    .random_bytes(CKA_BASE, g);
                 key_pair(
                     api,
                     s,
