@@ -34,46 +34,33 @@ fn len_text(len: CK_ULONG) -> String {
     }
 }
 
+/// Key material that is a big integer: random in a generated key, and liable to lose leading
+/// zero bytes.
+const INTEGERS: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_VALUE,
+    CKA_MODULUS,
+    CKA_PRIVATE_EXPONENT,
+    CKA_PRIME_1,
+    CKA_PRIME_2,
+    CKA_EXPONENT_1,
+    CKA_EXPONENT_2,
+    CKA_COEFFICIENT,
+    CKA_PRIME,
+    CKA_SUBPRIME,
+    CKA_BASE,
+];
+
 /// Whether a value of a random key (generated, derived from one) differs
 /// between modules by nature: its key material and what is computed from
 /// it. Flags, sizes, types and what the template fixed do not.
 fn redacted(ty: CK_ATTRIBUTE_TYPE, _value: &[u8]) -> bool {
-    const MATERIAL: &[CK_ATTRIBUTE_TYPE] = &[
-        CKA_VALUE,
-        CKA_CHECK_VALUE,
-        CKA_MODULUS,
-        CKA_PRIVATE_EXPONENT,
-        CKA_PRIME_1,
-        CKA_PRIME_2,
-        CKA_EXPONENT_1,
-        CKA_EXPONENT_2,
-        CKA_COEFFICIENT,
-        CKA_PUBLIC_KEY_INFO,
-        CKA_EC_POINT,
-        CKA_PRIME,
-        CKA_SUBPRIME,
-        CKA_BASE,
-    ];
-    MATERIAL.contains(&ty)
+    INTEGERS.contains(&ty) || [CKA_CHECK_VALUE, CKA_PUBLIC_KEY_INFO, CKA_EC_POINT].contains(&ty)
 }
 
 /// A random big integer (a DSA/DH public value, a generated prime) loses its leading zero
 /// bytes now and then, so two runs give lengths a byte or so apart: a random object's integer
 /// attributes show their length rounded up to 8 bytes.
 fn shown_len(random: bool, ty: CK_ATTRIBUTE_TYPE, len: CK_ULONG) -> String {
-    const INTEGERS: &[CK_ATTRIBUTE_TYPE] = &[
-        CKA_VALUE,
-        CKA_MODULUS,
-        CKA_PRIVATE_EXPONENT,
-        CKA_PRIME_1,
-        CKA_PRIME_2,
-        CKA_EXPONENT_1,
-        CKA_EXPONENT_2,
-        CKA_COEFFICIENT,
-        CKA_PRIME,
-        CKA_SUBPRIME,
-        CKA_BASE,
-    ];
     if random && INTEGERS.contains(&ty) && len != CK_UNAVAILABLE_INFORMATION {
         format!("~{}", len.div_ceil(8) * 8)
     } else {
