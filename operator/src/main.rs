@@ -11,7 +11,7 @@ mod crd;
 mod crd_schema;
 mod enrollment;
 mod error;
-mod histogram;
+mod exposition;
 mod http;
 mod injected_resources;
 mod leader;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::histogram::Histogram;
+use crate::exposition::{header, Histogram};
 use crate::webhook::WebhookMetrics;
 
 /// Upper bounds (seconds) of the duration histogram's buckets.
@@ -64,22 +64,14 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = writeln!(
-            out,
-            "# HELP hsm_operator_reconciles_total Reconciliations of HsmPartitions."
-        );
-        let _ = writeln!(out, "# TYPE hsm_operator_reconciles_total counter");
+        header(&mut out, "hsm_operator_reconciles_total", "counter", "Reconciliations of HsmPartitions.");
         let _ = writeln!(
             out,
             "hsm_operator_reconciles_total {}",
             self.reconciles.load(Ordering::Relaxed)
         );
 
-        let _ = writeln!(
-            out,
-            "# HELP hsm_operator_reconcile_failures_total Failed reconciliations by reason."
-        );
-        let _ = writeln!(out, "# TYPE hsm_operator_reconcile_failures_total counter");
+        header(&mut out, "hsm_operator_reconcile_failures_total", "counter", "Failed reconciliations by reason.");
         let failures = match self.failures.lock() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -97,11 +89,7 @@ impl Metrics {
             "Time spent in one reconciliation.",
         );
 
-        let _ = writeln!(
-            out,
-            "# HELP hsm_operator_leader 1 while this replica holds the leader Lease."
-        );
-        let _ = writeln!(out, "# TYPE hsm_operator_leader gauge");
+        header(&mut out, "hsm_operator_leader", "gauge", "1 while this replica holds the leader Lease.");
         let _ = writeln!(
             out,
             "hsm_operator_leader {}",

@@ -141,18 +141,19 @@ impl Client {
         let epoch = pool.epoch;
         let cpu = caller_cpu();
         let here = pool.idle.iter().rposition(|c| c.cpu == cpu);
-        if let Some(conn) = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()) {
+        if let Some(mut conn) = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()) {
+            conn.cpu = cpu;
             return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
         }
         let conn = match pool.app_token.clone() {
             // Joining an existing application can happen outside the lock.
             Some(token) => {
                 drop(pool);
-                self.connect(token)?.0
+                self.connect(token, cpu)?.0
             }
             // The first connection names the application; others wait for it.
             None => {
-                let (conn, token) = self.connect(Vec::new())?;
+                let (conn, token) = self.connect(Vec::new(), cpu)?;
                 pool.app_token = Some(token);
                 conn
             }
@@ -160,11 +161,11 @@ impl Client {
         Ok(Lease { client: self.clone(), conn: Some(conn), epoch })
     }
 
-    fn connect(&self, join_token: Vec<u8>) -> Rv<(Conn, Vec<u8>)> {
+    fn connect(&self, join_token: Vec<u8>, cpu: u32) -> Rv<(Conn, Vec<u8>)> {
         let stream = UnixStream::connect(&self.socket).map_err(|_| CKR_DEVICE_REMOVED)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
-        let mut conn = Conn { stream: BufReader::with_capacity(64 * 1024, stream), buf: Vec::with_capacity(256), cpu: 0 };
+        let mut conn = Conn { stream: BufReader::with_capacity(64 * 1024, stream), buf: Vec::with_capacity(256), cpu };
         let hello = Call::Hello(Hello { protocol_version: PROTOCOL_VERSION, join_token });
         let reply = conn.round_trip(hello).map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
@@ -187,8 +188,9 @@ impl Client {
 }
 
 impl Conn {
+    /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
+    /// thread to have moved in between, and it would only cost one follow).
     fn round_trip(&mut self, call: Call) -> std::io::Result<Response> {
-        self.cpu = caller_cpu();
         let req = Request { call: Some(call), caller_cpu: self.cpu };
         write_frame(self.stream.get_mut(), &req, &mut self.buf)?;
         read_frame(&mut self.stream, &mut self.buf)

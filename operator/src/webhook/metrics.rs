@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::histogram::Histogram;
+use crate::exposition::{header, Histogram};
 
 /// Upper bounds (seconds); fine below 10 ms, where the latency target lives.
 const BUCKETS: [f64; 12] = [
@@ -84,11 +84,7 @@ impl WebhookMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = writeln!(
-            out,
-            "# HELP hsm_operator_webhook_requests_total Admission reviews by outcome."
-        );
-        let _ = writeln!(out, "# TYPE hsm_operator_webhook_requests_total counter");
+        header(&mut out, "hsm_operator_webhook_requests_total", "counter", "Admission reviews by outcome.");
         for (outcome, counter) in Outcome::ALL.iter().zip(&self.outcomes) {
             let _ = writeln!(
                 out,

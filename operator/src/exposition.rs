@@ -1,9 +1,16 @@
-//! A Prometheus histogram with fixed buckets, on atomics: the operator's two latency families
-//! (reconcile duration, webhook review duration) share it.
+//! The Prometheus text format (0.0.4) as the operator writes it: family headers, and a histogram
+//! with fixed buckets on atomics that both latency families (reconcile, webhook review) use.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Appends the `# HELP` and `# TYPE` lines of family `name` (`kind`: counter, gauge, histogram).
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
 
 #[derive(Debug)]
 pub struct Histogram {
@@ -40,9 +47,7 @@ impl Histogram {
 
     /// Appends the family `name` (HELP, TYPE, buckets, sum, count) in the text format 0.0.4.
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        // Writing into a String cannot fail.
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
+        header(out, name, "histogram", help);
         for (bound, counter) in self.bounds.iter().zip(&self.buckets) {
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", counter.load(Ordering::Relaxed));
         }
