@@ -5,31 +5,75 @@ use std::io::{self, Read, Write};
 
 use prost::Message;
 
-/// Largest frame either side accepts; a longer length prefix means the peer
-/// is not speaking this protocol and the connection is closed.
-pub const MAX_FRAME: usize = 64 << 20;
+pub use crate::limits::MAX_FRAME;
+
+/// Buffers keep at most this much capacity between frames; a larger frame's
+/// buffer is given back after it.
+pub const KEEP_CAPACITY: usize = 16 << 10;
+
+/// Why a message cannot be framed.
+pub fn too_large() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "message exceeds the maximum frame size")
+}
+
+/// Whether `msg` fits in one frame.
+pub fn fits(msg: &impl Message) -> bool {
+    msg.encoded_len() <= MAX_FRAME
+}
+
+/// Encodes `msg` as one frame into `buf` (reused between calls). A message
+/// larger than [`MAX_FRAME`] is an `InvalidInput` error and nothing is
+/// encoded.
+pub fn encode_frame(msg: &impl Message, buf: &mut Vec<u8>) -> io::Result<()> {
+    let len = msg.encoded_len();
+    if len > MAX_FRAME {
+        return Err(too_large());
+    }
+    buf.clear();
+    buf.reserve(4 + len);
+    // MAX_FRAME < u32::MAX, so the length fits.
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+    msg.encode(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
 
 /// Writes `msg` as one frame, reusing `buf` to avoid an allocation per call.
 pub fn write_frame(w: &mut impl Write, msg: &impl Message, buf: &mut Vec<u8>) -> io::Result<()> {
-    let len = msg.encoded_len();
-    buf.clear();
-    buf.reserve(4 + len);
-    buf.extend_from_slice(&(len as u32).to_le_bytes());
-    msg.encode(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    w.write_all(buf)
+    encode_frame(msg, buf)?;
+    let r = w.write_all(buf);
+    shrink(buf);
+    r
 }
 
-/// Reads one frame and decodes it. An oversized or undecodable frame is an
-/// `InvalidData` error: the caller closes the connection.
-pub fn read_frame<M: Message + Default>(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<M> {
-    let mut header = [0u8; 4];
-    r.read_exact(&mut header)?;
+/// Gives back the capacity a large frame left in `buf`.
+pub fn shrink(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_CAPACITY {
+        buf.clear();
+        buf.shrink_to(KEEP_CAPACITY);
+    }
+}
+
+/// The length a frame header announces, checked against [`MAX_FRAME`].
+pub fn frame_len(header: [u8; 4]) -> io::Result<usize> {
     let len = u32::from_le_bytes(header) as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "frame exceeds the maximum size"));
     }
+    Ok(len)
+}
+
+/// Reads one frame and decodes it. An oversized or undecodable frame is an
+/// `InvalidData` error: the caller closes the connection. The buffer grows
+/// as bytes arrive, not to what the length prefix claims.
+pub fn read_frame<M: Message + Default>(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<M> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header)?;
+    let len = frame_len(header)?;
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
-    M::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let got = r.take(len as u64).read_to_end(buf)?;
+    if got < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let msg = M::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+    shrink(buf);
+    msg
 }

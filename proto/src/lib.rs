@@ -1,9 +1,12 @@
 //! The PKCS#11-over-socket protocol shared by `libhsmbridge_pkcs11.so` and
-//! `hsm-sidecar`: generated messages, framing, and the deep conversion of
-//! mechanisms and attribute templates between C memory and messages.
+//! `hsm-sidecar`: generated messages, framing, the limits both sides hold a
+//! call to, and the deep conversion of mechanisms and attribute templates
+//! between C memory and messages.
 
 pub mod frame;
+pub mod limits;
 pub mod mechanism;
+pub mod shape;
 pub mod template;
 
 /// Messages generated from `pkcs11.proto`.

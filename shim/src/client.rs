@@ -4,7 +4,8 @@
 //!
 //! Blocking I/O, no threads of our own, nothing opened before C_Initialize.
 
-use std::io::BufReader;
+use std::io::{self, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use cryptoki_sys::*;
 use hsmbridge_proto::frame::{read_frame, write_frame};
 use hsmbridge_proto::wire::{request::Call, response, Hello, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
+use zeroize::Zeroize;
 
 use crate::guard::Rv;
 use crate::handles;
@@ -50,12 +52,17 @@ struct Pool {
     epoch: u64,
     /// The sidecar's name for this application; `None` until the first connection.
     app_token: Option<Vec<u8>>,
+    /// Connections idle this long may have been closed by the sidecar (its
+    /// idle timeout less a margin); `None`: never.
+    stale_after: Option<Duration>,
     idle: Vec<Conn>,
 }
 
 pub struct Conn {
     stream: BufReader<UnixStream>,
     buf: Vec<u8>,
+    /// When this connection last answered a call.
+    last_used: Instant,
     /// The CPU (plus one) of this connection's last caller; the sidecar's
     /// thread for it follows its caller's CPU, so a caller prefers an idle
     /// connection last used from its own CPU.
@@ -96,7 +103,12 @@ pub fn initialize() -> Rv {
         socket: std::env::var_os(SOCKET_ENV).map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into()),
         timeout: env_millis(TIMEOUT_ENV, 30_000),
         fork_generation: FORK_GENERATION.load(Ordering::SeqCst),
-        pool: Mutex::new(Pool { epoch: NEXT_EPOCH.fetch_add(1, Ordering::SeqCst), app_token: None, idle: Vec::new() }),
+        pool: Mutex::new(Pool {
+            epoch: NEXT_EPOCH.fetch_add(1, Ordering::SeqCst),
+            app_token: None,
+            stale_after: None,
+            idle: Vec::new(),
+        }),
     });
     let prev = CLIENT.compare_and_swap(&old, Some(client.clone()));
     if !same(&prev, &old) {
@@ -138,38 +150,65 @@ impl Client {
     /// Takes an idle connection or opens one; the lease returns it when dropped.
     pub fn lease(self: &Arc<Self>) -> Rv<Lease> {
         let mut pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
-        let epoch = pool.epoch;
         let cpu = caller_cpu();
         let here = pool.idle.iter().rposition(|c| c.cpu == cpu);
+        let mut stale = None;
         if let Some(mut conn) = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()) {
-            conn.cpu = cpu;
-            return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
+            if !pool.stale_after.is_some_and(|t| conn.last_used.elapsed() >= t) {
+                conn.cpu = cpu;
+                return Ok(Lease { client: self.clone(), conn: Some(conn), epoch: pool.epoch });
+            }
+            // The sidecar may have closed it: join anew first, so that the
+            // application (and its sessions) outlives the stale connection.
+            stale = Some(conn);
         }
-        let conn = match pool.app_token.clone() {
+        let (conn, joined) = match pool.app_token.clone() {
             // Joining an existing application can happen outside the lock.
             Some(token) => {
                 drop(pool);
-                self.connect(token, cpu)?.0
+                let (conn, got, stale_after) = self.connect(token.clone(), cpu)?;
+                pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+                if got != token && pool.app_token.as_ref() == Some(&token) {
+                    // The application had ended in the sidecar: its handles are void.
+                    pool.epoch = NEXT_EPOCH.fetch_add(1, Ordering::SeqCst);
+                    pool.idle.clear();
+                    pool.app_token = Some(got);
+                }
+                pool.stale_after = stale_after;
+                (conn, pool)
             }
             // The first connection names the application; others wait for it.
             None => {
-                let (conn, token) = self.connect(Vec::new(), cpu)?;
+                let (conn, token, stale_after) = self.connect(Vec::new(), cpu)?;
                 pool.app_token = Some(token);
-                conn
+                pool.stale_after = stale_after;
+                (conn, pool)
             }
         };
+        let epoch = joined.epoch;
+        drop(joined);
+        drop(stale);
         Ok(Lease { client: self.clone(), conn: Some(conn), epoch })
     }
 
-    fn connect(&self, join_token: Vec<u8>, cpu: u32) -> Rv<(Conn, Vec<u8>)> {
+    /// Opens a connection and says hello: the connection, the application's
+    /// token, and after how long an idle connection counts as stale.
+    fn connect(&self, join_token: Vec<u8>, cpu: u32) -> Rv<(Conn, Vec<u8>, Option<Duration>)> {
         let stream = UnixStream::connect(&self.socket).map_err(|_| CKR_DEVICE_REMOVED)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
-        let mut conn = Conn { stream: BufReader::with_capacity(64 * 1024, stream), buf: Vec::with_capacity(256), cpu };
+        let mut conn = Conn {
+            stream: BufReader::with_capacity(16 * 1024, stream),
+            buf: Vec::with_capacity(256),
+            last_used: Instant::now(),
+            cpu,
+        };
         let hello = Call::Hello(Hello { protocol_version: PROTOCOL_VERSION, join_token });
         let reply = conn.round_trip(hello).map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
-            Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => Ok((conn, h.app_token)),
+            Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => {
+                Ok((conn, h.app_token, stale_after(h.idle_timeout_ms)))
+            }
             _ => Err(CKR_DEVICE_ERROR),
         }
     }
@@ -187,14 +226,78 @@ impl Client {
     }
 }
 
+/// A pooled connection idle for `idle_timeout_ms` less a margin (a quarter,
+/// at most 5 s) is not reused.
+fn stale_after(idle_timeout_ms: u64) -> Option<Duration> {
+    let t = Duration::from_millis(idle_timeout_ms);
+    (idle_timeout_ms > 0).then(|| t - (t / 4).min(Duration::from_secs(5)))
+}
+
+/// Writes with MSG_NOSIGNAL: a sidecar gone away is an error for the call,
+/// not a SIGPIPE that kills the application.
+struct NoSigPipe<'a>(&'a UnixStream);
+
+impl Write for NoSigPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: the pointer and length describe `buf`, valid for reads; the fd is the stream's own.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wipes the PIN a call carries once it is sent.
+fn wipe_pins(req: &mut Request) {
+    match &mut req.call {
+        Some(Call::Login(l)) => l.pin.zeroize(),
+        Some(Call::InitPin(p)) => p.data.zeroize(),
+        Some(Call::SetPin(p)) => {
+            p.old_pin.zeroize();
+            p.new_pin.zeroize();
+        }
+        Some(Call::InitToken(t)) => t.so_pin.zeroize(),
+        _ => {}
+    }
+}
+
+/// Why a round trip failed.
+enum Failed {
+    /// The request does not fit in a frame (README "Limits"); nothing was sent.
+    TooLarge,
+    /// The connection failed: the call may or may not have run.
+    Transport,
+}
+
 impl Conn {
     /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
     /// thread to have moved in between, and it would only cost one follow).
-    fn round_trip(&mut self, call: Call) -> std::io::Result<Response> {
-        let req = Request { call: Some(call), caller_cpu: self.cpu };
-        write_frame(self.stream.get_mut(), &req, &mut self.buf)?;
-        read_frame(&mut self.stream, &mut self.buf)
+    fn round_trip(&mut self, call: Call) -> Result<Response, Failed> {
+        let mut req = Request { call: Some(call), caller_cpu: self.cpu };
+        if !hsmbridge_proto::frame::fits(&req) {
+            wipe_pins(&mut req);
+            return Err(Failed::TooLarge);
+        }
+        let sent = write_frame(&mut NoSigPipe(self.stream.get_ref()), &req, &mut self.buf);
+        if carries_pin(&req) {
+            wipe_pins(&mut req);
+            self.buf.zeroize();
+        }
+        sent.map_err(|_| Failed::Transport)?;
+        let r = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
+        self.last_used = Instant::now();
+        r
     }
+}
+
+fn carries_pin(req: &Request) -> bool {
+    matches!(req.call, Some(Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_)))
 }
 
 /// One connection, lent to one call.
@@ -212,7 +315,8 @@ impl Lease {
         let conn = self.conn.as_mut().ok_or(CKR_DEVICE_ERROR)?;
         match conn.round_trip(call) {
             Ok(r) => Ok(r),
-            Err(_) => {
+            Err(Failed::TooLarge) => Err(CKR_HOST_MEMORY),
+            Err(Failed::Transport) => {
                 self.conn = None;
                 self.client.reset(self.epoch);
                 Err(CKR_DEVICE_ERROR)

@@ -50,6 +50,10 @@ impl App {
         self.sessions().drain().collect()
     }
 
+    pub fn has_sessions(&self) -> bool {
+        !self.sessions().is_empty()
+    }
+
     pub fn has_session_on(&self, slot: CK_SLOT_ID) -> bool {
         self.sessions().values().any(|s| *s == slot)
     }
@@ -90,6 +94,32 @@ impl Apps {
         let app = map.get(token)?.clone();
         app.connections.fetch_add(1, Ordering::SeqCst);
         Some(app)
+    }
+
+    /// Joins the application of `token`, or starts a new one when it has
+    /// ended (all its connections closed, or the sidecar restarted): the shim
+    /// sees a new token and voids its handles.
+    pub fn join_or_create(&self, token: &[u8]) -> std::io::Result<Arc<App>> {
+        match self.join(token) {
+            Some(app) => Ok(app),
+            None => self.create(),
+        }
+    }
+
+    /// Drops an idle connection unless it is the last one of an application
+    /// that has sessions (closing it would end them). Returns whether the
+    /// connection left, and then whether it was the application's last.
+    pub fn leave_idle(&self, app: &App) -> Option<bool> {
+        let mut map = self.map();
+        let n = app.connections.load(Ordering::SeqCst);
+        if n <= 1 && app.has_sessions() {
+            return None;
+        }
+        app.connections.fetch_sub(1, Ordering::SeqCst);
+        if n == 1 {
+            map.remove(&app.token);
+        }
+        Some(n == 1)
     }
 
     /// Drops a connection; returns true when it was the application's last,

@@ -2,7 +2,7 @@
 //! output, final output, data in only.
 
 use cryptoki_sys::*;
-use hsmbridge_proto::mechanism;
+use hsmbridge_proto::limits::MAX_DATA;
 use hsmbridge_proto::wire::{self, response::Result as Body};
 
 use crate::apps::App;
@@ -19,7 +19,7 @@ impl Service {
     ) -> Answer {
         let s = self.session(app, c.session)?;
         let key = self.key(app, c.key)?;
-        let mut m = mechanism::to_c(c.mechanism.as_ref().ok_or(CKR_ARGUMENTS_BAD)?)?;
+        let mut m = self.mechanism(c.mechanism.as_ref())?;
         Ok(reply::rv(f(s, m.as_ptr(), key)))
     }
 
@@ -63,8 +63,8 @@ impl Service {
 
     pub(crate) fn generate_random(&self, app: &App, c: wire::GenerateRandom) -> Answer {
         let s = self.session(app, c.session)?;
-        if c.length > hsmbridge_proto::frame::MAX_FRAME as u64 / 2 {
-            return Err(CKR_ARGUMENTS_BAD);
+        if c.length > MAX_DATA as u64 {
+            return Err(CKR_HOST_MEMORY);
         }
         let mut buf = vec![0u8; c.length as usize];
         let rv = p11!(self.backend, C_GenerateRandom(s, buf.as_mut_ptr(), c.length as CK_ULONG));

@@ -1,6 +1,7 @@
 //! The standard gRPC health service (`grpc.health.v1`) for kubelet gRPC
 //! probes: SERVING while the backend module reaches an initialized token,
-//! NOT_SERVING when it cannot (for Primus: every HSM of the cluster down).
+//! NOT_SERVING when it cannot (for Primus: every HSM of the cluster down)
+//! or when the token rejected the PIN the sidecar holds (see `held_pin`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +22,9 @@ pub async fn serve(addr: SocketAddr, service: Arc<Service>, shutdown: impl std::
         let mut last = None;
         loop {
             let s = service.clone();
-            let reachable = tokio::task::spawn_blocking(move || s.backend.token_reachable()).await;
-            let status = if matches!(reachable, Ok(true)) { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let usable =
+                tokio::task::spawn_blocking(move || !s.logins.held_pin_rejected() && s.backend.token_reachable()).await;
+            let status = if matches!(usable, Ok(true)) { ServingStatus::Serving } else { ServingStatus::NotServing };
             if last != Some(status) {
                 info!(?status, "backend health changed");
                 last = Some(status);

@@ -3,7 +3,6 @@
 use cryptoki_sys::*;
 use hsmbridge_proto::template::OwnedTemplate;
 use hsmbridge_proto::wire::{self, response::Result as Body};
-use hsmbridge_proto::mechanism;
 
 use crate::apps::App;
 use crate::objects::token_attribute;
@@ -11,14 +10,10 @@ use crate::backend::p11;
 use crate::reply;
 use crate::service::{Answer, Service};
 
-fn mech(m: &Option<wire::Mechanism>) -> Result<mechanism::OwnedMechanism, CK_RV> {
-    mechanism::to_c(m.as_ref().ok_or(CKR_ARGUMENTS_BAD)?)
-}
-
 impl Service {
     pub(crate) fn generate_key(&self, app: &App, c: wire::GenerateKey) -> Answer {
         let s = self.session(app, c.session)?;
-        let mut m = mech(&c.mechanism)?;
+        let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
         let rv = p11!(self.backend, C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h));
@@ -30,7 +25,7 @@ impl Service {
 
     pub(crate) fn generate_key_pair(&self, app: &App, c: wire::GenerateKeyPair) -> Answer {
         let s = self.session(app, c.session)?;
-        let mut m = mech(&c.mechanism)?;
+        let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut public = OwnedTemplate::values(c.public_template.as_ref())?;
         let mut private = OwnedTemplate::values(c.private_template.as_ref())?;
         let (mut pubh, mut privh): (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) = (0, 0);
@@ -58,7 +53,7 @@ impl Service {
 
     pub(crate) fn wrap_key(&self, app: &App, c: wire::WrapKey) -> Answer {
         let s = self.session(app, c.session)?;
-        let mut m = mech(&c.mechanism)?;
+        let mut m = self.mechanism(c.mechanism.as_ref())?;
         let (wrapping, key) = (self.key(app, c.wrapping_key)?, self.key(app, c.key)?);
         let (capacity, length_null) = (c.capacity, c.length_null);
         Ok(reply::with_output(capacity, length_null, |out, len| p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len))))
@@ -67,7 +62,7 @@ impl Service {
     pub(crate) fn unwrap_key(&self, app: &App, mut c: wire::UnwrapKey) -> Answer {
         let s = self.session(app, c.session)?;
         let unwrapping = self.key(app, c.unwrapping_key)?;
-        let mut m = mech(&c.mechanism)?;
+        let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
         let rv = p11!(
@@ -91,7 +86,7 @@ impl Service {
 
     pub(crate) fn derive_key(&self, app: &App, c: wire::DeriveKey) -> Answer {
         let s = self.session(app, c.session)?;
-        let mut m = mech(&c.mechanism)?;
+        let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
         let base = self.key(app, c.base_key)?;

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::apps::{App, Apps};
 use crate::backend::{p11, Backend};
+use crate::held_pin::HeldPin;
 
 /// Who is logged in on one slot.
 struct SlotLogin {
@@ -27,7 +28,7 @@ struct SlotLogin {
 pub struct Logins {
     slots: Mutex<HashMap<CK_SLOT_ID, SlotLogin>>,
     /// Managed mode: the user PIN the sidecar holds.
-    managed_pin: Option<Zeroizing<Vec<u8>>>,
+    managed_pin: Option<HeldPin>,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -35,12 +36,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Logins {
-    pub fn new(managed_pin: Option<Zeroizing<Vec<u8>>>) -> Self {
+    pub fn new(managed_pin: Option<HeldPin>) -> Self {
         Logins { slots: Mutex::new(HashMap::new()), managed_pin }
     }
 
     pub fn managed(&self) -> bool {
         self.managed_pin.is_some()
+    }
+
+    /// Managed mode with a held PIN the token rejected (health reports it).
+    pub fn held_pin_rejected(&self) -> bool {
+        self.managed_pin.as_ref().is_some_and(HeldPin::is_rejected)
     }
 
     fn slots(&self) -> MutexGuard<'_, HashMap<CK_SLOT_ID, SlotLogin>> {
@@ -63,9 +69,29 @@ impl Logins {
         let pin = match &self.managed_pin {
             // Apps may not administer a token whose PIN the sidecar holds.
             Some(_) if user_type == CKU_SO => return CKR_USER_TYPE_INVALID,
-            Some(held) => Some(held.clone()),
+            Some(held) => match held.current() {
+                Ok(pin) => Some(pin),
+                // Rejected before and unchanged since: the module is not asked again.
+                Err(rv) => return rv,
+            },
             None => presented,
         };
+        let rv = self.login_with(backend, app, session, slot, user_type, &pin);
+        if let (Some(held), Some(pin)) = (&self.managed_pin, &pin) {
+            held.answered(pin, rv);
+        }
+        rv
+    }
+
+    fn login_with(
+        &self,
+        backend: &Backend,
+        app: &App,
+        session: u64,
+        slot: CK_SLOT_ID,
+        user_type: CK_USER_TYPE,
+        pin: &Option<Zeroizing<Vec<u8>>>,
+    ) -> CK_RV {
         let (pin_ptr, pin_len) = match &pin {
             Some(p) => (p.as_ptr() as *mut u8, p.len() as CK_ULONG),
             None => (std::ptr::null_mut(), 0),
@@ -77,7 +103,7 @@ impl Logins {
         let Some(s) = slots.get_mut(&slot) else {
             let rv = p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
             if rv == CKR_OK {
-                let kept = pin.unwrap_or_default();
+                let kept = pin.clone().unwrap_or_default();
                 slots.insert(slot, SlotLogin { user_type, apps: HashSet::from([app.id]), pin: kept });
             }
             return rv;

@@ -16,10 +16,12 @@ mod cpu_follow;
 mod crypto;
 mod enroll;
 mod health;
+mod held_pin;
 mod keys;
 mod login;
 mod object;
 mod objects;
+mod process;
 mod reply;
 mod rv;
 mod secret_file;
@@ -55,13 +57,36 @@ enum Command {
         /// wake-ups); `false` leaves thread placement to the scheduler.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         follow_caller_cpu: bool,
+        /// A vendor mechanism (>= 0x80000000, hex or decimal) whose parameter
+        /// is a plain byte string without pointers, passed to the module as
+        /// is. Repeatable. Other mechanisms unknown to hsmbridge only work
+        /// without a parameter.
+        #[arg(long = "raw-param-mechanism", value_name = "MECHANISM", value_parser = parse_mechanism)]
+        raw_param_mechanisms: Vec<u64>,
+        /// Close a connection idle for this many seconds (not the last one
+        /// of an application with sessions); 0: never.
+        #[arg(long, default_value_t = server::limits::DEFAULT_IDLE_TIMEOUT.as_secs())]
+        idle_timeout_secs: u64,
     },
     /// Exchange a one-time setup password for a permanent secret
     /// (pkcs11-init-pin or ppin), written to files or to a Kubernetes Secret.
     Enroll(enroll::EnrollArgs),
 }
 
+fn parse_mechanism(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|e| format!("not a mechanism number: {e}"))
+}
+
 fn main() -> ExitCode {
+    // Both subcommands hold secrets: no core dumps, no ptrace by the pod's other processes.
+    if let Err(e) = process::harden() {
+        eprintln!("hsm-sidecar: cannot make the process non-dumpable: {e}");
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -70,8 +95,20 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve { module, socket, pin_file, health_addr, follow_caller_cpu } => {
-            serve(module, socket, pin_file, health_addr, follow_caller_cpu)
+        Command::Serve {
+            module,
+            socket,
+            pin_file,
+            health_addr,
+            follow_caller_cpu,
+            raw_param_mechanisms,
+            idle_timeout_secs,
+        } => {
+            let config = server::Config {
+                follow_cpu: follow_caller_cpu,
+                idle_timeout: (idle_timeout_secs > 0).then(|| Duration::from_secs(idle_timeout_secs)),
+            };
+            serve(module, socket, pin_file, health_addr, raw_param_mechanisms, config)
         }
         Command::Enroll(args) => enroll::run(args),
     }
@@ -85,9 +122,17 @@ fn serve(
     socket: PathBuf,
     pin_file: Option<PathBuf>,
     health_addr: Option<SocketAddr>,
-    follow_cpu: bool,
+    raw_param_mechanisms: Vec<u64>,
+    config: server::Config,
 ) -> ExitCode {
-    let managed_pin = match pin_file.as_deref().map(secret_file::read).transpose() {
+    let raw_params = match hsmbridge_proto::mechanism::RawParamMechanisms::new(raw_param_mechanisms) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("--raw-param-mechanism: {e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let managed_pin = match pin_file.as_deref().map(held_pin::HeldPin::load).transpose() {
         Ok(pin) => pin,
         Err(e) => {
             error!("cannot read the PIN file: {e}");
@@ -102,7 +147,8 @@ fn serve(
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    let service = service::Service::new(backend, login::Logins::new(managed_pin));
+    process::limit_heap();
+    let service = service::Service::new(backend, login::Logins::new(managed_pin), raw_params);
     let listener = match server::bind(&socket) {
         Ok(l) => l,
         Err(e) => {
@@ -110,10 +156,10 @@ fn serve(
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    let conns = Arc::new(server::Connections::default());
+    let conns = Arc::new(server::Registry::new(server::limits::MAX_CONNECTIONS));
     {
         let (service, conns) = (service.clone(), conns.clone());
-        std::thread::spawn(move || server::accept_loop(listener, service, conns, follow_cpu));
+        std::thread::spawn(move || server::accept_loop(listener, service, conns, config));
     }
     info!(module = %module.display(), socket = %socket.display(), managed, "serving PKCS#11");
 

@@ -11,7 +11,12 @@ use crate::reply;
 use crate::service::{Answer, Service};
 
 /// Most handles one C_FindObjects call returns, whatever the app asks for.
-const MAX_FIND: u64 = 4096;
+const MAX_FIND: u64 = hsmbridge_proto::limits::MAX_LIST as u64;
+
+/// The CK_RVs of C_GetAttributeValue that come with per-attribute results.
+fn has_attribute_results(rv: CK_RV) -> bool {
+    matches!(rv, CKR_OK | CKR_ATTRIBUTE_SENSITIVE | CKR_ATTRIBUTE_TYPE_INVALID | CKR_BUFFER_TOO_SMALL)
+}
 
 impl Service {
     pub(crate) fn create_object(&self, app: &App, c: wire::SessionTemplate) -> Answer {
@@ -57,13 +62,30 @@ impl Service {
         Ok(reply::ulong(rv, size))
     }
 
-    /// The template goes back whatever the CK_RV: the per-attribute lengths
-    /// are the answer to size queries and to sensitive or invalid attributes.
+    /// The template goes back with the CK_RVs that come with per-attribute
+    /// results (size queries, sensitive or invalid attributes, short
+    /// buffers); with any other the module wrote nothing, and nothing goes
+    /// back. Buffers that add up to more than `MAX_DATA` are first fitted to
+    /// the lengths the module reports.
     pub(crate) fn get_attribute_value(&self, app: &App, c: wire::ObjectTemplate) -> Answer {
         let s = self.session(app, c.session)?;
         let o = self.object(app, c.object)?;
-        let mut t = OwnedTemplate::buffers(c.template.as_ref())?;
+        let mut t = match OwnedTemplate::buffers(c.template.as_ref()) {
+            Err(CKR_HOST_MEMORY) if c.template.is_some() => {
+                let mut query = OwnedTemplate::lengths(c.template.as_ref())?;
+                let rv = p11!(self.backend, C_GetAttributeValue(s, o, query.as_mut_ptr(), query.count()));
+                if !has_attribute_results(rv) {
+                    return Ok(reply::rv(rv));
+                }
+                let app_template = c.template.as_ref().ok_or(CKR_ARGUMENTS_BAD)?;
+                OwnedTemplate::buffers_for_lengths(app_template, &query)?
+            }
+            other => other?,
+        };
         let rv = p11!(self.backend, C_GetAttributeValue(s, o, t.as_mut_ptr(), t.count()));
+        if !has_attribute_results(rv) {
+            return Ok(reply::rv(rv));
+        }
         Ok(wire::Response { rv: rv as u64, result: Some(Body::Template(t.read_back())) })
     }
 

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use cryptoki_sys::*;
-use hsmbridge_proto::wire::{request::Call, Response};
+use hsmbridge_proto::mechanism::{self, OwnedMechanism, RawParamMechanisms};
+use hsmbridge_proto::wire::{self, request::Call, Response};
 
 use crate::apps::{App, Apps};
 use crate::backend::{p11, Backend};
@@ -18,13 +19,20 @@ pub struct Service {
     pub apps: Apps,
     pub logins: Logins,
     pub objects: SessionObjects,
+    /// Vendor mechanisms declared pointer-free (`--raw-param-mechanism`).
+    pub raw_params: RawParamMechanisms,
 }
 
 pub type Answer = Result<Response, CK_RV>;
 
 impl Service {
-    pub fn new(backend: Backend, logins: Logins) -> Arc<Self> {
-        Arc::new(Service { backend, apps: Apps::default(), logins, objects: SessionObjects::default() })
+    pub fn new(backend: Backend, logins: Logins, raw_params: RawParamMechanisms) -> Arc<Self> {
+        Arc::new(Service { backend, apps: Apps::default(), logins, objects: SessionObjects::default(), raw_params })
+    }
+
+    /// A call's mechanism rebuilt in C memory, in the layout its type prescribes.
+    pub fn mechanism(&self, m: Option<&wire::Mechanism>) -> Result<OwnedMechanism, CK_RV> {
+        mechanism::to_c(m.ok_or(CKR_ARGUMENTS_BAD)?, &self.raw_params)
     }
 
     /// The backend handle of one of `app`'s sessions.

@@ -76,6 +76,12 @@ impl Service {
 
     pub(crate) fn set_operation_state(&self, app: &App, mut c: wire::SetOperationState) -> Answer {
         let s = self.session(app, c.session)?;
+        // 0 is "no key"; any other must be a key this application may use.
+        for key in [c.encryption_key, c.authentication_key] {
+            if key != 0 {
+                self.key(app, key)?;
+            }
+        }
         let rv = p11!(
             self.backend,
             C_SetOperationState(

@@ -1,8 +1,12 @@
 use super::*;
+use std::mem::size_of;
+use std::ptr;
+use cryptoki_sys::*;
+use crate::wire::{self, mechanism::Parameter};
 
 fn round_trip(m: &CK_MECHANISM) -> OwnedMechanism {
     let wire = unsafe { from_c(m) }.expect("encodes");
-    to_c(&wire).expect("decodes")
+    to_c(&wire, &RawParamMechanisms::default()).expect("decodes")
 }
 
 #[test]
@@ -32,10 +36,44 @@ fn oaep_without_source_data_keeps_null() {
 }
 
 #[test]
-fn unknown_layout_with_parameter_is_param_invalid() {
+fn unknown_layout_with_parameter_is_param_invalid_unless_declared_raw() {
     let mut junk = [0u8; 24];
     let m = CK_MECHANISM { mechanism: CKM_VENDOR_DEFINED | 7, pParameter: junk.as_mut_ptr() as *mut _, ulParameterLen: 24 };
-    assert_eq!(unsafe { from_c(&m) }.err(), Some(CKR_MECHANISM_PARAM_INVALID));
+    let wire = unsafe { from_c(&m) }.expect("the shim carries it as bytes");
+    assert_eq!(to_c(&wire, &RawParamMechanisms::default()).err(), Some(CKR_MECHANISM_PARAM_INVALID));
+    let declared = RawParamMechanisms::new([CKM_VENDOR_DEFINED as u64 | 7]).expect("vendor mechanism");
+    let mut owned = to_c(&wire, &declared).expect("declared pointer-free");
+    assert_eq!(unsafe { (*owned.as_ptr()).ulParameterLen }, 24);
+    // Without a parameter an unknown mechanism always passes.
+    let bare = wire::Mechanism { r#type: CKM_VENDOR_DEFINED as u64 | 8, parameter: None };
+    assert!(to_c(&bare, &RawParamMechanisms::default()).is_ok());
+}
+
+#[test]
+fn only_vendor_mechanisms_without_a_layout_can_be_declared_raw() {
+    assert_eq!(RawParamMechanisms::new([CKM_AES_GCM as u64]).err(), Some(RawParamError::NotVendorDefined(CKM_AES_GCM as u64)));
+    assert!(RawParamMechanisms::new([CKM_VENDOR_DEFINED as u64 + 1]).is_ok());
+}
+
+/// Audit finding 1: a raw byte string for a mechanism whose parameter is a
+/// structure with pointers would be read by the module as that structure.
+#[test]
+fn a_variant_the_table_does_not_prescribe_is_refused() {
+    let raw = RawParamMechanisms::default();
+    let bytes = |m: CK_MECHANISM_TYPE| wire::Mechanism { r#type: m as u64, parameter: Some(Parameter::Bytes(vec![0x41; 16])) };
+    for m in [CKM_AES_ECB_ENCRYPT_DATA, CKM_AES_GCM, CKM_AES_CCM, CKM_RSA_PKCS_OAEP, CKM_ECDH1_DERIVE, CKM_EDDSA, CKM_SHA256_HMAC_GENERAL] {
+        assert_eq!(to_c(&bytes(m), &raw).err(), Some(CKR_MECHANISM_PARAM_INVALID), "raw bytes for {m:#x}");
+    }
+    let gcm_for_cbc = wire::Mechanism {
+        r#type: CKM_AES_CBC as u64,
+        parameter: Some(Parameter::Gcm(wire::Gcm { iv: Some(vec![0; 12]), iv_bits: 96, aad: None, tag_bits: 128 })),
+    };
+    assert_eq!(to_c(&gcm_for_cbc, &raw).err(), Some(CKR_MECHANISM_PARAM_INVALID));
+    let des_iv_for_aes = wire::Mechanism {
+        r#type: CKM_AES_CBC_ENCRYPT_DATA as u64,
+        parameter: Some(Parameter::CbcEncryptData(wire::CbcEncryptData { iv: vec![0; 8], data: None })),
+    };
+    assert_eq!(to_c(&des_iv_for_aes, &raw).err(), Some(CKR_MECHANISM_PARAM_INVALID));
 }
 
 #[test]

@@ -1,0 +1,102 @@
+//! Managed mode's user PIN, held by the sidecar and read from `--pin-file`.
+//!
+//! A real HSM counts every wrong PIN and locks the partition out after a few
+//! (and pkcs11-init-pin enrollment threw the SO PIN away, so nothing can
+//! unlock it). So the held PIN costs the HSM at most one attempt: once the
+//! module rejects it, logins are answered here with the module's CK_RV and
+//! health reports NOT_SERVING, until the file's content changes (a new
+//! enrollment, an administrator's fix; the kubelet swaps Secret files in
+//! place).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use cryptoki_sys::*;
+use tracing::{error, info, warn};
+use zeroize::Zeroizing;
+
+use crate::rv::Rv;
+use crate::secret_file;
+
+pub struct HeldPin {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+struct State {
+    pin: Zeroizing<Vec<u8>>,
+    /// The module's answer to `pin`, while it stands.
+    rejected: Option<CK_RV>,
+}
+
+/// Answers that condemn the PIN itself (as opposed to the session or token).
+fn rejects_pin(rv: CK_RV) -> bool {
+    matches!(rv, CKR_PIN_INCORRECT | CKR_PIN_LOCKED | CKR_PIN_EXPIRED | CKR_PIN_INVALID | CKR_PIN_LEN_RANGE)
+}
+
+impl HeldPin {
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let pin = secret_file::read(path)?;
+        Ok(HeldPin { path: path.to_path_buf(), state: Mutex::new(State { pin, rejected: None }) })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The PIN to log in with, or the CK_RV the module gave it if the file
+    /// has not changed since.
+    pub fn current(&self) -> Result<Zeroizing<Vec<u8>>, CK_RV> {
+        let mut s = self.state();
+        if let Some(rv) = s.rejected {
+            if !self.reload(&mut s) {
+                return Err(rv);
+            }
+        }
+        Ok(s.pin.clone())
+    }
+
+    /// Records the module's answer to a login with `pin` (from `current`).
+    pub fn answered(&self, pin: &[u8], rv: CK_RV) {
+        if !rejects_pin(rv) {
+            return;
+        }
+        let mut s = self.state();
+        if s.pin.as_slice() != pin || s.rejected.is_some() {
+            return;
+        }
+        s.rejected = Some(rv);
+        error!(
+            pin_file = %self.path.display(),
+            rv = %Rv(rv),
+            "the token rejected the held PIN; no further login is tried until the PIN file changes"
+        );
+    }
+
+    /// Whether the held PIN stands rejected; picks up a changed file first.
+    pub fn is_rejected(&self) -> bool {
+        let mut s = self.state();
+        s.rejected.is_some() && !self.reload(&mut s)
+    }
+
+    /// Re-reads the file after a rejection; true if it holds a new PIN.
+    fn reload(&self, s: &mut State) -> bool {
+        match secret_file::read(&self.path) {
+            Ok(pin) if pin != s.pin => {
+                s.pin = pin;
+                s.rejected = None;
+                info!(pin_file = %self.path.display(), "the PIN file changed; the next login tries it");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                warn!(pin_file = %self.path.display(), error = %e, "cannot re-read the PIN file");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "held_pin_tests.rs"]
+mod tests;

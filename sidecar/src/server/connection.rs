@@ -1,0 +1,195 @@
+//! One shim connection: a Hello within its deadline names the application,
+//! then each request frame is checked, decoded, run and answered in turn.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki_sys::*;
+use hsmbridge_proto::frame::{fits, write_frame};
+use hsmbridge_proto::shape::{check_request, Refusal};
+use hsmbridge_proto::wire::{request::Call, response, HelloReply, Request, Response};
+use hsmbridge_proto::PROTOCOL_VERSION;
+use prost::Message;
+use tracing::{debug, info, warn};
+
+use super::frames::{End, FrameReader, InFlight, Next};
+use super::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT};
+use super::rate_log::RateLimited;
+use super::registry::Entry;
+use super::Config;
+use crate::apps::App;
+use crate::cpu_follow::CpuFollower;
+use crate::service::Service;
+
+static BAD_FRAMES: RateLimited = RateLimited::new(Duration::from_secs(10));
+
+fn answer(rv: CK_RV) -> Response {
+    Response { rv: rv as u64, result: None }
+}
+
+/// Whether a call carries a PIN, whose bytes are wiped from the frame buffer
+/// once it is handled.
+fn carries_pin(call: &Call) -> bool {
+    matches!(call, Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_))
+}
+
+pub fn serve(service: &Service, stream: UnixStream, entry: &Entry, budget: Arc<InFlight>, config: Config) {
+    let writer = match stream.try_clone().and_then(|w| w.set_write_timeout(Some(FRAME_TIMEOUT)).map(|()| w)) {
+        Ok(w) => w,
+        Err(e) => {
+            debug!(error = %e, "connection unusable");
+            return;
+        }
+    };
+    let mut reader = FrameReader::new(stream, budget);
+    let mut wbuf = Vec::with_capacity(256);
+    let app = match hello(service, &mut reader, &writer, &mut wbuf, config) {
+        Ok(app) => app,
+        Err(e) => {
+            debug!(error = %e, "connection closed before it joined an application");
+            return;
+        }
+    };
+    entry.joined(app.clone());
+    let left = serve_calls(service, &app, &mut reader, &writer, &mut wbuf, entry, config);
+    if left.unwrap_or_else(|| service.apps.leave(&app)) {
+        let closed = service.end_app(&app);
+        info!(app = app.id, sessions_closed = closed, "application ended");
+    }
+}
+
+/// Serves requests until the connection ends. Returns `Some(last)` when the
+/// connection already left its application (idle timeout), else `None`.
+fn serve_calls(
+    service: &Service,
+    app: &App,
+    reader: &mut FrameReader,
+    mut writer: &UnixStream,
+    wbuf: &mut Vec<u8>,
+    entry: &Entry,
+    config: Config,
+) -> Option<bool> {
+    let mut cpu = CpuFollower::new(config.follow_cpu);
+    loop {
+        let frame = match reader.next(config.idle_timeout, FRAME_TIMEOUT) {
+            Ok(Next::Frame(f)) => f,
+            Ok(Next::OverBudget) => {
+                BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "request refused: too many bytes in flight"));
+                if write_frame(&mut writer, &answer(CKR_HOST_MEMORY), wbuf).is_err() {
+                    return None;
+                }
+                continue;
+            }
+            Err(End::Idle) => match service.apps.leave_idle(app) {
+                Some(last) => {
+                    debug!(app = app.id, "closing an idle connection");
+                    return Some(last);
+                }
+                None => continue,
+            },
+            Err(End::Closed) => return None,
+            Err(End::Slow) => {
+                BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "closing connection: frame not complete in time"));
+                return None;
+            }
+            Err(End::Broken(e)) => {
+                BAD_FRAMES.log(|n| warn!(app = app.id, error = %e, suppressed = n, "closing connection: bad frame"));
+                return None;
+            }
+        };
+        entry.busy();
+        let resp = match check_request(frame) {
+            Ok(()) => match Request::decode(frame) {
+                Ok(req) => {
+                    cpu.follow(req.caller_cpu);
+                    let Some(call) = req.call else {
+                        BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "closing connection: empty request"));
+                        return None;
+                    };
+                    let wipe = carries_pin(&call);
+                    let resp = run(service, app, call);
+                    if wipe {
+                        reader.wipe_last();
+                    }
+                    resp
+                }
+                Err(e) => {
+                    BAD_FRAMES.log(|n| warn!(app = app.id, error = %e, suppressed = n, "closing connection: not a request"));
+                    return None;
+                }
+            },
+            Err(Refusal::Limit(rv)) => answer(rv),
+            Err(Refusal::Malformed) => {
+                BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "closing connection: malformed request"));
+                return None;
+            }
+        };
+        if write_frame(&mut writer, &resp, wbuf).is_err() {
+            return None;
+        }
+        entry.idle();
+    }
+}
+
+/// Runs one call; a panic (a bug) answers CKR_GENERAL_ERROR, and an answer
+/// that would not fit in a frame CKR_HOST_MEMORY.
+fn run(service: &Service, app: &App, call: Call) -> Response {
+    let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(app, call)))
+        .unwrap_or_else(|_| answer(CKR_GENERAL_ERROR));
+    if fits(&resp) {
+        resp
+    } else {
+        answer(CKR_HOST_MEMORY)
+    }
+}
+
+/// The first message names the application: a new one, or one this
+/// process's other connections already belong to. All of it must arrive
+/// within `HELLO_TIMEOUT` of the connection.
+fn hello(
+    service: &Service,
+    reader: &mut FrameReader,
+    mut writer: &UnixStream,
+    wbuf: &mut Vec<u8>,
+    config: Config,
+) -> io::Result<Arc<App>> {
+    let bad = |msg: &str| io::Error::new(io::ErrorKind::InvalidData, msg.to_string());
+    let deadline = Instant::now() + HELLO_TIMEOUT;
+    let frame = match reader.next(Some(HELLO_TIMEOUT), HELLO_TIMEOUT) {
+        Ok(Next::Frame(f)) => f,
+        Ok(Next::OverBudget) => return Err(bad("hello too large")),
+        Err(End::Broken(e)) => return Err(e),
+        Err(_) => return Err(bad("no hello in time")),
+    };
+    if Instant::now() > deadline {
+        return Err(bad("hello too late"));
+    }
+    let req = Request::decode(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let Some(Call::Hello(h)) = req.call else { return Err(bad("first message is not Hello")) };
+    if h.protocol_version != PROTOCOL_VERSION {
+        let _ = write_frame(&mut writer, &answer(CKR_DEVICE_ERROR), wbuf);
+        return Err(bad("protocol version mismatch"));
+    }
+    let app = if h.join_token.is_empty() {
+        let app = service.apps.create()?;
+        info!(app = app.id, "application started");
+        app
+    } else {
+        service.apps.join_or_create(&h.join_token)?
+    };
+    let reply = HelloReply {
+        protocol_version: PROTOCOL_VERSION,
+        app_token: app.token().to_vec(),
+        idle_timeout_ms: config.idle_timeout.map_or(0, |t| t.as_millis() as u64),
+    };
+    let resp = Response { rv: CKR_OK as u64, result: Some(response::Result::Hello(reply)) };
+    if let Err(e) = write_frame(&mut writer, &resp, wbuf) {
+        if service.apps.leave(&app) {
+            service.end_app(&app);
+        }
+        return Err(e);
+    }
+    Ok(app)
+}

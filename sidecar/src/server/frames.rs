@@ -1,0 +1,219 @@
+//! Reading request frames from a peer that may be hostile: the buffer grows
+//! as bytes arrive (never to what a length prefix claims), large buffers
+//! draw on one budget shared by all connections and are given back after
+//! the frame, and a frame once begun must arrive within its deadline.
+
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hsmbridge_proto::frame::frame_len;
+use zeroize::Zeroize;
+
+use super::limits::{BASE_BUFFER, MAX_BYTES_IN_FLIGHT};
+
+/// Bytes of request buffers beyond [`BASE_BUFFER`] held by all connections.
+#[derive(Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    fn charge(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(n).filter(|total| *total <= MAX_BYTES_IN_FLIGHT)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What came instead of a frame.
+#[derive(Debug)]
+pub enum End {
+    /// The peer closed the connection between frames.
+    Closed,
+    /// No byte within the wait: the connection is idle.
+    Idle,
+    /// A frame began but did not arrive within its deadline.
+    Slow,
+    /// A length prefix past the frame limit, or the connection failed.
+    Broken(io::Error),
+}
+
+/// The next request on a connection.
+pub enum Next<'a> {
+    Frame(&'a [u8]),
+    /// The frame would have passed the bytes-in-flight budget: it was read
+    /// and dropped, and gets `CKR_HOST_MEMORY`.
+    OverBudget,
+}
+
+pub struct FrameReader {
+    stream: UnixStream,
+    budget: Arc<InFlight>,
+    /// `buf[..filled]` holds received bytes; the first `consumed` of them are
+    /// the frame handed out last.
+    buf: Vec<u8>,
+    filled: usize,
+    consumed: usize,
+    /// Budget held for `buf` beyond `BASE_BUFFER`.
+    charged: usize,
+    /// The stream's current read timeout, to set it only when it changes.
+    timeout: Option<Duration>,
+}
+
+impl FrameReader {
+    pub fn new(stream: UnixStream, budget: Arc<InFlight>) -> Self {
+        FrameReader { stream, budget, buf: vec![0; BASE_BUFFER], filled: 0, consumed: 0, charged: 0, timeout: None }
+    }
+
+    /// Waits up to `wait` (`None`: for ever) for a frame to begin, then up to
+    /// `frame_timeout` for all of it.
+    pub fn next(&mut self, wait: Option<Duration>, frame_timeout: Duration) -> Result<Next<'_>, End> {
+        self.discard_consumed();
+        if self.filled == 0 {
+            match self.read_more(wait) {
+                Ok(0) => return Err(End::Closed),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => return Err(End::Idle),
+                Err(e) => return Err(End::Broken(e)),
+            }
+        }
+        let deadline = Instant::now() + frame_timeout;
+        while self.filled < 4 {
+            self.read_until(deadline)?;
+        }
+        let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+        let total = 4 + frame_len(header).map_err(End::Broken)?;
+        while self.filled < total {
+            if self.filled == self.buf.len() && !self.grow(total) {
+                self.drain(total, deadline)?;
+                return Ok(Next::OverBudget);
+            }
+            self.read_until(deadline)?;
+        }
+        self.consumed = total;
+        Ok(Next::Frame(&self.buf[4..total]))
+    }
+
+    /// Wipes the bytes of the frame handed out last (it carried a PIN).
+    pub fn wipe_last(&mut self) {
+        self.buf[..self.consumed].zeroize();
+    }
+
+    /// Drops the last frame, keeping bytes that followed it, and gives back
+    /// a large buffer once it is no longer needed.
+    fn discard_consumed(&mut self) {
+        if self.consumed > 0 {
+            self.buf.copy_within(self.consumed..self.filled, 0);
+            self.filled -= self.consumed;
+            self.consumed = 0;
+        }
+        if self.buf.len() > BASE_BUFFER && self.filled <= BASE_BUFFER {
+            self.buf.truncate(BASE_BUFFER);
+            self.buf.shrink_to_fit();
+            self.budget.release(std::mem::take(&mut self.charged));
+        }
+    }
+
+    /// Doubles the buffer (up to `total`), drawing on the budget.
+    fn grow(&mut self, total: usize) -> bool {
+        let new_len = total.min(self.buf.len().saturating_mul(2)).max(self.buf.len() + 1);
+        let extra = new_len - self.buf.len();
+        if !self.budget.charge(extra) {
+            return false;
+        }
+        self.charged += extra;
+        self.buf.resize(new_len, 0);
+        true
+    }
+
+    /// Reads and drops the rest of a `total`-byte frame.
+    fn drain(&mut self, total: usize, deadline: Instant) -> Result<(), End> {
+        let mut left = total - self.filled;
+        self.filled = 0;
+        while left > 0 {
+            let n = left.min(self.buf.len());
+            self.filled = 0;
+            let got = self.read_into(n, deadline)?;
+            left -= got;
+        }
+        self.filled = 0;
+        Ok(())
+    }
+
+    fn read_until(&mut self, deadline: Instant) -> Result<usize, End> {
+        let n = self.buf.len() - self.filled;
+        self.read_into(n, deadline)
+    }
+
+    /// Reads up to `n` more bytes before `deadline`; at least one.
+    fn read_into(&mut self, n: usize, deadline: Instant) -> Result<usize, End> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(End::Slow);
+        }
+        let end = self.filled + n;
+        self.set_timeout(Some(left)).map_err(End::Broken)?;
+        loop {
+            match self.stream.read(&mut self.buf[self.filled..end]) {
+                Ok(0) => return Err(End::Broken(io::ErrorKind::UnexpectedEof.into())),
+                Ok(got) => {
+                    self.filled += got;
+                    return Ok(got);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => return Err(End::Slow),
+                Err(e) => return Err(End::Broken(e)),
+            }
+        }
+    }
+
+    /// Reads whatever arrives within `wait` into the free part of the buffer.
+    fn read_more(&mut self, wait: Option<Duration>) -> io::Result<usize> {
+        self.set_timeout(wait)?;
+        loop {
+            match self.stream.read(&mut self.buf[self.filled..]) {
+                Ok(got) => {
+                    self.filled += got;
+                    return Ok(got);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        if self.timeout != t {
+            self.stream.set_read_timeout(t)?;
+            self.timeout = t;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.buf.zeroize();
+        self.budget.release(self.charged);
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+#[cfg(test)]
+#[path = "frames_tests.rs"]
+mod tests;

@@ -1,0 +1,102 @@
+//! The Unix socket the shim connects to: one thread per connection with
+//! blocking I/O (the lowest latency per call; see README.md "Benchmark"),
+//! a Hello that names the application, then one response per request.
+//! `connection` serves one connection, `frames` reads its requests within
+//! the limits of `limits`, `registry` admits connections under the cap.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::service::Service;
+
+mod connection;
+mod frames;
+pub mod limits;
+mod rate_log;
+mod registry;
+
+pub use registry::Registry;
+
+use frames::InFlight;
+use rate_log::RateLimited;
+use registry::Refused;
+
+/// How connections are served.
+#[derive(Clone, Copy)]
+pub struct Config {
+    /// Serve each call on its caller's CPU (see `cpu_follow`).
+    pub follow_cpu: bool,
+    /// Idle time after which a connection is closed (see `limits`); `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Binds the socket with mode 0660, replacing a stale socket file (never
+/// another kind of file).
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists and is not a socket", path.display())))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+static REFUSED: RateLimited = RateLimited::new(Duration::from_secs(10));
+static EVICTED: RateLimited = RateLimited::new(Duration::from_secs(10));
+
+/// Accepts connections until the process ends.
+pub fn accept_loop(listener: UnixListener, service: Arc<Service>, registry: Arc<Registry>, config: Config) {
+    let budget = Arc::new(InFlight::default());
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                REFUSED.log(|n| warn!(error = %e, suppressed = n, "accept failed"));
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let (id, entry, evicted) = match registry.admit(&stream) {
+            Ok(admitted) => admitted,
+            Err(Refused::Full) => {
+                REFUSED.log(|n| {
+                    warn!(limit = limits::MAX_CONNECTIONS, suppressed = n, "connection refused: too many connections")
+                });
+                continue;
+            }
+            Err(Refused::Io(e)) => {
+                REFUSED.log(|n| warn!(error = %e, suppressed = n, "connection refused"));
+                continue;
+            }
+        };
+        if evicted {
+            EVICTED.log(|n| {
+                warn!(
+                    limit = limits::MAX_CONNECTIONS,
+                    suppressed = n,
+                    "connection limit reached: closed the oldest connection without hello or sessions"
+                )
+            });
+        }
+        let (service, owner, budget) = (service.clone(), registry.clone(), budget.clone());
+        let spawned = std::thread::Builder::new().name(format!("conn-{id}")).spawn(move || {
+            connection::serve(&service, stream, &entry, budget, config);
+            owner.remove(id);
+        });
+        if let Err(e) = spawned {
+            registry.remove(id);
+            REFUSED.log(|n| warn!(error = %e, suppressed = n, "cannot start a connection thread"));
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Open connections: how many, in what state, and which one gives way when
+//! the cap is reached (so that connections that never say hello, or idle
+//! ones of applications without sessions, cannot lock real clients out).
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::apps::App;
+
+const PRE_HELLO: u8 = 0;
+const IDLE: u8 = 1;
+const BUSY: u8 = 2;
+
+/// One connection as the registry sees it; its thread updates the state.
+pub struct Entry {
+    /// A handle on the socket, to shut it down from another thread.
+    stream: UnixStream,
+    state: AtomicU8,
+    /// Milliseconds since the registry started, at the last state change.
+    since: AtomicU64,
+    app: OnceLock<Arc<App>>,
+    started: Instant,
+}
+
+impl Entry {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The connection joined `app` and waits for its first call.
+    pub fn joined(&self, app: Arc<App>) {
+        let _ = self.app.set(app);
+        self.idle();
+    }
+
+    pub fn idle(&self) {
+        self.since.store(self.now(), Ordering::Relaxed);
+        self.state.store(IDLE, Ordering::Release);
+    }
+
+    pub fn busy(&self) {
+        self.state.store(BUSY, Ordering::Release);
+    }
+
+    /// Whether it may be closed to make room: no hello yet, or idle in an
+    /// application that has no sessions to lose.
+    fn evictable(&self) -> bool {
+        match self.state.load(Ordering::Acquire) {
+            PRE_HELLO => true,
+            IDLE => self.app.get().is_none_or(|a| !a.has_sessions()),
+            _ => false,
+        }
+    }
+}
+
+pub struct Registry {
+    open: Mutex<HashMap<u64, Arc<Entry>>>,
+    next: AtomicU64,
+    started: Instant,
+    max: usize,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug)]
+pub enum Refused {
+    Full,
+    Io(std::io::Error),
+}
+
+impl Registry {
+    pub fn new(max: usize) -> Self {
+        Registry { open: Mutex::new(HashMap::new()), next: AtomicU64::new(0), started: Instant::now(), max }
+    }
+
+    fn open(&self) -> MutexGuard<'_, HashMap<u64, Arc<Entry>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a new connection, closing the oldest evictable one if the cap
+    /// is reached. Returns its id and entry, and whether one was evicted.
+    pub fn admit(&self, stream: &UnixStream) -> Result<(u64, Arc<Entry>, bool), Refused> {
+        let handle = stream.try_clone().map_err(Refused::Io)?;
+        let mut open = self.open();
+        let mut evicted = false;
+        if open.len() >= self.max {
+            let victim = open
+                .iter()
+                .filter(|(_, e)| e.evictable())
+                .min_by_key(|(_, e)| e.since.load(Ordering::Relaxed))
+                .map(|(id, _)| *id)
+                .ok_or(Refused::Full)?;
+            if let Some(e) = open.remove(&victim) {
+                let _ = e.stream.shutdown(std::net::Shutdown::Both);
+                evicted = true;
+            }
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(Entry {
+            stream: handle,
+            state: AtomicU8::new(PRE_HELLO),
+            since: AtomicU64::new(self.started.elapsed().as_millis() as u64),
+            app: OnceLock::new(),
+            started: self.started,
+        });
+        open.insert(id, entry.clone());
+        Ok((id, entry, evicted))
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.open().remove(&id);
+    }
+
+    /// Closes every connection and waits (bounded) for their threads to end
+    /// their applications.
+    pub fn shutdown(&self, wait: Duration) {
+        for e in self.open().values() {
+            let _ = e.stream.shutdown(std::net::Shutdown::Both);
+        }
+        let deadline = Instant::now() + wait;
+        while !self.open().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
