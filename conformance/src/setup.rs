@@ -25,8 +25,12 @@ pub fn init(api: &mut Api) -> CK_SLOT_ID {
     let (rv, present) = api.slot_list(true, Out::Auto);
     assert_eq!(rv, CKR_OK, "C_GetSlotList(present) failed: {}", crate::names::rv(rv));
     let slot = present.into_iter().find(|s| {
+        // SAFETY: CK_TOKEN_INFO is plain C data (integers, byte arrays,
+        // versions): all-zero is a valid value.
         let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
         let f = api.fl().C_GetTokenInfo.expect("C_GetTokenInfo in the function list");
+        // SAFETY: `f` is an entry of `api`'s loaded module (alive: borrowed
+        // here); `info` is a live, writable CK_TOKEN_INFO.
         let rv = unsafe { f(*s, &mut info) };
         rv == CKR_OK && info.flags & CKF_TOKEN_INITIALIZED != 0
     });

@@ -148,6 +148,9 @@ impl Sidecar {
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
+        // own child's, not yet reaped (we hold its `Child` and no wait has
+        // returned its status), so it cannot name a recycled process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {

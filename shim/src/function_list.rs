@@ -80,12 +80,14 @@ pub static FUNCTION_LIST: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
 /// A `CK_INTERFACE` holds raw pointers, to static data only.
 pub struct Interface(pub CK_INTERFACE);
 
-// SAFETY: both pointers refer to immutable statics.
+// SAFETY: the only `Interface` is the static `INTERFACE`, whose two pointers
+// refer to immutable statics (a C string literal and `FUNCTION_LIST`) that
+// nothing writes through, so sharing it between threads shares only reads.
 unsafe impl Sync for Interface {}
 
 /// The one interface C_GetInterfaceList and C_GetInterface offer.
 pub static INTERFACE: Interface = Interface(CK_INTERFACE {
-    pInterfaceName: b"PKCS 11\0".as_ptr() as *mut CK_UTF8CHAR,
+    pInterfaceName: c"PKCS 11".as_ptr() as *mut CK_UTF8CHAR,
     pFunctionList: &FUNCTION_LIST as *const CK_FUNCTION_LIST as *mut std::ffi::c_void,
     flags: 0,
 });

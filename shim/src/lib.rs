@@ -4,9 +4,23 @@
 //! Modules mirror the PKCS#11 function groups; `client` owns the connection,
 //! `handles` keeps stale handles from aliasing, `guard` stops panics at the
 //! C ABI.
+//!
+//! Every exported function that takes pointers is an `unsafe extern "C" fn`
+//! whose `# Safety` is the PKCS#11 contract for those arguments; each unsafe
+//! block says, on its `// SAFETY:` line, which part of that contract (or
+//! which check before it) makes it hold.
 #![allow(non_snake_case)]
-#![allow(clippy::missing_safety_doc)]
+#![allow(
+    clippy::unnecessary_cast,
+    reason = "CK_ULONG is c_ulong: u64 here, u32 on 32-bit and Windows targets, where the `as u64` \
+              casts to and from the wire format are needed (rust-clippy#10555)"
+)]
 
+#[expect(
+    clippy::undocumented_unsafe_blocks,
+    reason = "client.rs is being edited in another change; its pthread_atfork block still lacks a \
+              SAFETY line. Remove this once it has one (this expectation then goes unfulfilled)."
+)]
 mod client;
 mod crypto;
 mod function_list;

@@ -27,11 +27,14 @@ pub fn version(v: Option<wire::Version>) -> CK_VERSION {
     CK_VERSION { major: v.major as u8, minor: v.minor as u8 }
 }
 
-/// `*p = v` for an output argument the app must supply.
+/// `*p = v` for an output argument the app must supply; NULL is
+/// CKR_ARGUMENTS_BAD.
 ///
 /// # Safety
-/// `p` is NULL or valid for writes.
+/// `p` is NULL or a properly aligned pointer valid for writes of a `T`.
 pub unsafe fn put<T>(p: *mut T, v: T) -> Rv {
-    *p.as_mut().ok_or(CKR_ARGUMENTS_BAD)? = v;
+    // SAFETY: by this function's contract `p` is NULL (`as_mut` gives None,
+    // refused) or aligned and valid for writes of a `T`.
+    *unsafe { p.as_mut() }.ok_or(CKR_ARGUMENTS_BAD)? = v;
     Ok(())
 }

@@ -2,18 +2,25 @@
 
 use crate::prelude::*;
 
+/// # Safety
+/// PKCS#11 caller contract: `seed` is NULL or valid for reads of `len` bytes.
 #[no_mangle]
-pub extern "C" fn C_SeedRandom(session: CK_SESSION_HANDLE, seed: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
+pub unsafe extern "C" fn C_SeedRandom(session: CK_SESSION_HANDLE, seed: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         let session = l.session(session)?;
+        // SAFETY: `seed` is NULL or valid for `len` bytes, by this function's
+        // contract.
         let data = unsafe { input(seed, len) }?;
         check(l.call(Call::SeedRandom(wire::SessionBytes { session, data }))?.rv)
     })
 }
 
+/// # Safety
+/// PKCS#11 caller contract: `out` is NULL (only with `len` 0) or valid for
+/// writes of `len` bytes.
 #[no_mangle]
-pub extern "C" fn C_GenerateRandom(session: CK_SESSION_HANDLE, out: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
+pub unsafe extern "C" fn C_GenerateRandom(session: CK_SESSION_HANDLE, out: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         let session = l.session(session)?;
@@ -26,6 +33,10 @@ pub extern "C" fn C_GenerateRandom(session: CK_SESSION_HANDLE, out: *mut CK_BYTE
             return Err(CKR_DEVICE_ERROR);
         }
         if len != 0 {
+            // SAFETY: `len` is not 0, so `out` is not NULL (checked above) and,
+            // by this function's contract, valid for writes of `len` bytes;
+            // `o.data.len() == len` (checked above); `o.data` is our own Vec,
+            // so it cannot overlap the app's buffer.
             unsafe { std::ptr::copy_nonoverlapping(o.data.as_ptr(), out, o.data.len()) };
         }
         Ok(())

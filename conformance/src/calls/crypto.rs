@@ -24,6 +24,8 @@ impl Api {
         usage: Option<Use>,
     ) -> CK_RV {
         let mut ck_mech = m.ck();
+        // SAFETY: `f` is an entry of `self`'s loaded module (see `ck!`): every caller passes
+        // `ck!(self, …)`; `ck_mech` is a live CK_MECHANISM whose parameter `m` owns.
         let rv = unsafe { f(s, &mut ck_mech, key) };
         self.mark_exercised(rv, m);
         if let Some(u) = usage {
@@ -55,16 +57,22 @@ impl Api {
     ) -> (CK_RV, Vec<u8>) {
         let (p, n) = input(data);
         let label = format!("{name}({}, in={}B)", self.t.session(s), data.len());
+        // SAFETY: `f` is an entry of `self`'s loaded module (see `ck!`): every caller passes
+        // `ck!(self, …)`; `p` holds the `n` input bytes, `o`/`ol` come from `out_call`.
         self.out_call(&label, out, random, |o, ol| unsafe { f(s, p, n, o, ol) })
     }
 
     fn final_out(&mut self, name: &str, f: FinalFn, s: CK_SESSION_HANDLE, out: Out, random: bool) -> (CK_RV, Vec<u8>) {
         let label = format!("{name}({})", self.t.session(s));
+        // SAFETY: `f` is an entry of `self`'s loaded module (see `ck!`): every caller passes
+        // `ck!(self, …)`; `o`/`ol` come from `out_call`.
         self.out_call(&label, out, random, |o, ol| unsafe { f(s, o, ol) })
     }
 
     fn data_in(&mut self, name: &str, f: InFn, s: CK_SESSION_HANDLE, data: &[u8]) -> CK_RV {
         let (p, n) = input(data);
+        // SAFETY: `f` is an entry of `self`'s loaded module (see `ck!`): every caller passes
+        // `ck!(self, …)`; `p` holds the `n` input bytes.
         let rv = unsafe { f(s, p, n) };
         let call = format!("{name}({}, in={}B)", self.t.session(s), data.len());
         self.line(&call, rv, "")
@@ -107,6 +115,8 @@ impl Api {
 
     pub fn digest_init(&mut self, s: CK_SESSION_HANDLE, m: &Mech) -> CK_RV {
         let mut ck_mech = m.ck();
+        // SAFETY: C_DigestInit is an entry of `self`'s loaded module (see `ck!`); `ck_mech` is a
+        // live CK_MECHANISM whose parameter `m` owns.
         let rv = unsafe { ck!(self, C_DigestInit)(s, &mut ck_mech) };
         self.mark_exercised(rv, m);
         let call = format!("C_DigestInit({}, {})", self.t.session(s), m.desc());
@@ -119,6 +129,8 @@ impl Api {
         self.data_in("C_DigestUpdate", ck!(self, C_DigestUpdate), s, data)
     }
     pub fn digest_key(&mut self, s: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> CK_RV {
+        // SAFETY: C_DigestKey is an entry of `self`'s loaded module (see `ck!`); it takes no
+        // pointers.
         let rv = unsafe { ck!(self, C_DigestKey)(s, key) };
         let call = format!("C_DigestKey({}, {})", self.t.session(s), self.t.object(key));
         self.line(&call, rv, "")
@@ -166,6 +178,8 @@ impl Api {
     pub fn verify(&mut self, s: CK_SESSION_HANDLE, data: &[u8], sig: &[u8]) -> CK_RV {
         let (d, dn) = input(data);
         let (g, gn) = input(sig);
+        // SAFETY: C_Verify is an entry of `self`'s loaded module (see `ck!`); `d` holds the `dn`
+        // data bytes, `g` the `gn` signature bytes.
         let rv = unsafe { ck!(self, C_Verify)(s, d, dn, g, gn) };
         let call = format!(
             "C_Verify({}, in={}B, sig={}B)",
@@ -231,6 +245,9 @@ impl Api {
     pub fn generate_key(&mut self, s: CK_SESSION_HANDLE, m: &Mech, t: &Template) -> (CK_RV, CK_OBJECT_HANDLE) {
         let mut ck_mech = m.ck();
         let mut h: CK_OBJECT_HANDLE = 0;
+        // SAFETY: C_GenerateKey is an entry of `self`'s loaded module (see `ck!`); `ck_mech` is a
+        // live mechanism whose parameter `m` owns, `t` holds `t.len()` attributes whose values it
+        // owns, `h` is a live, writable handle.
         let rv = unsafe { ck!(self, C_GenerateKey)(s, &mut ck_mech, t.as_ptr(), t.len(), &mut h) };
         self.mark_exercised(rv, m);
         if rv == CKR_OK {
@@ -256,6 +273,9 @@ impl Api {
     ) -> (CK_RV, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
         let mut ck_mech = m.ck();
         let (mut pubh, mut privh): (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) = (0, 0);
+        // SAFETY: C_GenerateKeyPair is an entry of `self`'s loaded module (see `ck!`); `ck_mech` is
+        // a live mechanism whose parameter `m` owns, `public` and `private` hold that many
+        // attributes whose values they own, `pubh` and `privh` are live, writable handles.
         let rv = unsafe {
             ck!(self, C_GenerateKeyPair)(
                 s,
@@ -306,6 +326,8 @@ impl Api {
         );
         let mut ck_mech = m.ck();
         let random = m.randomized(Use::Wrap) || self.is_random(wrapping) || self.is_random(key);
+        // SAFETY: `f` is C_WrapKey, an entry of `self`'s loaded module (see `ck!`); `ck_mech` is a
+        // live mechanism whose parameter `m` owns, `o`/`ol` come from `out_call`.
         let (rv, wrapped) = self.out_call(&label, out, random, |o, ol| unsafe {
             f(s, &mut ck_mech, wrapping, key, o, ol)
         });
@@ -324,6 +346,9 @@ impl Api {
         let mut ck_mech = m.ck();
         let (p, n) = input(wrapped);
         let mut h: CK_OBJECT_HANDLE = 0;
+        // SAFETY: C_UnwrapKey is an entry of `self`'s loaded module (see `ck!`); `ck_mech` is a
+        // live mechanism whose parameter `m` owns, `p` holds the `n` wrapped bytes, `t` holds
+        // `t.len()` attributes whose values it owns, `h` is a live, writable handle.
         let rv = unsafe { ck!(self, C_UnwrapKey)(s, &mut ck_mech, unwrapping, p, n, t.as_ptr(), t.len(), &mut h) };
         self.mark_exercised(rv, m);
         let details = if rv == CKR_OK {
@@ -352,6 +377,9 @@ impl Api {
     ) -> (CK_RV, CK_OBJECT_HANDLE) {
         let mut ck_mech = m.ck();
         let mut h: CK_OBJECT_HANDLE = 0;
+        // SAFETY: C_DeriveKey is an entry of `self`'s loaded module (see `ck!`); `ck_mech` is a
+        // live mechanism whose parameter `m` owns, `t` holds `t.len()` attributes whose values it
+        // owns, `h` is a live, writable handle.
         let rv = unsafe { ck!(self, C_DeriveKey)(s, &mut ck_mech, base, t.as_ptr(), t.len(), &mut h) };
         self.mark_exercised(rv, m);
         if rv == CKR_OK && self.is_random(base) {

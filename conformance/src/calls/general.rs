@@ -45,6 +45,8 @@ impl Api {
         let mut reserved_target = 0u8;
         match args {
             InitArgs::Null => {
+                // SAFETY: C_Initialize is an entry of `self`'s loaded module (see `ck!`); pInitArgs
+                // NULL is allowed.
                 let rv = unsafe { ck!(self, C_Initialize)(std::ptr::null_mut()) };
                 self.line("C_Initialize(NULL)", rv, "")
             }
@@ -66,6 +68,9 @@ impl Api {
                         std::ptr::null_mut()
                     },
                 };
+                // SAFETY: C_Initialize is an entry of `self`'s loaded module (see `ck!`); `a` is a
+                // live CK_C_INITIALIZE_ARGS, its callbacks (if any) the `mutex` ones and its
+                // pReserved NULL or the live `reserved_target`.
                 let rv = unsafe { ck!(self, C_Initialize)((&mut a as *mut CK_C_INITIALIZE_ARGS).cast()) };
                 let m: String = mutexes.iter().map(|&b| if b { '1' } else { '0' }).collect();
                 self.line(
@@ -78,6 +83,7 @@ impl Api {
     }
 
     pub fn finalize(&mut self) -> CK_RV {
+        // SAFETY: C_Finalize is an entry of `self`'s loaded module (see `ck!`); pReserved NULL.
         let rv = unsafe { ck!(self, C_Finalize)(std::ptr::null_mut()) };
         self.line("C_Finalize(NULL)", rv, "")
     }
@@ -85,12 +91,18 @@ impl Api {
     /// C_Finalize with a non-NULL pReserved (must be CKR_ARGUMENTS_BAD).
     pub fn finalize_reserved(&mut self) -> CK_RV {
         let mut target = 0u8;
+        // SAFETY: C_Finalize is an entry of `self`'s loaded module (see `ck!`); the non-NULL
+        // pReserved points to the live `target` (the module must refuse it without reading it).
         let rv = unsafe { ck!(self, C_Finalize)((&mut target as *mut u8).cast::<c_void>()) };
         self.line("C_Finalize(reserved)", rv, "")
     }
 
     pub fn get_info(&mut self) -> CK_RV {
+        // SAFETY: CK_INFO is plain C data (integers, byte arrays, versions): all-zero is a valid
+        // value.
         let mut info: CK_INFO = unsafe { std::mem::zeroed() };
+        // SAFETY: C_GetInfo is an entry of `self`'s loaded module (see `ck!`); `info` is a live,
+        // writable CK_INFO.
         let rv = unsafe { ck!(self, C_GetInfo)(&mut info) };
         let details = if rv == CKR_OK {
             format!(
@@ -110,9 +122,13 @@ impl Api {
     /// C_GetFunctionList through the function list itself, and the list's version.
     pub fn get_function_list(&mut self) -> CK_RV {
         let mut list: *mut CK_FUNCTION_LIST = std::ptr::null_mut();
+        // SAFETY: C_GetFunctionList is an entry of `self`'s loaded module (see `ck!`); `list` is a
+        // live, writable pointer.
         let rv = unsafe { ck!(self, C_GetFunctionList)(&mut list) };
         let details = if rv == CKR_OK && !list.is_null() {
             let same = std::ptr::eq(list, self.fl());
+            // SAFETY: `list` is not NULL (checked above) and the module returned it with CKR_OK, so
+            // it points to its function list, valid while the module is loaded (`self` holds it).
             format!("version={} same_list={same}", version(unsafe { &(*list).version }))
         } else {
             format!("null={}", list.is_null())
@@ -132,11 +148,17 @@ impl Api {
             }
             ids.iter().map(|s| api.t.slot(*s)).collect::<Vec<_>>().join(" ")
         };
+        // SAFETY: `f` is C_GetSlotList, an entry of `self`'s loaded module (see `ck!`); `p`/`n`
+        // come from `list_call`.
         self.list_call(&label, out, |p, n| unsafe { f(present, p, n) }, show)
     }
 
     pub fn slot_info(&mut self, slot: CK_SLOT_ID) -> CK_RV {
+        // SAFETY: CK_SLOT_INFO is plain C data (integers, byte arrays, versions): all-zero is a
+        // valid value.
         let mut info: CK_SLOT_INFO = unsafe { std::mem::zeroed() };
+        // SAFETY: C_GetSlotInfo is an entry of `self`'s loaded module (see `ck!`); `info` is a
+        // live, writable CK_SLOT_INFO.
         let rv = unsafe { ck!(self, C_GetSlotInfo)(slot, &mut info) };
         let details = if rv == CKR_OK {
             format!(
@@ -156,7 +178,11 @@ impl Api {
 
     /// C_GetTokenInfo; the serial number and clock differ per token and are left out.
     pub fn token_info(&mut self, slot: CK_SLOT_ID) -> (CK_RV, Option<CK_TOKEN_INFO>) {
+        // SAFETY: CK_TOKEN_INFO is plain C data (integers, byte arrays, versions): all-zero is a
+        // valid value.
         let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+        // SAFETY: C_GetTokenInfo is an entry of `self`'s loaded module (see `ck!`); `info` is a
+        // live, writable CK_TOKEN_INFO.
         let rv = unsafe { ck!(self, C_GetTokenInfo)(slot, &mut info) };
         let details = if rv == CKR_OK {
             token_info_text(&info)
@@ -174,6 +200,8 @@ impl Api {
         let show = |_: &mut Api, ms: &[CK_MECHANISM_TYPE]| {
             ms.iter().map(|m| names::mechanism(*m)).collect::<Vec<_>>().join(" ")
         };
+        // SAFETY: `f` is C_GetMechanismList, an entry of `self`'s loaded module (see `ck!`);
+        // `p`/`n` come from `list_call`.
         self.list_call(&label, out, |p, n| unsafe { f(slot, p, n) }, show)
     }
 
@@ -183,6 +211,8 @@ impl Api {
             ulMaxKeySize: 0,
             flags: 0,
         };
+        // SAFETY: C_GetMechanismInfo is an entry of `self`'s loaded module (see `ck!`); `info` is a
+        // live, writable CK_MECHANISM_INFO.
         let rv = unsafe { ck!(self, C_GetMechanismInfo)(slot, mech, &mut info) };
         let details = if rv == CKR_OK {
             format!(
@@ -200,6 +230,8 @@ impl Api {
         let mut padded = [b' '; 32];
         padded[..label.len()].copy_from_slice(label.as_bytes());
         let (pin, len) = input(so_pin.as_bytes());
+        // SAFETY: C_InitToken is an entry of `self`'s loaded module (see `ck!`); `pin` holds the
+        // `len` PIN bytes (see `input`), `padded` is the 32-byte label PKCS#11 requires.
         let rv = unsafe { ck!(self, C_InitToken)(slot, pin, len, padded.as_mut_ptr()) };
         let call = format!("C_InitToken({}, so_pin={so_pin:?}, label={label:?})", self.t.slot(slot));
         self.line(&call, rv, "")
@@ -207,6 +239,8 @@ impl Api {
 
     pub fn wait_for_slot_event(&mut self, flags: CK_FLAGS) -> CK_RV {
         let mut slot: CK_SLOT_ID = BAD_SLOT;
+        // SAFETY: C_WaitForSlotEvent is an entry of `self`'s loaded module (see `ck!`); `slot` is a
+        // live, writable slot id, pReserved NULL.
         let rv = unsafe { ck!(self, C_WaitForSlotEvent)(flags, &mut slot, std::ptr::null_mut()) };
         let details = if rv == CKR_OK { self.t.slot(slot) } else { String::new() };
         self.line(&format!("C_WaitForSlotEvent(flags={flags:#x})"), rv, &details)

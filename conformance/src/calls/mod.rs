@@ -38,7 +38,12 @@ pub enum Out {
 /// A handle no module hands out in these tests.
 pub const BAD_HANDLE: CK_ULONG = 0x0bad_cafe;
 
-/// Calls the entry `$name` of the function list (which must be present).
+/// The entry `$name` of the function list (which must be present), as an
+/// `unsafe extern "C" fn` pointer: calling it is the caller's `unsafe {}`.
+///
+/// The pointer is callable while `$api` lives: the `Api` owns the `Module`,
+/// which keeps the library loaded. So the SAFETY line of a call through it
+/// has only to say that the arguments are what PKCS#11 requires of `$name`.
 macro_rules! ck {
     ($api:expr, $name:ident) => {
         $api.fl()
@@ -136,7 +141,9 @@ impl Api {
     }
 
     /// Runs one output-buffer call (`call(buf, &mut len)`) the way `out`
-    /// says and records it; returns the rv and the bytes written.
+    /// says and records it; returns the rv and the bytes written. `call`
+    /// always gets a live, writable `len` and a `buf` that is NULL or valid
+    /// for writes of `*len` bytes (dangling when that is 0).
     fn out_call(
         &mut self,
         label: &str,
@@ -191,7 +198,9 @@ impl Api {
     }
 
     /// Runs a list call (`call(list, &mut count)`: slot and mechanism lists)
-    /// the way `out` says (sizes count elements); records via `show`.
+    /// the way `out` says (sizes count elements); records via `show`. `call`
+    /// always gets a live, writable `count` and a `list` that is NULL or
+    /// valid for writes of `*count` elements (and of at least one).
     fn list_call<T: Copy + Default>(
         &mut self,
         label: &str,
@@ -235,7 +244,9 @@ pub(crate) fn version(v: &CK_VERSION) -> String {
     format!("{}.{}", v.major, v.minor)
 }
 
-/// A byte slice as pointer and length for input arguments.
+/// A byte slice as pointer and length for input arguments: the pointer is
+/// valid for reads of the length (dangling when that is 0) while `data`
+/// lives. It is `*mut` as the C prototypes want; modules only read inputs.
 pub(crate) fn input(data: &[u8]) -> (*mut u8, CK_ULONG) {
     // Empty input is a valid non-NULL pointer: NULL arguments are tested on purpose, elsewhere.
     let ptr = if data.is_empty() {

@@ -80,6 +80,8 @@ fn attribute_results_defined(rv: CK_RV) -> bool {
 impl Api {
     pub fn create_object(&mut self, s: CK_SESSION_HANDLE, t: &Template) -> (CK_RV, CK_OBJECT_HANDLE) {
         let mut h: CK_OBJECT_HANDLE = 0;
+        // SAFETY: C_CreateObject is an entry of `self`'s loaded module (see `ck!`); `t` holds
+        // `t.len()` attributes whose values it owns, `h` is a live, writable handle.
         let rv = unsafe { ck!(self, C_CreateObject)(s, t.as_ptr(), t.len(), &mut h) };
         let details = if rv == CKR_OK {
             self.t.new_object(h)
@@ -111,6 +113,8 @@ impl Api {
         t: &Template,
     ) -> (CK_RV, CK_OBJECT_HANDLE) {
         let mut h: CK_OBJECT_HANDLE = 0;
+        // SAFETY: C_CopyObject is an entry of `self`'s loaded module (see `ck!`); `t` holds
+        // `t.len()` attributes whose values it owns, `h` is a live, writable handle.
         let rv = unsafe { ck!(self, C_CopyObject)(s, o, t.as_ptr(), t.len(), &mut h) };
         let details = if rv == CKR_OK {
             self.t.new_object(h)
@@ -128,6 +132,8 @@ impl Api {
     }
 
     pub fn destroy_object(&mut self, s: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> CK_RV {
+        // SAFETY: C_DestroyObject is an entry of `self`'s loaded module (see `ck!`); it takes no
+        // pointers.
         let rv = unsafe { ck!(self, C_DestroyObject)(s, o) };
         let call = format!("C_DestroyObject({}, {})", self.t.session(s), self.t.object(o));
         self.line(&call, rv, "")
@@ -135,6 +141,8 @@ impl Api {
 
     pub fn object_size(&mut self, s: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> CK_RV {
         let mut size: CK_ULONG = 0;
+        // SAFETY: C_GetObjectSize is an entry of `self`'s loaded module (see `ck!`); `size` is a
+        // live, writable CK_ULONG.
         let rv = unsafe { ck!(self, C_GetObjectSize)(s, o, &mut size) };
         let details = if rv == CKR_OK {
             format!("size={}", len_text(size))
@@ -178,6 +186,9 @@ impl Api {
                 ulValueLen: b.len() as CK_ULONG,
             })
             .collect();
+        // SAFETY: C_GetAttributeValue is an entry of `self`'s loaded module (see `ck!`); `attrs`
+        // holds `attrs.len()` attributes, each pValue NULL, or dangling with length 0, or the
+        // buffer in `bufs` of its ulValueLen bytes, all alive for the call.
         let rv = unsafe { ck!(self, C_GetAttributeValue)(s, o, attrs.as_mut_ptr(), attrs.len() as CK_ULONG) };
         let asked: Vec<String> = reqs
             .iter()
@@ -282,6 +293,8 @@ impl Api {
             pValue: std::ptr::null_mut(),
             ulValueLen: 0,
         };
+        // SAFETY: `f` is C_GetAttributeValue, an entry of `self`'s loaded module (see `ck!`);
+        // `outer` is one live attribute with a NULL pValue (a length query).
         let rv = unsafe { f(s, o, &mut outer, 1) };
         self.line(
             &format!("C_GetAttributeValue({session}, {object}, [{name}:NULL])"),
@@ -301,6 +314,9 @@ impl Api {
             })
             .collect();
         outer.pValue = inner.as_mut_ptr().cast();
+        // SAFETY: `f` is C_GetAttributeValue, an entry of `self`'s loaded module (see `ck!`);
+        // `outer` points to `inner`, `count` live attributes (its ulValueLen is their byte size)
+        // with NULL pValues.
         let rv = unsafe { f(s, o, &mut outer, 1) };
         let elems = |inner: &[CK_ATTRIBUTE], vals: Option<&[Vec<u8>]>| {
             inner
@@ -343,6 +359,9 @@ impl Api {
         for (a, v) in inner.iter_mut().zip(vals.iter_mut()) {
             a.pValue = v.as_mut_ptr().cast();
         }
+        // SAFETY: `f` is C_GetAttributeValue, an entry of `self`'s loaded module (see `ck!`);
+        // `outer` points to `inner`, whose pValues are the buffers in `vals` of their ulValueLen
+        // bytes, all alive for the call.
         let rv = unsafe { f(s, o, &mut outer, 1) };
         let shown = elems(&inner, Some(&vals));
         self.line(
@@ -353,6 +372,8 @@ impl Api {
     }
 
     pub fn set_attributes(&mut self, s: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, t: &Template) -> CK_RV {
+        // SAFETY: C_SetAttributeValue is an entry of `self`'s loaded module (see `ck!`); `t` holds
+        // `t.len()` attributes whose values it owns.
         let rv = unsafe { ck!(self, C_SetAttributeValue)(s, o, t.as_ptr(), t.len()) };
         let call = format!(
             "C_SetAttributeValue({}, {}, [{}])",
@@ -364,6 +385,8 @@ impl Api {
     }
 
     pub fn find_init(&mut self, s: CK_SESSION_HANDLE, t: &Template) -> CK_RV {
+        // SAFETY: C_FindObjectsInit is an entry of `self`'s loaded module (see `ck!`); `t` holds
+        // `t.len()` attributes whose values it owns.
         let rv = unsafe { ck!(self, C_FindObjectsInit)(s, t.as_ptr(), t.len()) };
         let call = format!("C_FindObjectsInit({}, [{}])", self.t.session(s), t.describe());
         self.line(&call, rv, "")
@@ -372,6 +395,8 @@ impl Api {
     pub fn find(&mut self, s: CK_SESSION_HANDLE, max: usize) -> (CK_RV, Vec<CK_OBJECT_HANDLE>) {
         let mut found = vec![0 as CK_OBJECT_HANDLE; max.max(1)];
         let mut count: CK_ULONG = 0;
+        // SAFETY: C_FindObjects is an entry of `self`'s loaded module (see `ck!`); `found` has room
+        // for `max` handles (at least one), `count` is a live, writable CK_ULONG.
         let rv = unsafe { ck!(self, C_FindObjects)(s, found.as_mut_ptr(), max as CK_ULONG, &mut count) };
         found.truncate(if rv == CKR_OK { (count as usize).min(max) } else { 0 });
         let shown: Vec<String> = found.iter().map(|h| self.t.found_object(*h)).collect();
@@ -386,6 +411,8 @@ impl Api {
     }
 
     pub fn find_final(&mut self, s: CK_SESSION_HANDLE) -> CK_RV {
+        // SAFETY: C_FindObjectsFinal is an entry of `self`'s loaded module (see `ck!`); it takes no
+        // pointers.
         let rv = unsafe { ck!(self, C_FindObjectsFinal)(s) };
         let call = format!("C_FindObjectsFinal({})", self.t.session(s));
         self.line(&call, rv, "")

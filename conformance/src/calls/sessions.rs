@@ -34,6 +34,8 @@ pub const RO: CK_FLAGS = CKF_SERIAL_SESSION;
 impl Api {
     pub fn open_session(&mut self, slot: CK_SLOT_ID, flags: CK_FLAGS) -> (CK_RV, CK_SESSION_HANDLE) {
         let mut h: CK_SESSION_HANDLE = 0;
+        // SAFETY: C_OpenSession is an entry of `self`'s loaded module (see `ck!`); no application
+        // pointer or notify callback, `h` is a live, writable handle.
         let rv = unsafe { ck!(self, C_OpenSession)(slot, flags, std::ptr::null_mut(), None, &mut h) };
         let details = if rv == CKR_OK {
             self.t.new_session(h)
@@ -53,12 +55,16 @@ impl Api {
     }
 
     pub fn close_session(&mut self, s: CK_SESSION_HANDLE) -> CK_RV {
+        // SAFETY: C_CloseSession is an entry of `self`'s loaded module (see `ck!`); it takes no
+        // pointers.
         let rv = unsafe { ck!(self, C_CloseSession)(s) };
         let call = format!("C_CloseSession({})", self.t.session(s));
         self.line(&call, rv, "")
     }
 
     pub fn close_all_sessions(&mut self, slot: CK_SLOT_ID) -> CK_RV {
+        // SAFETY: C_CloseAllSessions is an entry of `self`'s loaded module (see `ck!`); it takes no
+        // pointers.
         let rv = unsafe { ck!(self, C_CloseAllSessions)(slot) };
         let call = format!("C_CloseAllSessions({})", self.t.slot(slot));
         self.line(&call, rv, "")
@@ -71,6 +77,8 @@ impl Api {
             flags: 0,
             ulDeviceError: 0,
         };
+        // SAFETY: C_GetSessionInfo is an entry of `self`'s loaded module (see `ck!`); `info` is a
+        // live, writable CK_SESSION_INFO.
         let rv = unsafe { ck!(self, C_GetSessionInfo)(s, &mut info) };
         let details = if rv == CKR_OK {
             format!(
@@ -94,12 +102,15 @@ impl Api {
             Some(p) => input(p.as_bytes()),
             None => (std::ptr::null_mut(), 0),
         };
+        // SAFETY: C_Login is an entry of `self`'s loaded module (see `ck!`); `ptr` is NULL (a
+        // protected path PIN) or holds the `len` PIN bytes.
         let rv = unsafe { ck!(self, C_Login)(s, user, ptr, len) };
         let call = format!("C_Login({}, {}, pin={pin:?})", self.t.session(s), user_name(user));
         self.line(&call, rv, "")
     }
 
     pub fn logout(&mut self, s: CK_SESSION_HANDLE) -> CK_RV {
+        // SAFETY: C_Logout is an entry of `self`'s loaded module (see `ck!`); it takes no pointers.
         let rv = unsafe { ck!(self, C_Logout)(s) };
         let call = format!("C_Logout({})", self.t.session(s));
         self.line(&call, rv, "")
@@ -107,6 +118,8 @@ impl Api {
 
     pub fn init_pin(&mut self, s: CK_SESSION_HANDLE, pin: &str) -> CK_RV {
         let (ptr, len) = input(pin.as_bytes());
+        // SAFETY: C_InitPIN is an entry of `self`'s loaded module (see `ck!`); `ptr` holds the
+        // `len` PIN bytes (see `input`).
         let rv = unsafe { ck!(self, C_InitPIN)(s, ptr, len) };
         let call = format!("C_InitPIN({}, {pin:?})", self.t.session(s));
         self.line(&call, rv, "")
@@ -115,6 +128,8 @@ impl Api {
     pub fn set_pin(&mut self, s: CK_SESSION_HANDLE, old: &str, new: &str) -> CK_RV {
         let (o, ol) = input(old.as_bytes());
         let (n, nl) = input(new.as_bytes());
+        // SAFETY: C_SetPIN is an entry of `self`'s loaded module (see `ck!`); `o` holds the `ol`
+        // old PIN bytes, `n` the `nl` new ones (see `input`).
         let rv = unsafe { ck!(self, C_SetPIN)(s, o, ol, n, nl) };
         let call = format!("C_SetPIN({}, {old:?}, {new:?})", self.t.session(s));
         self.line(&call, rv, "")
@@ -124,6 +139,8 @@ impl Api {
         let f = ck!(self, C_GetOperationState);
         let label = format!("C_GetOperationState({})", self.t.session(s));
         // A saved state is opaque and module-specific: compare its presence, not its bytes.
+        // SAFETY: `f` is C_GetOperationState, an entry of `self`'s loaded module (see `ck!`);
+        // `p`/`n` come from `out_call`.
         self.out_call(&label, out, true, |p, n| unsafe { f(s, p, n) })
     }
 
@@ -135,6 +152,8 @@ impl Api {
         auth_key: CK_OBJECT_HANDLE,
     ) -> CK_RV {
         let (p, n) = input(state);
+        // SAFETY: C_SetOperationState is an entry of `self`'s loaded module (see `ck!`); `p` holds
+        // the `n` state bytes (see `input`).
         let rv = unsafe { ck!(self, C_SetOperationState)(s, p, n, enc_key, auth_key) };
         let call = format!(
             "C_SetOperationState({}, {}B, {}, {})",
@@ -148,6 +167,8 @@ impl Api {
 
     pub fn seed_random(&mut self, s: CK_SESSION_HANDLE, seed: &[u8]) -> CK_RV {
         let (p, n) = input(seed);
+        // SAFETY: C_SeedRandom is an entry of `self`'s loaded module (see `ck!`); `p` holds the `n`
+        // seed bytes (see `input`).
         let rv = unsafe { ck!(self, C_SeedRandom)(s, p, n) };
         let call = format!("C_SeedRandom({}, {}B)", self.t.session(s), seed.len());
         self.line(&call, rv, "")
@@ -161,6 +182,8 @@ impl Api {
         } else {
             buf.as_mut_ptr()
         };
+        // SAFETY: C_GenerateRandom is an entry of `self`'s loaded module (see `ck!`); `ptr` is
+        // `buf`, `len` writable bytes (dangling only when `len` is 0).
         let rv = unsafe { ck!(self, C_GenerateRandom)(s, ptr, len as CK_ULONG) };
         let details = if rv == CKR_OK && len >= 16 {
             format!("all_zero={}", buf.iter().all(|b| *b == 0))
@@ -173,12 +196,16 @@ impl Api {
     }
 
     pub fn get_function_status(&mut self, s: CK_SESSION_HANDLE) -> CK_RV {
+        // SAFETY: C_GetFunctionStatus is an entry of `self`'s loaded module (see `ck!`); it takes
+        // no pointers.
         let rv = unsafe { ck!(self, C_GetFunctionStatus)(s) };
         let call = format!("C_GetFunctionStatus({})", self.t.session(s));
         self.line(&call, rv, "")
     }
 
     pub fn cancel_function(&mut self, s: CK_SESSION_HANDLE) -> CK_RV {
+        // SAFETY: C_CancelFunction is an entry of `self`'s loaded module (see `ck!`); it takes no
+        // pointers.
         let rv = unsafe { ck!(self, C_CancelFunction)(s) };
         let call = format!("C_CancelFunction({})", self.t.session(s));
         self.line(&call, rv, "")

@@ -33,6 +33,7 @@ pub fn first_of(set: &cpu_set_t) -> cpu_set_t {
     let bits = 8 * std::mem::size_of::<cpu_set_t>();
     // SAFETY: `cpu` < the set's bit size, as the CPU_* functions require.
     if let Some(cpu) = (0..bits).find(|&cpu| unsafe { libc::CPU_ISSET(cpu, set) }) {
+        // SAFETY: `cpu` < the bit size of `one`, a cpu_set_t like `set`.
         unsafe { libc::CPU_SET(cpu, &mut one) };
     }
     one

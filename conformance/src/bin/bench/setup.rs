@@ -63,7 +63,10 @@ fn generate_keys(f: p11::Fl, s: CK_SESSION_HANDLE) -> Result<(), String> {
         .bytes(CKA_LABEL, AES_KEY.as_bytes());
     let mut m = CK_MECHANISM { mechanism: CKM_AES_KEY_GEN, pParameter: std::ptr::null_mut(), ulParameterLen: 0 };
     let mut key = CK_INVALID_HANDLE;
-    check("C_GenerateKey(AES)", call!(f, C_GenerateKey, s, &mut m, aes.as_mut_ptr(), aes.len(), &mut key))
+    // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `m` is a live mechanism without parameter,
+    // `aes` holds `aes.len()` attributes whose values it owns, `key` is a live,
+    // writable handle.
+    check("C_GenerateKey(AES)", unsafe { call!(f, C_GenerateKey, s, &mut m, aes.as_mut_ptr(), aes.len(), &mut key) })
 }
 
 fn key_pair(
@@ -77,17 +80,22 @@ fn key_pair(
     let (mut pubk, mut privk) = (CK_INVALID_HANDLE, CK_INVALID_HANDLE);
     check(
         &format!("C_GenerateKeyPair({kind:#x})"),
-        call!(
-            f,
-            C_GenerateKeyPair,
-            s,
-            &mut m,
-            public.as_mut_ptr(),
-            public.len(),
-            private.as_mut_ptr(),
-            private.len(),
-            &mut pubk,
-            &mut privk
-        ),
+        // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `m` is a live mechanism without
+        // parameter, `public` and `private` hold that many attributes whose
+        // values they own, `pubk` and `privk` are live, writable handles.
+        unsafe {
+            call!(
+                f,
+                C_GenerateKeyPair,
+                s,
+                &mut m,
+                public.as_mut_ptr(),
+                public.len(),
+                private.as_mut_ptr(),
+                private.len(),
+                &mut pubk,
+                &mut privk
+            )
+        },
     )
 }

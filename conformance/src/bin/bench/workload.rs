@@ -87,12 +87,18 @@ impl Workload {
     pub fn run(self, f: Fl, s: CK_SESSION_HANDLE, keys: &Keys, x: &mut Scratch) -> Result<(), String> {
         let out = x.out.as_mut_ptr();
         match self {
-            Workload::Random => check("C_GenerateRandom", call!(f, C_GenerateRandom, s, out, 32)),
+            // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `out` is `x.out`, 512 bytes, room
+            // for the 32 asked for.
+            Workload::Random => check("C_GenerateRandom", unsafe { call!(f, C_GenerateRandom, s, out, 32) }),
             Workload::Digest => {
                 let mut m = mechanism(CKM_SHA256);
-                check("C_DigestInit", call!(f, C_DigestInit, s, &mut m))?;
+                // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `m` is a live mechanism
+                // without parameter.
+                check("C_DigestInit", unsafe { call!(f, C_DigestInit, s, &mut m) })?;
                 let mut len: CK_ULONG = 32;
-                check("C_Digest", call!(f, C_Digest, s, x.data.as_mut_ptr(), 64, out, &mut len))
+                // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `x.data` holds the 64 bytes
+                // passed, `out` (512 bytes) has room for the `len` = 32 passed.
+                check("C_Digest", unsafe { call!(f, C_Digest, s, x.data.as_mut_ptr(), 64, out, &mut len) })
             }
             Workload::GetAttribute => {
                 let mut value: CK_ULONG = 0;
@@ -101,7 +107,9 @@ impl Workload {
                     pValue: (&mut value as *mut CK_ULONG).cast(),
                     ulValueLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
                 };
-                check("C_GetAttributeValue", call!(f, C_GetAttributeValue, s, keys.aes, &mut attr, 1))?;
+                // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `attr` is one live attribute
+                // whose pValue is the live CK_ULONG `value`, of the length given.
+                check("C_GetAttributeValue", unsafe { call!(f, C_GetAttributeValue, s, keys.aes, &mut attr, 1) })?;
                 if value != 32 {
                     return Err(format!("CKA_VALUE_LEN is {value}, expected 32"));
                 }
@@ -126,9 +134,13 @@ fn sign(
     sig_len: CK_ULONG,
 ) -> Result<(), String> {
     let mut m = mechanism(kind);
-    check("C_SignInit", call!(f, C_SignInit, s, &mut m, key))?;
+    // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `m` is a live mechanism without
+    // parameter.
+    check("C_SignInit", unsafe { call!(f, C_SignInit, s, &mut m, key) })?;
     let mut len: CK_ULONG = x.out.len() as CK_ULONG;
-    check("C_Sign", call!(f, C_Sign, s, x.data.as_mut_ptr(), 32, x.out.as_mut_ptr(), &mut len))?;
+    // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `x.data` (64 bytes) holds the 32 passed,
+    // `x.out` holds the `len` bytes passed.
+    check("C_Sign", unsafe { call!(f, C_Sign, s, x.data.as_mut_ptr(), 32, x.out.as_mut_ptr(), &mut len) })?;
     if len != sig_len {
         return Err(format!("C_Sign gave {len} bytes, expected {sig_len}"));
     }
