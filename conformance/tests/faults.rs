@@ -31,6 +31,8 @@ impl Shim {
     fn slot(&self) -> CK_SLOT_ID {
         let mut slots = [0 as CK_SLOT_ID; 8];
         let mut n = slots.len() as CK_ULONG;
+        // SAFETY: `self.f()` is the function list of `self.m`, loaded while `self` lives (borrowed
+        // here); `slots` has the `n` writable entries `n` says.
         let rv = unsafe { self.f().C_GetSlotList.unwrap()(CK_TRUE, slots.as_mut_ptr(), &mut n) };
         assert_eq!(rv, CKR_OK, "C_GetSlotList");
         assert!(n >= 1, "a token is present");
@@ -44,17 +46,22 @@ impl Shim {
     fn try_open_logged_in(&self) -> Result<CK_SESSION_HANDLE, CK_RV> {
         let mut slots = [0 as CK_SLOT_ID; 8];
         let mut n = slots.len() as CK_ULONG;
+        // SAFETY: `self.f()` is the function list of `self.m`, loaded while `self` lives (borrowed
+        // here); `slots` has the `n` writable entries `n` says.
         let rv = unsafe { self.f().C_GetSlotList.unwrap()(CK_TRUE, slots.as_mut_ptr(), &mut n) };
         if rv != CKR_OK {
             return Err(rv);
         }
         let mut s: CK_SESSION_HANDLE = 0;
         let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+        // SAFETY: as above; no Notify callback, so pApplication NULL is never used; phSession is
+        // the live local `s`.
         let rv = unsafe { self.f().C_OpenSession.unwrap()(slots[0], flags, std::ptr::null_mut(), None, &mut s) };
         if rv != CKR_OK {
             return Err(rv);
         }
         let mut pin = USER_PIN.as_bytes().to_vec();
+        // SAFETY: as above; pPin is `pin`, a live buffer of the `pin.len()` bytes passed.
         let rv = unsafe { self.f().C_Login.unwrap()(s, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG) };
         if rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN {
             return Err(rv);
@@ -64,6 +71,9 @@ impl Shim {
 
     fn random(&self, s: CK_SESSION_HANDLE) -> CK_RV {
         let mut buf = [0u8; 32];
+        // SAFETY: `self.f()` is the function list of `self.m`, loaded while `self` lives (borrowed
+        // here); `buf` has the 32 writable bytes passed. Several threads call this at once (see
+        // `load`): the shim locks with OS primitives whatever C_Initialize was given.
         unsafe { self.f().C_GenerateRandom.unwrap()(s, buf.as_mut_ptr(), 32) }
     }
 }
@@ -117,6 +127,8 @@ fn sidecar_faults_fail_fast_and_recover_in_the_same_process() {
     }
     std::env::set_var("HSMBRIDGE_TIMEOUT_MS", DEADLINE.as_millis().to_string());
     let shim = Arc::new(Shim { m: Module::load(sidecar.shim_lib()).expect("load the shim") });
+    // SAFETY: `shim.f()` is the function list of `shim.m`, loaded while `shim` lives (to the end
+    // of this test); pInitArgs NULL is allowed.
     assert_eq!(unsafe { shim.f().C_Initialize.unwrap()(std::ptr::null_mut()) }, CKR_OK);
     let before = shim.try_open_logged_in().expect("a logged-in session");
 
@@ -150,11 +162,14 @@ fn sidecar_faults_fail_fast_and_recover_in_the_same_process() {
 
     // 3. Hung (SIGSTOP): calls end at the deadline with a device error; recovery after SIGCONT.
     let pid = sidecar.pid().expect("sidecar pid");
+    // SAFETY: kill(2) takes no pointers; `pid` is our own sidecar child, running and not reaped
+    // (so not reused by another process).
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     wait_until_stopped(pid);
     let t = Instant::now();
     let rv = shim.random(after);
     let took = t.elapsed();
+    // SAFETY: as for SIGSTOP above: no pointers, and `pid` is still our stopped, unreaped child.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     assert_eq!(rv, CKR_DEVICE_ERROR, "a call to a hung sidecar");
     assert!(took >= DEADLINE - Duration::from_millis(100) && took < DEADLINE * 2, "a hung call took {took:?}");
@@ -173,5 +188,7 @@ fn sidecar_faults_fail_fast_and_recover_in_the_same_process() {
     }
     assert!(sidecar.is_running(), "the sidecar survived the garbage:\n{}", sidecar.stderr());
 
+    // SAFETY: `shim.f()` is the function list of `shim.m`, still loaded (`shim` lives to the end
+    // of this test); pReserved NULL as required.
     assert_eq!(unsafe { shim.f().C_Finalize.unwrap()(std::ptr::null_mut()) }, CKR_OK);
 }

@@ -61,6 +61,10 @@ fn sigterm_closes_sessions_and_removes_the_socket() {
     let shim = Module::load(sidecar.shim_lib()).expect("load the shim");
     let f = shim.fl();
     let mut session: CK_SESSION_HANDLE = 0;
+    // SAFETY: `f` is the function list of `shim`, loaded to the end of this test. C_Initialize:
+    // pInitArgs NULL is allowed. C_GetSlotList: `slots` has the `n` writable entries `n` says.
+    // C_OpenSession: no Notify callback, so pApplication NULL is never used; phSession is the live
+    // local `session`. C_Login: pPin is `pin`, a live buffer of the `pin.len()` bytes passed.
     unsafe {
         assert_eq!(f.C_Initialize.expect("C_Initialize")(std::ptr::null_mut()), CKR_OK);
         let mut slots = [0 as CK_SLOT_ID; 4];
@@ -84,6 +88,8 @@ fn sigterm_closes_sessions_and_removes_the_socket() {
     );
     // The application is told, not left hanging.
     let mut info = CK_SESSION_INFO::default();
+    // SAFETY: `f` is still the loaded shim's function list (`shim` lives to the end of this test;
+    // only the sidecar is gone); `info` is a live, writable CK_SESSION_INFO.
     let rv = unsafe { f.C_GetSessionInfo.expect("C_GetSessionInfo")(session, &mut info) };
     assert!(matches!(rv, CKR_DEVICE_ERROR | CKR_DEVICE_REMOVED), "after shutdown: {rv:#x}");
 }
