@@ -148,6 +148,7 @@ fn serve(
         }
     };
     process::limit_heap();
+    process::raise_open_files();
     let service = service::Service::new(backend, login::Logins::new(managed_pin), raw_params);
     let listener = match server::bind(&socket) {
         Ok(l) => l,

@@ -63,7 +63,7 @@ pub fn to_c(m: &wire::Mechanism, raw: &RawParamMechanisms) -> Result<OwnedMechan
             Some(l) => l.prescribes(p),
             None => raw.allows(mechanism) && Layout::Bytes.prescribes(p),
         };
-        if !prescribed {
+        if !prescribed || !lengths_agree(p) {
             return Err(CKR_MECHANISM_PARAM_INVALID);
         }
     }
@@ -151,6 +151,16 @@ pub fn to_c(m: &wire::Mechanism, raw: &RawParamMechanisms) -> Result<OwnedMechan
         _param: param,
         _buffers: bufs.0,
     })
+}
+
+/// Numbers in a parameter that a module may take for the size of one of its
+/// buffers must not claim more than the buffer holds.
+fn lengths_agree(p: &Parameter) -> bool {
+    match p {
+        Parameter::Gcm(g) => g.iv_bits <= g.iv.as_ref().map_or(0, |iv| iv.len() as u64 * 8),
+        Parameter::AesCtr(c) => c.counter_bits <= 128,
+        _ => true,
+    }
 }
 
 /// Boxes a parameter struct and returns it with a pointer to it and its size.

@@ -35,14 +35,12 @@ fn carries_pin(call: &Call) -> bool {
     matches!(call, Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_))
 }
 
-pub fn serve(service: &Service, stream: UnixStream, entry: &Entry, budget: Arc<InFlight>, config: Config) {
-    let writer = match stream.try_clone().and_then(|w| w.set_write_timeout(Some(FRAME_TIMEOUT)).map(|()| w)) {
-        Ok(w) => w,
-        Err(e) => {
-            debug!(error = %e, "connection unusable");
-            return;
-        }
-    };
+pub fn serve(service: &Service, stream: Arc<UnixStream>, entry: &Entry, budget: Arc<InFlight>, config: Config) {
+    if let Err(e) = stream.set_write_timeout(Some(FRAME_TIMEOUT)) {
+        debug!(error = %e, "connection unusable");
+        return;
+    }
+    let writer = stream.clone();
     let mut reader = FrameReader::new(stream, budget);
     let mut wbuf = Vec::with_capacity(256);
     let app = match hello(service, &mut reader, &writer, &mut wbuf, config) {

@@ -59,7 +59,7 @@ pub enum Next<'a> {
 }
 
 pub struct FrameReader {
-    stream: UnixStream,
+    stream: Arc<UnixStream>,
     budget: Arc<InFlight>,
     /// `buf[..filled]` holds received bytes; the first `consumed` of them are
     /// the frame handed out last.
@@ -73,7 +73,7 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    pub fn new(stream: UnixStream, budget: Arc<InFlight>) -> Self {
+    pub fn new(stream: Arc<UnixStream>, budget: Arc<InFlight>) -> Self {
         FrameReader { stream, budget, buf: vec![0; BASE_BUFFER], filled: 0, consumed: 0, charged: 0, timeout: None }
     }
 
@@ -166,7 +166,7 @@ impl FrameReader {
         let end = self.filled + n;
         self.set_timeout(Some(left)).map_err(End::Broken)?;
         loop {
-            match self.stream.read(&mut self.buf[self.filled..end]) {
+            match (&*self.stream).read(&mut self.buf[self.filled..end]) {
                 Ok(0) => return Err(End::Broken(io::ErrorKind::UnexpectedEof.into())),
                 Ok(got) => {
                     self.filled += got;
@@ -183,7 +183,7 @@ impl FrameReader {
     fn read_more(&mut self, wait: Option<Duration>) -> io::Result<usize> {
         self.set_timeout(wait)?;
         loop {
-            match self.stream.read(&mut self.buf[self.filled..]) {
+            match (&*self.stream).read(&mut self.buf[self.filled..]) {
                 Ok(got) => {
                     self.filled += got;
                     return Ok(got);

@@ -6,7 +6,7 @@ use crate::server::limits::BASE_BUFFER;
 fn pair() -> (UnixStream, FrameReader, Arc<InFlight>) {
     let (a, b) = UnixStream::pair().expect("socketpair");
     let budget = Arc::new(InFlight::default());
-    (a, FrameReader::new(b, budget.clone()), budget)
+    (a, FrameReader::new(Arc::new(b), budget.clone()), budget)
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {

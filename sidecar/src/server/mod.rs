@@ -25,7 +25,7 @@ pub use registry::Registry;
 
 use frames::InFlight;
 use rate_log::RateLimited;
-use registry::Refused;
+use registry::Full;
 
 /// How connections are served.
 #[derive(Clone, Copy)]
@@ -67,16 +67,13 @@ pub fn accept_loop(listener: UnixListener, service: Arc<Service>, registry: Arc<
                 continue;
             }
         };
+        let stream = Arc::new(stream);
         let (id, entry, evicted) = match registry.admit(&stream) {
             Ok(admitted) => admitted,
-            Err(Refused::Full) => {
+            Err(Full) => {
                 REFUSED.log(|n| {
                     warn!(limit = limits::MAX_CONNECTIONS, suppressed = n, "connection refused: too many connections")
                 });
-                continue;
-            }
-            Err(Refused::Io(e)) => {
-                REFUSED.log(|n| warn!(error = %e, suppressed = n, "connection refused"));
                 continue;
             }
         };

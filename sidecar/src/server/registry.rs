@@ -16,8 +16,9 @@ const BUSY: u8 = 2;
 
 /// One connection as the registry sees it; its thread updates the state.
 pub struct Entry {
-    /// A handle on the socket, to shut it down from another thread.
-    stream: UnixStream,
+    /// The socket, shared with the connection's thread (one descriptor), to
+    /// shut it down from another thread.
+    stream: Arc<UnixStream>,
     state: AtomicU8,
     /// Milliseconds since the registry started, at the last state change.
     since: AtomicU64,
@@ -63,12 +64,10 @@ pub struct Registry {
     max: usize,
 }
 
-/// Why a connection was not admitted.
+/// Why a connection was not admitted: the cap is reached and no connection
+/// can give way.
 #[derive(Debug)]
-pub enum Refused {
-    Full,
-    Io(std::io::Error),
-}
+pub struct Full;
 
 impl Registry {
     pub fn new(max: usize) -> Self {
@@ -81,8 +80,8 @@ impl Registry {
 
     /// Admits a new connection, closing the oldest evictable one if the cap
     /// is reached. Returns its id and entry, and whether one was evicted.
-    pub fn admit(&self, stream: &UnixStream) -> Result<(u64, Arc<Entry>, bool), Refused> {
-        let handle = stream.try_clone().map_err(Refused::Io)?;
+    pub fn admit(&self, stream: &Arc<UnixStream>) -> Result<(u64, Arc<Entry>, bool), Full> {
+        let handle = stream.clone();
         let mut open = self.open();
         let mut evicted = false;
         if open.len() >= self.max {
@@ -91,7 +90,7 @@ impl Registry {
                 .filter(|(_, e)| e.evictable())
                 .min_by_key(|(_, e)| e.since.load(Ordering::Relaxed))
                 .map(|(id, _)| *id)
-                .ok_or(Refused::Full)?;
+                .ok_or(Full)?;
             if let Some(e) = open.remove(&victim) {
                 let _ = e.stream.shutdown(std::net::Shutdown::Both);
                 evicted = true;
