@@ -1,5 +1,5 @@
 # The two set-up commands of the README, and the benchmark.
-.PHONY: demo test bench bench-operator bench-webhook
+.PHONY: demo test bench bench-operator bench-webhook hostile-report
 
 # End to end on a local SoftHSM token: enroll, start the sidecar in managed mode, and let
 # pkcs11-tool list slots, generate an EC key, sign and verify through the shim without the PIN.
@@ -21,3 +21,7 @@ bench-operator:
 # Injection webhook: p50/p99 (operator's histogram) while 200 labelled pods are created on a real kube-apiserver.
 bench-webhook:
 	bash scripts/webhook-bench.sh
+
+# The hostile-peer suite against a managed sidecar, with the figures it prints (not a benchmark).
+hostile-report:
+	bash scripts/hostile-report.sh

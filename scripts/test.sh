@@ -9,6 +9,10 @@ cd "$REPO_ROOT"
 
 "$REPO_ROOT/scripts/install-deps.sh"
 "$REPO_ROOT/scripts/kube-testenv.sh" install
+ensure_cargo
+# Style and lints first: they are fast and say most.
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
 build_release
 bash scripts/chart-test.sh
 # --no-fail-fast: report every failing test binary, not only the first.
