@@ -2,6 +2,15 @@
 //! `hsm-sidecar`: generated messages, framing, the limits both sides hold a
 //! call to, and the deep conversion of mechanisms and attribute templates
 //! between C memory and messages.
+//!
+//! The C side's `unsafe fn`s (`mechanism::from_c`, `template::values_from_c`
+//! and friends) state their contract under `# Safety`; each unsafe block in
+//! them says, on its `// SAFETY:` line, which part of it makes the block hold.
+#![allow(
+    clippy::unnecessary_cast,
+    reason = "CK_ULONG is c_ulong: u64 here, u32 on 32-bit and Windows targets, where the `as u64` \
+              casts to and from the wire format are needed (rust-clippy#10555)"
+)]
 
 pub mod frame;
 pub mod limits;

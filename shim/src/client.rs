@@ -92,6 +92,10 @@ pub fn current() -> Rv<Arc<Client>> {
 /// C_Initialize after its arguments were checked.
 pub fn initialize() -> Rv {
     static AT_FORK: Once = Once::new();
+    // SAFETY: pthread_atfork only records three handlers (two NULL); the one
+    // given is a plain `extern "C" fn` of the signature it expects, which lives
+    // as long as the library, and does only an atomic add (async-signal-safe).
+    // `Once` registers it once per process, not on every C_Initialize.
     AT_FORK.call_once(|| unsafe {
         libc::pthread_atfork(None, None, Some(after_fork_in_child));
     });
@@ -154,7 +158,7 @@ impl Client {
         let here = pool.idle.iter().rposition(|c| c.cpu == cpu);
         let mut stale = None;
         if let Some(mut conn) = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()) {
-            if !pool.stale_after.is_some_and(|t| conn.last_used.elapsed() >= t) {
+            if pool.stale_after.is_none_or(|t| conn.last_used.elapsed() < t) {
                 conn.cpu = cpu;
                 return Ok(Lease { client: self.clone(), conn: Some(conn), epoch: pool.epoch });
             }

@@ -16,11 +16,6 @@
               casts to and from the wire format are needed (rust-clippy#10555)"
 )]
 
-#[expect(
-    clippy::undocumented_unsafe_blocks,
-    reason = "client.rs is being edited in another change; its pthread_atfork block still lacks a \
-              SAFETY line. Remove this once it has one (this expectation then goes unfulfilled)."
-)]
 mod client;
 mod crypto;
 mod function_list;

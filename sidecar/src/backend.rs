@@ -22,12 +22,19 @@ pub struct Backend {
     _lib: &'static libloading::Library,
 }
 
-/// Calls a backend function; an entry the module left NULL is CKR_FUNCTION_NOT_SUPPORTED.
+/// Calls a backend function: expands to the raw call through the module's
+/// function list, or to CKR_FUNCTION_NOT_SUPPORTED when the module left the
+/// entry NULL. The call is to C code that dereferences the pointers it is
+/// given, so the macro is usable only inside an `unsafe {}` block, whose
+/// `// SAFETY:` line says why the arguments are what PKCS#11 requires of that
+/// function (buffers live and as long as the lengths beside them, output
+/// pointers writable, reserved pointers NULL). The module is initialized with
+/// CKF_OS_LOCKING_OK (see [`Backend::load`]), so it may be called from any
+/// thread at any time.
 macro_rules! p11 {
     ($backend:expr, $func:ident ( $($arg:expr),* $(,)? )) => {
         match $backend.functions().$func {
-            #[allow(unused_unsafe)]
-            Some(f) => unsafe { f($($arg),*) },
+            Some(f) => f($($arg),*),
             None => cryptoki_sys::CKR_FUNCTION_NOT_SUPPORTED,
         }
     };
@@ -38,27 +45,44 @@ impl Backend {
     /// Loads the module and initializes it for OS locking (real concurrency).
     pub fn load(path: &Path) -> Result<Self, LoadError> {
         let shown = path.display().to_string();
+        // SAFETY: loading runs the library's initialisers; `path` is the vendor
+        // PKCS#11 module the operator configured (`--module`), which is trusted
+        // code by design: the sidecar exists to run it. It is never unloaded
+        // (leaked below), so none of its code or data goes away while in use.
         let lib = unsafe { libloading::Library::new(path) }
             .map_err(|source| LoadError::Open { path: shown.clone(), source })?;
         let lib: &'static libloading::Library = Box::leak(Box::new(lib));
+        // SAFETY: the type given is C_GetFunctionList's signature in the PKCS#11
+        // headers (CK_C_GetFunctionList), which every PKCS#11 module exports.
         let get: libloading::Symbol<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
             unsafe { lib.get(b"C_GetFunctionList\0") }
                 .map_err(|e| LoadError::NotPkcs11 { path: shown.clone(), reason: e.to_string() })?;
         let mut list = std::ptr::null_mut();
+        // SAFETY: `get` is the module's C_GetFunctionList (typed above); its one
+        // argument is `&mut list`, a live, aligned location for the pointer it writes.
         let rv = unsafe { get(&mut list) };
-        // SAFETY: a module's function list lives as long as the module, which is never unloaded.
-        let f = match unsafe { list.as_ref() } {
-            Some(f) if rv == CKR_OK => f,
-            _ => {
-                return Err(LoadError::NotPkcs11 {
-                    path: shown,
-                    reason: format!("C_GetFunctionList returned {}", crate::rv::Rv(rv)),
-                })
-            }
+        // The list is only looked at when the module reports that it wrote it.
+        let f = if rv == CKR_OK {
+            // SAFETY: on CKR_OK the module has set `list` to its function list, an
+            // aligned CK_FUNCTION_LIST (or left it NULL: None). The module owns it
+            // and keeps it for as long as it is loaded, which is for the rest of
+            // the process (`lib` is leaked), so the `'static` borrow holds; the
+            // sidecar never writes through it.
+            unsafe { list.as_ref() }
+        } else {
+            None
+        };
+        let Some(f) = f else {
+            return Err(LoadError::NotPkcs11 {
+                path: shown,
+                reason: format!("C_GetFunctionList returned {}", crate::rv::Rv(rv)),
+            });
         };
         let backend = Backend { f, _lib: lib };
         let mut args = CK_C_INITIALIZE_ARGS { flags: CKF_OS_LOCKING_OK, ..Default::default() };
-        let rv = p11!(backend, C_Initialize(&mut args as *mut _ as *mut _));
+        // SAFETY: `args` is a live CK_C_INITIALIZE_ARGS for the call: no mutex
+        // callbacks (all None), CKF_OS_LOCKING_OK, pReserved NULL (Default).
+        let rv = unsafe { p11!(backend, C_Initialize(&mut args as *mut _ as *mut _)) };
         if rv != CKR_OK {
             return Err(LoadError::Initialize { path: shown, rv: crate::rv::Rv(rv) });
         }
@@ -70,7 +94,9 @@ impl Backend {
     }
 
     pub fn finalize(&self) -> CK_RV {
-        p11!(self, C_Finalize(std::ptr::null_mut()))
+        // SAFETY: C_Finalize takes only pReserved, which must be NULL; after it
+        // the module answers calls with CKR_CRYPTOKI_NOT_INITIALIZED.
+        unsafe { p11!(self, C_Finalize(std::ptr::null_mut())) }
     }
 
     /// Whether some slot holds an initialized token the module can talk to
@@ -78,19 +104,26 @@ impl Backend {
     pub fn token_reachable(&self) -> bool {
         self.present_slots().unwrap_or_default().into_iter().any(|slot| {
             let mut info = CK_TOKEN_INFO::default();
-            p11!(self, C_GetTokenInfo(slot, &mut info)) == CKR_OK && info.flags & CKF_TOKEN_INITIALIZED != 0
+            // SAFETY: `info` is a live, aligned CK_TOKEN_INFO for the module to fill;
+            // the slot is only a number, which the module checks itself.
+            let rv = unsafe { p11!(self, C_GetTokenInfo(slot, &mut info)) };
+            rv == CKR_OK && info.flags & CKF_TOKEN_INITIALIZED != 0
         })
     }
 
     /// Slots with a token present (empty when the HSM cannot be reached).
     pub fn present_slots(&self) -> Result<Vec<CK_SLOT_ID>, CK_RV> {
         let mut n: CK_ULONG = 0;
-        let rv = p11!(self, C_GetSlotList(CK_TRUE, std::ptr::null_mut(), &mut n));
+        // SAFETY: a NULL list asks for the count only; `n` is a live CK_ULONG to
+        // write it to.
+        let rv = unsafe { p11!(self, C_GetSlotList(CK_TRUE, std::ptr::null_mut(), &mut n)) };
         if rv != CKR_OK {
             return Err(rv);
         }
         let mut slots = vec![0; n as usize];
-        let rv = p11!(self, C_GetSlotList(CK_TRUE, slots.as_mut_ptr(), &mut n));
+        // SAFETY: `slots` holds `n` CK_SLOT_IDs and `n` says so, so the module
+        // writes at most that many (more is CKR_BUFFER_TOO_SMALL); `n` is live.
+        let rv = unsafe { p11!(self, C_GetSlotList(CK_TRUE, slots.as_mut_ptr(), &mut n)) };
         if rv != CKR_OK {
             return Err(rv);
         }

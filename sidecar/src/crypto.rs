@@ -11,6 +11,10 @@ use crate::reply;
 use crate::service::{Answer, Service};
 
 impl Service {
+    /// Runs `f` with the app's session (checked by `self.session`), its key
+    /// (checked by `self.key`) and a pointer to the request's mechanism rebuilt
+    /// in C memory: an [`hsmbridge_proto::mechanism::OwnedMechanism`] that owns
+    /// the parameter and every buffer it points into, and lives until `f` returns.
     pub(crate) fn operation_init(
         &self,
         app: &App,
@@ -23,6 +27,9 @@ impl Service {
         Ok(reply::rv(f(s, m.as_ptr(), key)))
     }
 
+    /// Runs `f` with the app's session, the request's data (`c.data`'s pointer
+    /// and length; `c` lives until `f` returns) and the output arguments of
+    /// [`reply::with_output`].
     pub(crate) fn data_output(
         &self,
         app: &App,
@@ -34,6 +41,8 @@ impl Service {
         Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| f(s, data, len, out, out_len)))
     }
 
+    /// Runs `f` with the app's session and the output arguments of
+    /// [`reply::with_output`].
     pub(crate) fn final_output(
         &self,
         app: &App,
@@ -44,6 +53,8 @@ impl Service {
         Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| f(s, out, out_len)))
     }
 
+    /// Runs `f` with the app's session and the request's bytes (`c.data`'s
+    /// pointer and length; `c` lives until `f` returns).
     pub(crate) fn data_in(
         &self,
         app: &App,
@@ -58,7 +69,8 @@ impl Service {
         let s = self.session(app, c.session)?;
         let (d, dl) = (c.data.as_mut_ptr(), c.data.len() as CK_ULONG);
         let (g, gl) = (c.signature.as_mut_ptr(), c.signature.len() as CK_ULONG);
-        Ok(reply::rv(p11!(self.backend, C_Verify(s, d, dl, g, gl))))
+        // SAFETY: `d`/`dl` and `g`/`gl` are `c.data` and `c.signature` with their lengths; `c` outlives the call.
+        Ok(reply::rv(unsafe { p11!(self.backend, C_Verify(s, d, dl, g, gl)) }))
     }
 
     pub(crate) fn generate_random(&self, app: &App, c: wire::GenerateRandom) -> Answer {
@@ -67,7 +79,8 @@ impl Service {
             return Err(CKR_HOST_MEMORY);
         }
         let mut buf = vec![0u8; c.length as usize];
-        let rv = p11!(self.backend, C_GenerateRandom(s, buf.as_mut_ptr(), c.length as CK_ULONG));
+        // SAFETY: `buf` holds `c.length` bytes (at most MAX_DATA, checked above), the length given; it outlives the call.
+        let rv = unsafe { p11!(self.backend, C_GenerateRandom(s, buf.as_mut_ptr(), c.length as CK_ULONG)) };
         Ok(reply::on_ok(rv, || Body::Output(wire::Output { length: buf.len() as u64, data: buf })))
     }
 }

@@ -16,7 +16,9 @@ impl Service {
         let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
-        let rv = p11!(self.backend, C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h));
+        // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and every
+        // buffer they point into, and outlive the call; `h` is live.
+        let rv = unsafe { p11!(self.backend, C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
             self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
         }
@@ -29,19 +31,24 @@ impl Service {
         let mut public = OwnedTemplate::values(c.public_template.as_ref())?;
         let mut private = OwnedTemplate::values(c.private_template.as_ref())?;
         let (mut pubh, mut privh): (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) = (0, 0);
-        let rv = p11!(
-            self.backend,
-            C_GenerateKeyPair(
-                s,
-                m.as_ptr(),
-                public.as_mut_ptr(),
-                public.count(),
-                private.as_mut_ptr(),
-                private.count(),
-                &mut pubh,
-                &mut privh,
+        // SAFETY: `m` (OwnedMechanism), `public` and `private` (OwnedTemplate) own the mechanism,
+        // both templates and every buffer they point into, and outlive the call; `pubh` and
+        // `privh` are live handles for the module to write.
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_GenerateKeyPair(
+                    s,
+                    m.as_ptr(),
+                    public.as_mut_ptr(),
+                    public.count(),
+                    private.as_mut_ptr(),
+                    private.count(),
+                    &mut pubh,
+                    &mut privh,
+                )
             )
-        );
+        };
         if rv == CKR_OK {
             self.objects.created(app.id, c.session, pubh, token_attribute(c.public_template.as_ref()).unwrap_or(false));
             self.objects.created(app.id, c.session, privh, token_attribute(c.private_template.as_ref()).unwrap_or(false));
@@ -56,7 +63,9 @@ impl Service {
         let mut m = self.mechanism(c.mechanism.as_ref())?;
         let (wrapping, key) = (self.key(app, c.wrapping_key)?, self.key(app, c.key)?);
         let (capacity, length_null) = (c.capacity, c.length_null);
-        Ok(reply::with_output(capacity, length_null, |out, len| p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len))))
+        // SAFETY: `m` (OwnedMechanism) owns the mechanism and its parameter buffers and outlives the call;
+        // `out`/`len` are `with_output`'s, valid for the call (see there).
+        Ok(reply::with_output(capacity, length_null, |out, len| unsafe { p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len)) }))
     }
 
     pub(crate) fn unwrap_key(&self, app: &App, mut c: wire::UnwrapKey) -> Answer {
@@ -65,19 +74,24 @@ impl Service {
         let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
-        let rv = p11!(
-            self.backend,
-            C_UnwrapKey(
-                s,
-                m.as_ptr(),
-                unwrapping,
-                c.wrapped_key.as_mut_ptr(),
-                c.wrapped_key.len() as CK_ULONG,
-                t.as_mut_ptr(),
-                t.count(),
-                &mut h,
+        // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and
+        // every buffer they point into, and outlive the call, as does `c.wrapped_key`, given with its
+        // length; `h` is live.
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_UnwrapKey(
+                    s,
+                    m.as_ptr(),
+                    unwrapping,
+                    c.wrapped_key.as_mut_ptr(),
+                    c.wrapped_key.len() as CK_ULONG,
+                    t.as_mut_ptr(),
+                    t.count(),
+                    &mut h,
+                )
             )
-        );
+        };
         if rv == CKR_OK {
             self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
         }
@@ -90,7 +104,9 @@ impl Service {
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
         let base = self.key(app, c.base_key)?;
-        let rv = p11!(self.backend, C_DeriveKey(s, m.as_ptr(), base, t.as_mut_ptr(), t.count(), &mut h));
+        // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and every
+        // buffer they point into, and outlive the call; `h` is live.
+        let rv = unsafe { p11!(self.backend, C_DeriveKey(s, m.as_ptr(), base, t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
             self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
         }

@@ -97,11 +97,15 @@ impl Logins {
             None => (std::ptr::null_mut(), 0),
         };
         if user_type == CKU_CONTEXT_SPECIFIC {
-            return p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
+            // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
+            // C_Login only reads them (the `*mut` is the C signature's).
+            return unsafe { p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)) };
         }
         let mut slots = self.slots();
         let Some(s) = slots.get_mut(&slot) else {
-            let rv = p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
+            // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
+            // C_Login only reads them (the `*mut` is the C signature's).
+            let rv = unsafe { p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)) };
             if rv == CKR_OK {
                 let kept = pin.clone().unwrap_or_default();
                 slots.insert(slot, SlotLogin { user_type, apps: HashSet::from([app.id]), pin: kept });
@@ -115,7 +119,9 @@ impl Logins {
             // The app's own repeated login, an unknown user type or a NULL
             // PIN: the backend's answer is the exact CK_RV (it is logged in
             // already, so this cannot change its state).
-            return p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len));
+            // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
+            // C_Login only reads them (the `*mut` is the C signature's).
+            return unsafe { p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)) };
         }
         if s.user_type != user_type {
             return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
@@ -136,7 +142,8 @@ impl Logins {
         let mut slots = self.slots();
         let Some(s) = slots.get_mut(&slot) else {
             // Nobody is logged in: the backend's own answer for that case.
-            return p11!(backend, C_Logout(session as CK_SESSION_HANDLE));
+            // SAFETY: only a session handle, the app's (checked by `slot_of`); no pointers.
+            return unsafe { p11!(backend, C_Logout(session as CK_SESSION_HANDLE)) };
         };
         if !s.apps.remove(&app.id) {
             return CKR_USER_NOT_LOGGED_IN;
@@ -145,7 +152,8 @@ impl Logins {
             return CKR_OK;
         }
         slots.remove(&slot);
-        p11!(backend, C_Logout(session as CK_SESSION_HANDLE))
+        // SAFETY: only a session handle, the app's (checked by `slot_of`); no pointers.
+        unsafe { p11!(backend, C_Logout(session as CK_SESSION_HANDLE)) }
     }
 
     /// Whether `app` is logged in on `slot` (for the session state it sees).
@@ -169,7 +177,8 @@ impl Logins {
         }
         slots.remove(&slot);
         if let Some(other) = apps.any_session_on(slot) {
-            p11!(backend, C_Logout(other as CK_SESSION_HANDLE));
+            // SAFETY: only a session handle, another app's session on the slot; no pointers.
+            unsafe { p11!(backend, C_Logout(other as CK_SESSION_HANDLE)) };
         }
     }
 

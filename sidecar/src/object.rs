@@ -23,7 +23,9 @@ impl Service {
         let s = self.session(app, c.session)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
-        let rv = p11!(self.backend, C_CreateObject(s, t.as_mut_ptr(), t.count(), &mut h));
+        // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
+        // from the request) and outlive the call; `h` is live; `s` is the app's (`self.session`).
+        let rv = unsafe { p11!(self.backend, C_CreateObject(s, t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
             self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
         }
@@ -35,7 +37,9 @@ impl Service {
         let source = self.object(app, c.object)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
-        let rv = p11!(self.backend, C_CopyObject(s, source, t.as_mut_ptr(), t.count(), &mut h));
+        // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
+        // from the request) and outlive the call; `h` is live; `s` and `source` are the app's.
+        let rv = unsafe { p11!(self.backend, C_CopyObject(s, source, t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
             // A copy is a token object if the template says so, else like its source.
             let token = token_attribute(c.template.as_ref()).unwrap_or(!self.objects.is_session_object(c.object));
@@ -47,7 +51,8 @@ impl Service {
     pub(crate) fn destroy_object(&self, app: &App, c: wire::Object) -> Answer {
         let s = self.session(app, c.session)?;
         let o = self.object(app, c.object)?;
-        let rv = p11!(self.backend, C_DestroyObject(s, o));
+        // SAFETY: only the app's session and object handles (checked above); no pointers.
+        let rv = unsafe { p11!(self.backend, C_DestroyObject(s, o)) };
         if rv == CKR_OK {
             self.objects.destroyed(c.object);
         }
@@ -58,7 +63,8 @@ impl Service {
         let s = self.session(app, c.session)?;
         let o = self.object(app, c.object)?;
         let mut size: CK_ULONG = 0;
-        let rv = p11!(self.backend, C_GetObjectSize(s, o, &mut size));
+        // SAFETY: `size` is a live CK_ULONG for the module to write.
+        let rv = unsafe { p11!(self.backend, C_GetObjectSize(s, o, &mut size)) };
         Ok(reply::ulong(rv, size))
     }
 
@@ -73,7 +79,9 @@ impl Service {
         let mut t = match OwnedTemplate::buffers(c.template.as_ref()) {
             Err(CKR_HOST_MEMORY) if c.template.is_some() => {
                 let mut query = OwnedTemplate::lengths(c.template.as_ref())?;
-                let rv = p11!(self.backend, C_GetAttributeValue(s, o, query.as_mut_ptr(), query.count()));
+                // SAFETY: `query` (OwnedTemplate::lengths) owns the attribute array, every value NULL, and
+                // outlives the call: the module writes only the lengths.
+                let rv = unsafe { p11!(self.backend, C_GetAttributeValue(s, o, query.as_mut_ptr(), query.count())) };
                 if !has_attribute_results(rv) {
                     return Ok(reply::rv(rv));
                 }
@@ -82,7 +90,9 @@ impl Service {
             }
             other => other?,
         };
-        let rv = p11!(self.backend, C_GetAttributeValue(s, o, t.as_mut_ptr(), t.count()));
+        // SAFETY: `t` (OwnedTemplate) owns the attribute array and a buffer of each attribute's
+        // `ulValueLen` bytes (nested arrays likewise), and outlives the call.
+        let rv = unsafe { p11!(self.backend, C_GetAttributeValue(s, o, t.as_mut_ptr(), t.count())) };
         if !has_attribute_results(rv) {
             return Ok(reply::rv(rv));
         }
@@ -93,13 +103,17 @@ impl Service {
         let s = self.session(app, c.session)?;
         let o = self.object(app, c.object)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
-        Ok(reply::rv(p11!(self.backend, C_SetAttributeValue(s, o, t.as_mut_ptr(), t.count()))))
+        // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
+        // from the request) and outlive the call.
+        Ok(reply::rv(unsafe { p11!(self.backend, C_SetAttributeValue(s, o, t.as_mut_ptr(), t.count())) }))
     }
 
     pub(crate) fn find_objects_init(&self, app: &App, c: wire::SessionTemplate) -> Answer {
         let s = self.session(app, c.session)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
-        Ok(reply::rv(p11!(self.backend, C_FindObjectsInit(s, t.as_mut_ptr(), t.count()))))
+        // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
+        // from the request) and outlive the call.
+        Ok(reply::rv(unsafe { p11!(self.backend, C_FindObjectsInit(s, t.as_mut_ptr(), t.count())) }))
     }
 
     /// Other applications' session objects are skipped; the backend is asked
@@ -113,7 +127,8 @@ impl Service {
         while found.len() < max {
             let mut n: CK_ULONG = 0;
             let want = (max - found.len()) as CK_ULONG;
-            let rv = p11!(self.backend, C_FindObjects(s, batch.as_mut_ptr(), want, &mut n));
+            // SAFETY: `batch` holds `max.max(1)` handles and `want` is at most `max`; `n` is live.
+            let rv = unsafe { p11!(self.backend, C_FindObjects(s, batch.as_mut_ptr(), want, &mut n)) };
             if rv != CKR_OK {
                 return Ok(reply::rv(rv));
             }
@@ -126,7 +141,8 @@ impl Service {
         if max == 0 {
             // Still let the backend judge the session and the search state.
             let mut n: CK_ULONG = 0;
-            let rv = p11!(self.backend, C_FindObjects(s, batch.as_mut_ptr(), 0, &mut n));
+            // SAFETY: `batch` holds one handle and the module may write none (max 0); `n` is live.
+            let rv = unsafe { p11!(self.backend, C_FindObjects(s, batch.as_mut_ptr(), 0, &mut n)) };
             return Ok(reply::on_ok(rv, || Body::Ulongs(wire::Ulongs::default())));
         }
         Ok(reply::on_ok(CKR_OK, || Body::Ulongs(wire::Ulongs { count: found.len() as u64, values: found })))

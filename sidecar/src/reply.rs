@@ -23,6 +23,10 @@ pub fn ulong(rv: CK_RV, v: CK_ULONG) -> Response {
 /// passed one. The backend's CK_RV, length and bytes go back. A buffer is
 /// at most `MAX_DATA` bytes whatever the app's capacity: an output that needs
 /// more than that, though the app's buffer would hold it, is CKR_HOST_MEMORY.
+///
+/// What `f` gets is valid until it returns: the buffer is NULL or a live
+/// allocation of the (capped) capacity in bytes, and the length pointer NULL
+/// or a live CK_ULONG holding that size (0 with a NULL buffer).
 pub fn with_output(capacity: Option<u64>, length_null: bool, f: impl FnOnce(*mut u8, *mut CK_ULONG) -> CK_RV) -> Response {
     let cap = capacity.map(|c| c.min(MAX_DATA as u64) as usize);
     let mut buf = vec![0u8; cap.unwrap_or(0)];
@@ -40,7 +44,9 @@ pub fn with_output(capacity: Option<u64>, length_null: bool, f: impl FnOnce(*mut
     Response { rv: rv as u64, result: Some(Body::Output(Output { data: buf, length: len as u64 })) }
 }
 
-/// The same for lists of CK_ULONGs (slots, mechanisms).
+/// The same for lists of CK_ULONGs (slots, mechanisms): the buffer is NULL
+/// or live for the (capped) capacity in CK_ULONGs, and the count pointer NULL
+/// or a live CK_ULONG holding that count.
 pub fn with_ulongs(capacity: Option<u64>, length_null: bool, f: impl FnOnce(*mut CK_ULONG, *mut CK_ULONG) -> CK_RV) -> Response {
     let cap = capacity.map(|c| c.min(MAX_LIST as u64) as usize);
     let mut buf: Vec<CK_ULONG> = vec![0; cap.unwrap_or(0)];

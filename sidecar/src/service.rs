@@ -85,63 +85,95 @@ impl Service {
             SetAttributeValue(c) => self.set_attribute_value(app, c),
             FindObjectsInit(c) => self.find_objects_init(app, c),
             FindObjects(c) => self.find_objects(app, c),
-            FindObjectsFinal(c) => self.session_call(app, c.session, |s| p11!(self.backend, C_FindObjectsFinal(s))),
-            EncryptInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_EncryptInit(s, m, k))),
-            Encrypt(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Encrypt(s, d, n, o, ol))),
-            EncryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_EncryptUpdate(s, d, n, o, ol))),
-            EncryptFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_EncryptFinal(s, o, ol))),
-            DecryptInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_DecryptInit(s, m, k))),
-            Decrypt(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Decrypt(s, d, n, o, ol))),
-            DecryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DecryptUpdate(s, d, n, o, ol))),
-            DecryptFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_DecryptFinal(s, o, ol))),
-            DigestInit(c) => self.operation_init(app, c, |s, m, _| p11!(self.backend, C_DigestInit(s, m))),
-            Digest(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Digest(s, d, n, o, ol))),
-            DigestUpdate(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_DigestUpdate(s, d, n))),
+            // SAFETY: only the session handle (the app's, checked by `session_call`); no pointers.
+            FindObjectsFinal(c) => self.session_call(app, c.session, |s| unsafe { p11!(self.backend, C_FindObjectsFinal(s)) }),
+            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+            EncryptInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_EncryptInit(s, m, k)) }),
+            // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+            Encrypt(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Encrypt(s, d, n, o, ol)) }),
+            // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+            EncryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_EncryptUpdate(s, d, n, o, ol)) }),
+            // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
+            EncryptFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_EncryptFinal(s, o, ol)) }),
+            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+            DecryptInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_DecryptInit(s, m, k)) }),
+            // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+            Decrypt(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Decrypt(s, d, n, o, ol)) }),
+            // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+            DecryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DecryptUpdate(s, d, n, o, ol)) }),
+            // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
+            DecryptFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_DecryptFinal(s, o, ol)) }),
+            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+            DigestInit(c) => self.operation_init(app, c, |s, m, _| unsafe { p11!(self.backend, C_DigestInit(s, m)) }),
+            // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+            Digest(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Digest(s, d, n, o, ol)) }),
+            // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
+            DigestUpdate(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_DigestUpdate(s, d, n)) }),
             DigestKey(c) => {
                 let key = self.key(app, c.object);
                 self.session_call(app, c.session, |s| match key {
-                    Ok(k) => p11!(self.backend, C_DigestKey(s, k)),
+                    // SAFETY: only the app's session (checked by `session_call`) and key (by `self.key`); no pointers.
+                    Ok(k) => unsafe { p11!(self.backend, C_DigestKey(s, k)) },
                     Err(rv) => rv,
                 })
             }
-            DigestFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_DigestFinal(s, o, ol))),
-            SignInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_SignInit(s, m, k))),
-            Sign(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_Sign(s, d, n, o, ol))),
-            SignUpdate(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_SignUpdate(s, d, n))),
-            SignFinal(c) => self.final_output(app, c, |s, o, ol| p11!(self.backend, C_SignFinal(s, o, ol))),
-            SignRecoverInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_SignRecoverInit(s, m, k))),
-            SignRecover(c) => self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_SignRecover(s, d, n, o, ol))),
-            VerifyInit(c) => self.operation_init(app, c, |s, m, k| p11!(self.backend, C_VerifyInit(s, m, k))),
+            // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
+            DigestFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_DigestFinal(s, o, ol)) }),
+            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+            SignInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_SignInit(s, m, k)) }),
+            // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+            Sign(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Sign(s, d, n, o, ol)) }),
+            // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
+            SignUpdate(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_SignUpdate(s, d, n)) }),
+            // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
+            SignFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_SignFinal(s, o, ol)) }),
+            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+            SignRecoverInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_SignRecoverInit(s, m, k)) }),
+            // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+            SignRecover(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_SignRecover(s, d, n, o, ol)) }),
+            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+            VerifyInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_VerifyInit(s, m, k)) }),
             Verify(c) => self.verify(app, c),
-            VerifyUpdate(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_VerifyUpdate(s, d, n))),
-            VerifyFinal(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_VerifyFinal(s, d, n))),
+            // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
+            VerifyUpdate(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_VerifyUpdate(s, d, n)) }),
+            // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
+            VerifyFinal(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_VerifyFinal(s, d, n)) }),
             VerifyRecoverInit(c) => {
-                self.operation_init(app, c, |s, m, k| p11!(self.backend, C_VerifyRecoverInit(s, m, k)))
+                // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+                self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_VerifyRecoverInit(s, m, k)) })
             }
             VerifyRecover(c) => {
-                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_VerifyRecover(s, d, n, o, ol)))
+                // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_VerifyRecover(s, d, n, o, ol)) })
             }
             DigestEncryptUpdate(c) => {
-                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DigestEncryptUpdate(s, d, n, o, ol)))
+                // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DigestEncryptUpdate(s, d, n, o, ol)) })
             }
             DecryptDigestUpdate(c) => {
-                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DecryptDigestUpdate(s, d, n, o, ol)))
+                // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DecryptDigestUpdate(s, d, n, o, ol)) })
             }
             SignEncryptUpdate(c) => {
-                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_SignEncryptUpdate(s, d, n, o, ol)))
+                // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_SignEncryptUpdate(s, d, n, o, ol)) })
             }
             DecryptVerifyUpdate(c) => {
-                self.data_output(app, c, |s, d, n, o, ol| p11!(self.backend, C_DecryptVerifyUpdate(s, d, n, o, ol)))
+                // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
+                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DecryptVerifyUpdate(s, d, n, o, ol)) })
             }
             GenerateKey(c) => self.generate_key(app, c),
             GenerateKeyPair(c) => self.generate_key_pair(app, c),
             WrapKey(c) => self.wrap_key(app, c),
             UnwrapKey(c) => self.unwrap_key(app, c),
             DeriveKey(c) => self.derive_key(app, c),
-            SeedRandom(c) => self.data_in(app, c, |s, d, n| p11!(self.backend, C_SeedRandom(s, d, n))),
+            // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
+            SeedRandom(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_SeedRandom(s, d, n)) }),
             GenerateRandom(c) => self.generate_random(app, c),
-            GetFunctionStatus(c) => self.session_call(app, c.session, |s| p11!(self.backend, C_GetFunctionStatus(s))),
-            CancelFunction(c) => self.session_call(app, c.session, |s| p11!(self.backend, C_CancelFunction(s))),
+            // SAFETY: only the session handle (the app's, checked by `session_call`); no pointers.
+            GetFunctionStatus(c) => self.session_call(app, c.session, |s| unsafe { p11!(self.backend, C_GetFunctionStatus(s)) }),
+            // SAFETY: only the session handle (the app's, checked by `session_call`); no pointers.
+            CancelFunction(c) => self.session_call(app, c.session, |s| unsafe { p11!(self.backend, C_CancelFunction(s)) }),
             WaitForSlotEvent(c) => Ok(self.wait_for_slot_event(c.flags)),
         };
         answer.unwrap_or_else(reply::rv)
@@ -158,7 +190,8 @@ impl Service {
         let sessions = app.take_all_sessions();
         let mut slots: Vec<CK_SLOT_ID> = Vec::new();
         for (session, slot) in &sessions {
-            p11!(self.backend, C_CloseSession(*session as CK_SESSION_HANDLE));
+            // SAFETY: only a session handle, one the application owned; no pointers.
+            unsafe { p11!(self.backend, C_CloseSession(*session as CK_SESSION_HANDLE)) };
             self.objects.session_closed(*session);
             if !slots.contains(slot) {
                 slots.push(*slot);
@@ -172,7 +205,8 @@ impl Service {
 
     fn wait_for_slot_event(&self, flags: u64) -> Response {
         let mut slot: CK_SLOT_ID = 0;
-        let rv = p11!(self.backend, C_WaitForSlotEvent(flags as CK_FLAGS, &mut slot, std::ptr::null_mut()));
+        // SAFETY: `slot` is a live CK_SLOT_ID for the module to write; pReserved is NULL as required.
+        let rv = unsafe { p11!(self.backend, C_WaitForSlotEvent(flags as CK_FLAGS, &mut slot, std::ptr::null_mut())) };
         reply::ulong(rv, slot)
     }
 }

@@ -13,7 +13,8 @@ impl Service {
     pub(crate) fn open_session(&self, app: &App, c: wire::OpenSession) -> Answer {
         let slot = c.slot as CK_SLOT_ID;
         let mut h: CK_SESSION_HANDLE = 0;
-        let rv = p11!(self.backend, C_OpenSession(slot, c.flags as CK_FLAGS, std::ptr::null_mut(), None, &mut h));
+        // SAFETY: `h` is a live handle for the module to write; no application pointer (NULL) and no notify callback.
+        let rv = unsafe { p11!(self.backend, C_OpenSession(slot, c.flags as CK_FLAGS, std::ptr::null_mut(), None, &mut h)) };
         if rv == CKR_OK {
             app.add_session(h as u64, slot);
         }
@@ -22,7 +23,8 @@ impl Service {
 
     pub(crate) fn close_session(&self, app: &App, session: u64) -> Answer {
         let slot = app.slot_of(session)?;
-        let rv = p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE));
+        // SAFETY: only a session handle, the app's (checked by `slot_of`/`sessions_on`); no pointers.
+        let rv = unsafe { p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE)) };
         if rv == CKR_OK || rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED {
             app.remove_session(session);
             self.objects.session_closed(session);
@@ -36,12 +38,14 @@ impl Service {
         let slot = slot as CK_SLOT_ID;
         let mut info = CK_TOKEN_INFO::default();
         // The same slot and token checks the backend's C_CloseAllSessions makes.
-        let rv = p11!(self.backend, C_GetTokenInfo(slot, &mut info));
+        // SAFETY: `info` is a live, aligned CK_TOKEN_INFO for the module to fill.
+        let rv = unsafe { p11!(self.backend, C_GetTokenInfo(slot, &mut info)) };
         if rv != CKR_OK {
             return Err(rv);
         }
         for session in app.sessions_on(slot) {
-            p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE));
+            // SAFETY: only a session handle, the app's (checked by `slot_of`/`sessions_on`); no pointers.
+            unsafe { p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE)) };
             app.remove_session(session);
             self.objects.session_closed(session);
         }
@@ -52,7 +56,8 @@ impl Service {
     pub(crate) fn get_session_info(&self, app: &App, session: u64) -> Answer {
         let s = self.session(app, session)?;
         let mut i = CK_SESSION_INFO::default();
-        let rv = p11!(self.backend, C_GetSessionInfo(s, &mut i));
+        // SAFETY: `i` is a live, aligned CK_SESSION_INFO for the module to fill; `s` is the app's (`self.session`).
+        let rv = unsafe { p11!(self.backend, C_GetSessionInfo(s, &mut i)) };
         let logged_in_elsewhere = matches!(i.state, CKS_RO_USER_FUNCTIONS | CKS_RW_USER_FUNCTIONS | CKS_RW_SO_FUNCTIONS)
             && !self.logins.is_logged_in(app, i.slotID);
         if logged_in_elsewhere {
@@ -71,7 +76,8 @@ impl Service {
 
     pub(crate) fn get_operation_state(&self, app: &App, c: wire::SessionOutput) -> Answer {
         let s = self.session(app, c.session)?;
-        Ok(reply::with_output(c.capacity, c.length_null, |p, n| p11!(self.backend, C_GetOperationState(s, p, n))))
+        // SAFETY: `with_output`'s buffer and length are valid for the call (see there); `s` is the app's.
+        Ok(reply::with_output(c.capacity, c.length_null, |p, n| unsafe { p11!(self.backend, C_GetOperationState(s, p, n)) }))
     }
 
     pub(crate) fn set_operation_state(&self, app: &App, mut c: wire::SetOperationState) -> Answer {
@@ -82,16 +88,20 @@ impl Service {
                 self.key(app, key)?;
             }
         }
-        let rv = p11!(
-            self.backend,
-            C_SetOperationState(
-                s,
-                c.state.as_mut_ptr(),
-                c.state.len() as CK_ULONG,
-                c.encryption_key as CK_OBJECT_HANDLE,
-                c.authentication_key as CK_OBJECT_HANDLE,
+        // SAFETY: `c.state` is given with its length and outlives the call; the keys are 0 or the
+        // app's (checked above), handles only.
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_SetOperationState(
+                    s,
+                    c.state.as_mut_ptr(),
+                    c.state.len() as CK_ULONG,
+                    c.encryption_key as CK_OBJECT_HANDLE,
+                    c.authentication_key as CK_OBJECT_HANDLE,
+                )
             )
-        );
+        };
         Ok(reply::rv(rv))
     }
 }

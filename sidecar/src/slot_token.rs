@@ -15,7 +15,8 @@ fn version(v: CK_VERSION) -> Option<wire::Version> {
 impl Service {
     pub(crate) fn get_info(&self) -> Answer {
         let mut i = CK_INFO::default();
-        let rv = p11!(self.backend, C_GetInfo(&mut i));
+        // SAFETY: `i` is a live, aligned CK_INFO for the module to fill.
+        let rv = unsafe { p11!(self.backend, C_GetInfo(&mut i)) };
         Ok(reply::on_ok(rv, || {
             Body::Info(wire::Info {
                 cryptoki_version: version(i.cryptokiVersion),
@@ -29,12 +30,14 @@ impl Service {
 
     pub(crate) fn get_slot_list(&self, c: wire::GetSlotList) -> Answer {
         let present = c.token_present as CK_BBOOL;
-        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| p11!(self.backend, C_GetSlotList(present, p, n))))
+        // SAFETY: `with_ulongs`'s buffer and count are valid for the call (see there).
+        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| unsafe { p11!(self.backend, C_GetSlotList(present, p, n)) }))
     }
 
     pub(crate) fn get_slot_info(&self, slot: u64) -> Answer {
         let mut s = CK_SLOT_INFO::default();
-        let rv = p11!(self.backend, C_GetSlotInfo(slot as CK_SLOT_ID, &mut s));
+        // SAFETY: `s` is a live, aligned CK_SLOT_INFO for the module to fill.
+        let rv = unsafe { p11!(self.backend, C_GetSlotInfo(slot as CK_SLOT_ID, &mut s)) };
         Ok(reply::on_ok(rv, || {
             Body::SlotInfo(wire::SlotInfo {
                 slot_description: s.slotDescription.to_vec(),
@@ -48,7 +51,8 @@ impl Service {
 
     pub(crate) fn get_token_info(&self, slot: u64) -> Answer {
         let mut t = CK_TOKEN_INFO::default();
-        let rv = p11!(self.backend, C_GetTokenInfo(slot as CK_SLOT_ID, &mut t));
+        // SAFETY: `t` is a live, aligned CK_TOKEN_INFO for the module to fill.
+        let rv = unsafe { p11!(self.backend, C_GetTokenInfo(slot as CK_SLOT_ID, &mut t)) };
         let mut flags = t.flags;
         if self.logins.managed() {
             // The sidecar supplies the PIN: apps log in with a NULL PIN.
@@ -80,12 +84,14 @@ impl Service {
 
     pub(crate) fn get_mechanism_list(&self, c: wire::GetMechanismList) -> Answer {
         let slot = c.slot as CK_SLOT_ID;
-        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| p11!(self.backend, C_GetMechanismList(slot, p, n))))
+        // SAFETY: `with_ulongs`'s buffer and count are valid for the call (see there).
+        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| unsafe { p11!(self.backend, C_GetMechanismList(slot, p, n)) }))
     }
 
     pub(crate) fn get_mechanism_info(&self, c: wire::GetMechanismInfo) -> Answer {
         let mut m = CK_MECHANISM_INFO::default();
-        let rv = p11!(self.backend, C_GetMechanismInfo(c.slot as CK_SLOT_ID, c.mechanism as CK_MECHANISM_TYPE, &mut m));
+        // SAFETY: `m` is a live, aligned CK_MECHANISM_INFO for the module to fill.
+        let rv = unsafe { p11!(self.backend, C_GetMechanismInfo(c.slot as CK_SLOT_ID, c.mechanism as CK_MECHANISM_TYPE, &mut m)) };
         Ok(reply::on_ok(rv, || {
             Body::MechanismInfo(wire::MechanismInfo {
                 min_key_size: m.ulMinKeySize as u64,
@@ -112,7 +118,10 @@ impl Service {
             Some(p) => (p.as_mut_ptr(), p.len() as CK_ULONG),
             None => (std::ptr::null_mut(), 0),
         };
-        let rv = p11!(self.backend, C_InitToken(c.slot as CK_SLOT_ID, p, len, label));
+        // SAFETY: `p`/`len` are the SO PIN `pin` owns (or NULL, 0: protected path); `label` points to
+        // the 32-byte field PKCS#11 requires, in the (shadowed) padded array above, or is NULL as the
+        // app passed it (the module refuses that). Both buffers outlive the call.
+        let rv = unsafe { p11!(self.backend, C_InitToken(c.slot as CK_SLOT_ID, p, len, label)) };
         if rv == CKR_OK {
             self.logins.forget_slot(c.slot as CK_SLOT_ID);
         }
@@ -122,7 +131,8 @@ impl Service {
     pub(crate) fn init_pin(&self, app: &App, c: wire::SessionBytes) -> Answer {
         let s = self.session(app, c.session)?;
         let mut pin = zeroize::Zeroizing::new(c.data);
-        Ok(reply::rv(p11!(self.backend, C_InitPIN(s, pin.as_mut_ptr(), pin.len() as CK_ULONG))))
+        // SAFETY: `pin` owns the PIN bytes given with their length and outlives the call; `s` is the app's.
+        Ok(reply::rv(unsafe { p11!(self.backend, C_InitPIN(s, pin.as_mut_ptr(), pin.len() as CK_ULONG)) }))
     }
 
     pub(crate) fn set_pin(&self, app: &App, c: wire::SetPin) -> Answer {
@@ -134,7 +144,9 @@ impl Service {
         let mut new = zeroize::Zeroizing::new(c.new_pin);
         let (op, ol) = ptr_len(old.as_mut());
         let (np, nl) = ptr_len(new.as_mut());
-        Ok(reply::rv(p11!(self.backend, C_SetPIN(s, op, ol, np, nl))))
+        // SAFETY: `op`/`ol` and `np`/`nl` are the PINs `old` and `new` own (or NULL, 0), which outlive the
+        // call; `s` is the app's.
+        Ok(reply::rv(unsafe { p11!(self.backend, C_SetPIN(s, op, ol, np, nl)) }))
     }
 }
 

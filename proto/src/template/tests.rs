@@ -16,12 +16,17 @@ fn nested_wrap_template_survives_a_round_trip() {
         pValue: inner.as_mut_ptr() as *mut _,
         ulValueLen: size_of::<CK_ATTRIBUTE>() as CK_ULONG,
     }];
+    // SAFETY: `outer` is one live attribute whose value is `inner`, one attribute
+    // (as many bytes as `ulValueLen`), whose value is `yes`, 1 byte.
     let wire = unsafe { values_from_c(outer.as_ptr(), 1) }.unwrap();
     let mut owned = OwnedTemplate::values(wire.as_ref()).unwrap();
+    // SAFETY: `owned` holds one attribute at this pointer, live while it is.
     let got = unsafe { &*owned.as_mut_ptr() };
     assert_eq!(got.type_, CKA_WRAP_TEMPLATE);
+    // SAFETY: a nested template's value is the inner attribute array `owned` keeps.
     let nested = unsafe { &*(got.pValue as *const CK_ATTRIBUTE) };
     assert_eq!(nested.type_, CKA_EXTRACTABLE);
+    // SAFETY: its value is the 1-byte buffer `owned` keeps.
     assert_eq!(unsafe { *(nested.pValue as *const u8) }, 1);
 }
 
@@ -32,6 +37,7 @@ fn get_attribute_answer_is_written_back_only_where_it_fits() {
         attr(CKA_LABEL, &mut small),
         CK_ATTRIBUTE { type_: CKA_ID, pValue: ptr::null_mut(), ulValueLen: 0 },
     ];
+    // SAFETY: `app` is two live attributes; `request_from_c` reads no values.
     let request = unsafe { request_from_c(app.as_ptr(), 2) }.unwrap().unwrap();
     assert_eq!(request.attributes[0].capacity, Some(2));
     assert_eq!(request.attributes[1].capacity, None);
@@ -41,6 +47,8 @@ fn get_attribute_answer_is_written_back_only_where_it_fits() {
             wire::Attribute { r#type: CKA_ID as u64, value: None, capacity: None, length: 5 },
         ],
     };
+    // SAFETY: `app` is the template `request_from_c` read: two live attributes, the
+    // first with the 2-byte `small`, the second with a NULL value.
     unsafe { write_back(app.as_mut_ptr(), 2, &answer) };
     assert_eq!(app[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
     assert_eq!(app[1].ulValueLen, 5);
@@ -49,7 +57,9 @@ fn get_attribute_answer_is_written_back_only_where_it_fits() {
 
 #[test]
 fn null_template_stays_null_and_null_with_count_is_arguments_bad() {
+    // SAFETY: NULL is a template `values_from_c` accepts (and refuses with a count).
     assert!(unsafe { values_from_c(ptr::null(), 0) }.unwrap().is_none());
+    // SAFETY: as above.
     assert_eq!(unsafe { values_from_c(ptr::null(), 2) }.err(), Some(CKR_ARGUMENTS_BAD));
     let mut owned = OwnedTemplate::values(None).unwrap();
     assert!(owned.as_mut_ptr().is_null());
@@ -90,9 +100,11 @@ fn null_value_with_a_length_is_refused_on_both_sides() {
     let t = template(vec![wire_attr(CKA_CLASS, None, None, 8)]);
     assert_eq!(OwnedTemplate::values(Some(&t)).err(), Some(CKR_ATTRIBUTE_VALUE_INVALID));
     let app = [CK_ATTRIBUTE { type_: CKA_CLASS, pValue: ptr::null_mut(), ulValueLen: 8 }];
+    // SAFETY: `app` is one live attribute; its NULL value is refused, never read.
     assert_eq!(unsafe { values_from_c(app.as_ptr(), 1) }.err(), Some(CKR_ATTRIBUTE_VALUE_INVALID));
     let empty = template(vec![wire_attr(CKA_LABEL, None, None, 0)]);
     let mut owned = OwnedTemplate::values(Some(&empty)).expect("NULL with length 0");
+    // SAFETY: `owned` holds one attribute at this pointer, live while it is.
     let a = unsafe { &*owned.as_mut_ptr() };
     assert!(a.pValue.is_null() && a.ulValueLen == 0);
 }
@@ -130,4 +142,34 @@ fn buffers_fitted_to_reported_lengths() {
     let got = unsafe { std::slice::from_raw_parts(fitted.as_mut_ptr(), 2) };
     assert_eq!((got[0].ulValueLen, got[1].ulValueLen), (5, 0));
     let _ = size_of::<CK_ATTRIBUTE>();
+}
+
+/// The answer is not trusted with the app's memory: a value longer than the
+/// buffer the app gave, a nested template longer than the app's array, or one
+/// for an attribute the app gave a plain buffer is not written.
+#[test]
+fn write_back_stays_within_the_apps_buffers() {
+    let size = size_of::<CK_ATTRIBUTE>();
+    let mut small = [0u8; 2];
+    let mut plain = [0u8; 64];
+    let mut yes = [0u8; 1];
+    let mut inner = [attr(CKA_EXTRACTABLE, &mut yes)];
+    let mut app = [
+        attr(CKA_LABEL, &mut small),
+        CK_ATTRIBUTE { type_: CKA_WRAP_TEMPLATE, pValue: inner.as_mut_ptr() as *mut _, ulValueLen: size as CK_ULONG },
+        attr(CKA_VALUE, &mut plain),
+    ];
+    let one = |t: CK_ATTRIBUTE_TYPE| wire_attr(t, Some(Value::Bytes(vec![1])), None, 1);
+    let answer = template(vec![
+        wire_attr(CKA_LABEL, Some(Value::Bytes(vec![9; 8])), None, 8),
+        wire_attr(CKA_WRAP_TEMPLATE, Some(Value::Nested(template(vec![one(CKA_EXTRACTABLE), one(CKA_SENSITIVE)]))), None, 2 * size as u64),
+        wire_attr(CKA_VALUE, Some(Value::Nested(template(vec![one(CKA_TOKEN)]))), None, size as u64),
+    ]);
+    // SAFETY: `app` is three live attributes: `small` (2 bytes), `inner` (one
+    // attribute whose value is `yes`, 1 byte) and `plain` (64 bytes).
+    unsafe { write_back(app.as_mut_ptr(), 3, &answer) };
+    assert_eq!(small, [0, 0], "an 8-byte value is not written into 2 bytes");
+    assert_eq!(app[0].ulValueLen, 8, "the length still goes back");
+    assert_eq!((inner[0].type_, yes), (CKA_EXTRACTABLE, [1]), "the one attribute the app's array holds is written");
+    assert_eq!(plain, [0; 64], "no nested template into a plain buffer");
 }

@@ -45,9 +45,13 @@ fn enroll_with(
     let (slot, max_pin_len) = find_token(backend, token)?;
     let mut session: CK_SESSION_HANDLE = 0;
     let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-    step("C_OpenSession", p11!(backend, C_OpenSession(slot, flags, std::ptr::null_mut(), None, &mut session)))?;
+    // SAFETY: `session` is a live handle for the module to write; no application pointer (NULL) and no
+    // notify callback.
+    step("C_OpenSession", unsafe { p11!(backend, C_OpenSession(slot, flags, std::ptr::null_mut(), None, &mut session)) })?;
     let result = (|| {
-        let rv = p11!(backend, C_Login(session, CKU_SO, setup.as_ptr() as *mut u8, setup.len() as CK_ULONG));
+        // SAFETY: `setup` is the setup password, borrowed for the call with its length; C_Login only reads
+        // it (the `*mut` is the C signature's).
+        let rv = unsafe { p11!(backend, C_Login(session, CKU_SO, setup.as_ptr() as *mut u8, setup.len() as CK_ULONG)) };
         match rv {
             CKR_OK => {}
             CKR_PIN_INCORRECT | CKR_PIN_LOCKED | CKR_PIN_EXPIRED | CKR_PIN_INVALID | CKR_PIN_LEN_RANGE => {
@@ -56,14 +60,17 @@ fn enroll_with(
             _ => step("C_Login (SO)", rv)?,
         }
         let credential = Credential { pin: random_pin(backend, session, max_pin_len)?, secrets_cfg: None };
-        let rv = p11!(backend, C_InitPIN(session, credential.pin.as_ptr() as *mut u8, credential.pin.len() as CK_ULONG));
+        // SAFETY: `credential.pin` is borrowed for the call with its length; C_InitPIN only reads it.
+        let rv = unsafe { p11!(backend, C_InitPIN(session, credential.pin.as_ptr() as *mut u8, credential.pin.len() as CK_ULONG)) };
         step("C_InitPIN", rv)?;
         deliver(&credential)?;
         spend_setup_password(backend, session, setup, max_pin_len);
-        p11!(backend, C_Logout(session));
+        // SAFETY: only the session handle opened above; no pointers.
+        unsafe { p11!(backend, C_Logout(session)) };
         Ok(())
     })();
-    p11!(backend, C_CloseSession(session));
+    // SAFETY: only the session handle opened above; no pointers.
+    unsafe { p11!(backend, C_CloseSession(session)) };
     result
 }
 
@@ -72,16 +79,20 @@ fn enroll_with(
 /// reported loudly because the setup password stays usable.
 fn spend_setup_password(backend: &Backend, session: CK_SESSION_HANDLE, setup: &[u8], max_pin_len: usize) {
     let result = random_pin(backend, session, max_pin_len).and_then(|spent| {
-        let rv = p11!(
-            backend,
-            C_SetPIN(
-                session,
-                setup.as_ptr() as *mut u8,
-                setup.len() as CK_ULONG,
-                spent.as_ptr() as *mut u8,
-                spent.len() as CK_ULONG
+        // SAFETY: `setup` and `spent` are borrowed for the call with their lengths; C_SetPIN only
+        // reads them (the `*mut` is the C signature's).
+        let rv = unsafe {
+            p11!(
+                backend,
+                C_SetPIN(
+                    session,
+                    setup.as_ptr() as *mut u8,
+                    setup.len() as CK_ULONG,
+                    spent.as_ptr() as *mut u8,
+                    spent.len() as CK_ULONG
+                )
             )
-        );
+        };
         step("C_SetPIN (replacing the SO PIN)", rv)
     });
     if let Err(e) = result {
@@ -101,7 +112,8 @@ fn find_token(backend: &Backend, label: &str) -> Result<(CK_SLOT_ID, usize), Enr
     let slots = backend.present_slots().map_err(|rv| EnrollError::Pkcs11 { step: "C_GetSlotList", rv: Rv(rv) })?;
     for slot in slots {
         let mut info = CK_TOKEN_INFO::default();
-        if p11!(backend, C_GetTokenInfo(slot, &mut info)) != CKR_OK {
+        // SAFETY: `info` is a live, aligned CK_TOKEN_INFO for the module to fill.
+        if unsafe { p11!(backend, C_GetTokenInfo(slot, &mut info)) } != CKR_OK {
             continue;
         }
         let found = String::from_utf8_lossy(&info.label);
@@ -115,7 +127,8 @@ fn find_token(backend: &Backend, label: &str) -> Result<(CK_SLOT_ID, usize), Enr
 /// A PIN of random hex digits from the token's RNG, as long as the token allows.
 fn random_pin(backend: &Backend, session: CK_SESSION_HANDLE, max_len: usize) -> Result<Zeroizing<Vec<u8>>, EnrollError> {
     let mut raw = Zeroizing::new(vec![0u8; SECRET_BYTES]);
-    step("C_GenerateRandom", p11!(backend, C_GenerateRandom(session, raw.as_mut_ptr(), raw.len() as CK_ULONG)))?;
+    // SAFETY: `raw` holds `raw.len()` bytes, the length given, and outlives the call.
+    step("C_GenerateRandom", unsafe { p11!(backend, C_GenerateRandom(session, raw.as_mut_ptr(), raw.len() as CK_ULONG)) })?;
     let mut pin = super::hex(&raw);
     if max_len >= 4 && pin.len() > max_len {
         pin.truncate(max_len);
