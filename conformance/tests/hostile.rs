@@ -12,6 +12,9 @@
 //! `HSMBRIDGE_HOSTILE_SIDECAR=/path/to/hsm-sidecar`; replay a random run
 //! with `HSMBRIDGE_HOSTILE_SEED=<seed it printed>`.
 
+// CK_ULONG is u64 here but u32 on other targets: the casts are needed there.
+#![allow(clippy::unnecessary_cast)]
+
 #[path = "hostile/connections.rs"]
 mod connections;
 #[path = "hostile/frames.rs"]

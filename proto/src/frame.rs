@@ -77,3 +77,42 @@ pub fn read_frame<M: Message + Default>(r: &mut impl Read, buf: &mut Vec<u8>) ->
     shrink(buf);
     msg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{request::Call, GenerateRandom, Request, SessionBytes};
+
+    /// Audit finding 3: write_frame never checked the limit and truncated the
+    /// length with `as u32`.
+    #[test]
+    fn a_message_past_the_limit_is_not_framed() {
+        let big = Request { call: Some(Call::DigestUpdate(SessionBytes { session: 1, data: vec![0; MAX_FRAME] })), caller_cpu: 0 };
+        let mut out = Vec::new();
+        let err = write_frame(&mut out, &big, &mut Vec::new()).expect_err("too large");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(out.is_empty(), "nothing is written");
+        assert!(!fits(&big));
+    }
+
+    #[test]
+    fn frames_round_trip_and_buffers_shrink() {
+        let msg = Request { call: Some(Call::GenerateRandom(GenerateRandom { session: 7, length: 32 })), caller_cpu: 1 };
+        let mut wire = Vec::new();
+        let mut buf = Vec::new();
+        write_frame(&mut wire, &msg, &mut buf).expect("fits");
+        let back: Request = read_frame(&mut wire.as_slice(), &mut buf).expect("decodes");
+        assert_eq!(back, msg);
+        let large = Request { call: Some(Call::DigestUpdate(SessionBytes { session: 1, data: vec![1; 256 << 10] })), caller_cpu: 0 };
+        write_frame(&mut Vec::new(), &large, &mut buf).expect("fits");
+        assert!(buf.capacity() <= KEEP_CAPACITY, "capacity {} kept", buf.capacity());
+    }
+
+    #[test]
+    fn a_length_prefix_past_the_limit_is_invalid_data() {
+        let mut wire = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+        wire.extend_from_slice(&[0; 16]);
+        let err = read_frame::<Request>(&mut wire.as_slice(), &mut Vec::new()).expect_err("oversized");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}

@@ -65,10 +65,12 @@ unsafe fn values_at_depth(p: *const CK_ATTRIBUTE, count: CK_ULONG, depth: usize)
     if depth > MAX_NESTING {
         return Err(CKR_ATTRIBUTE_VALUE_INVALID);
     }
-    let mut out = Vec::with_capacity(count as usize);
     // SAFETY: `p` is NULL or `count` readable, aligned attributes, unchanged
     // during the call, by this function's contract.
-    for a in unsafe { attrs(p, count) }? {
+    let app = unsafe { attrs(p, count) }?;
+    // `attrs` checked `count` against MAX_ATTRIBUTES before this allocation.
+    let mut out = Vec::with_capacity(app.len());
+    for a in app {
         let value = if a.pValue.is_null() {
             // A module would read ulValueLen bytes at NULL.
             if a.ulValueLen != 0 {
@@ -120,10 +122,12 @@ unsafe fn request_at_depth(p: *const CK_ATTRIBUTE, count: CK_ULONG, depth: usize
     if depth > MAX_NESTING {
         return Err(CKR_ATTRIBUTE_VALUE_INVALID);
     }
-    let mut out = Vec::with_capacity(count as usize);
     // SAFETY: `p` is NULL or `count` readable, aligned attributes, unchanged
     // during the call, by this function's contract.
-    for a in unsafe { attrs(p, count) }? {
+    let app = unsafe { attrs(p, count) }?;
+    // `attrs` checked `count` against MAX_ATTRIBUTES before this allocation.
+    let mut out = Vec::with_capacity(app.len());
+    for a in app {
         let (capacity, value) = if a.pValue.is_null() {
             (None, None)
         } else if is_template(a.type_ as u64) && a.ulValueLen as usize >= size_of::<CK_ATTRIBUTE>() {
