@@ -44,33 +44,29 @@ impl HeldPin {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The PIN to log in with, or the CK_RV the module gave it if the file
-    /// has not changed since.
-    pub fn current(&self) -> Result<Zeroizing<Vec<u8>>, CK_RV> {
+    /// Runs one login attempt `login` with the held PIN and records the
+    /// module's answer. While the PIN stands rejected and the file has not
+    /// changed, answers the rejection without calling `login`. Attempts are
+    /// serialized, so concurrent logins cannot offer a PIN the module is
+    /// about to reject a second time.
+    pub fn attempt(&self, login: impl FnOnce(&Zeroizing<Vec<u8>>) -> CK_RV) -> CK_RV {
         let mut s = self.state();
         if let Some(rv) = s.rejected {
             if !self.reload(&mut s) {
-                return Err(rv);
+                return rv;
             }
         }
-        Ok(s.pin.clone())
-    }
-
-    /// Records the module's answer to a login with `pin` (from `current`).
-    pub fn answered(&self, pin: &[u8], rv: CK_RV) {
-        if !rejects_pin(rv) {
-            return;
+        let pin = s.pin.clone();
+        let rv = login(&pin);
+        if rejects_pin(rv) {
+            s.rejected = Some(rv);
+            error!(
+                pin_file = %self.path.display(),
+                rv = %Rv(rv),
+                "the token rejected the held PIN; no further login is tried until the PIN file changes"
+            );
         }
-        let mut s = self.state();
-        if s.pin.as_slice() != pin || s.rejected.is_some() {
-            return;
-        }
-        s.rejected = Some(rv);
-        error!(
-            pin_file = %self.path.display(),
-            rv = %Rv(rv),
-            "the token rejected the held PIN; no further login is tried until the PIN file changes"
-        );
+        rv
     }
 
     /// Whether the held PIN stands rejected; picks up a changed file first.

@@ -1,3 +1,5 @@
+use std::cell::Cell;
+
 use super::*;
 
 fn held(pin: &str) -> (tempfile::TempDir, HeldPin) {
@@ -12,28 +14,35 @@ fn held(pin: &str) -> (tempfile::TempDir, HeldPin) {
 #[test]
 fn a_rejected_pin_is_not_offered_again_until_the_file_changes() {
     let (dir, held) = held("wrong");
-    let pin = held.current().expect("first attempt");
-    assert!(!held.is_rejected());
-    held.answered(&pin, CKR_PIN_INCORRECT);
-    assert_eq!(held.current().err(), Some(CKR_PIN_INCORRECT));
+    let tries = Cell::new(0);
+    let module = |answer: CK_RV| {
+        let tries = &tries;
+        move |_: &Zeroizing<Vec<u8>>| {
+            tries.set(tries.get() + 1);
+            answer
+        }
+    };
+    assert_eq!(held.attempt(module(CKR_PIN_INCORRECT)), CKR_PIN_INCORRECT);
     assert!(held.is_rejected());
+    for _ in 0..10 {
+        assert_eq!(held.attempt(module(CKR_OK)), CKR_PIN_INCORRECT);
+    }
+    assert_eq!(tries.get(), 1, "the module saw the rejected PIN again");
     // Rewritten with the same content: still the rejected PIN.
     std::fs::write(dir.path().join("pin"), "wrong\n").expect("rewrite");
-    assert_eq!(held.current().err(), Some(CKR_PIN_INCORRECT));
+    assert_eq!(held.attempt(module(CKR_OK)), CKR_PIN_INCORRECT);
+    assert_eq!(tries.get(), 1);
     std::fs::write(dir.path().join("pin"), "right").expect("fix");
     assert!(!held.is_rejected());
-    assert_eq!(held.current().expect("new pin").as_slice(), b"right");
+    let offered = held.attempt(|pin| if pin.as_slice() == b"right" { CKR_OK } else { CKR_PIN_INCORRECT });
+    assert_eq!(offered, CKR_OK);
 }
 
 #[test]
 fn other_answers_do_not_condemn_the_pin() {
     let (_dir, held) = held("pin");
-    let pin = held.current().expect("pin");
     for rv in [CKR_OK, CKR_USER_ALREADY_LOGGED_IN, CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_ERROR, CKR_TOKEN_NOT_PRESENT] {
-        held.answered(&pin, rv);
+        assert_eq!(held.attempt(|_| rv), rv);
     }
-    assert!(held.current().is_ok());
-    // An answer to an older PIN does not condemn the current one.
-    held.answered(b"older", CKR_PIN_INCORRECT);
-    assert!(held.current().is_ok());
+    assert!(!held.is_rejected());
 }

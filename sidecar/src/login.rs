@@ -66,21 +66,13 @@ impl Logins {
             Err(rv) => return rv,
         };
         let presented = pin.map(Zeroizing::new);
-        let pin = match &self.managed_pin {
+        match &self.managed_pin {
             // Apps may not administer a token whose PIN the sidecar holds.
-            Some(_) if user_type == CKU_SO => return CKR_USER_TYPE_INVALID,
-            Some(held) => match held.current() {
-                Ok(pin) => Some(pin),
-                // Rejected before and unchanged since: the module is not asked again.
-                Err(rv) => return rv,
-            },
-            None => presented,
-        };
-        let rv = self.login_with(backend, app, session, slot, user_type, &pin);
-        if let (Some(held), Some(pin)) = (&self.managed_pin, &pin) {
-            held.answered(pin, rv);
+            Some(_) if user_type == CKU_SO => CKR_USER_TYPE_INVALID,
+            // Rejected before and unchanged since: the module is not asked again.
+            Some(held) => held.attempt(|pin| self.login_with(backend, app, session, slot, user_type, &Some(pin.clone()))),
+            None => self.login_with(backend, app, session, slot, user_type, &presented),
         }
-        rv
     }
 
     fn login_with(

@@ -58,20 +58,19 @@ fn a_rejected_held_pin_reaches_the_token_once() {
     let spy = dir.join("spy.log");
     let mut t = Target::start_with(Options { pin: WRONG_PIN, spy_log: Some(&spy), args: &["--health-addr", &addr] });
     let base = backend_logins(&spy);
-    for i in 0..30 {
-        // Each attempt as a new application, as replicas of a crash-looping app would be.
-        let mut raw = t.client();
-        let r = raw.call(Call::GetSlotList(wire::GetSlotList { token_present: true, capacity: Some(4), length_null: false }));
-        let slot = match r.ok().and_then(|r| r.result) {
-            Some(wire::response::Result::Ulongs(u)) => u.values[0],
-            other => panic!("C_GetSlotList: {other:?}"),
-        };
-        let session = match raw.call(Call::OpenSession(wire::OpenSession { slot, flags: 6 })).ok().and_then(|r| r.result) {
-            Some(wire::response::Result::Ulong(s)) => s,
-            other => panic!("C_OpenSession: {other:?}"),
-        };
-        assert_eq!(login(&mut raw, session), CKR_PIN_INCORRECT, "login {i} with the wrong held PIN");
-    }
+    // 30 applications log in at once, as replicas of a crash-looping app would.
+    let barrier = std::sync::Barrier::new(30);
+    std::thread::scope(|scope| {
+        for i in 0..30 {
+            let (t, barrier) = (&t, &barrier);
+            scope.spawn(move || {
+                let mut raw = t.client();
+                let session = raw.session_without_login();
+                barrier.wait();
+                assert_eq!(login(&mut raw, session), CKR_PIN_INCORRECT, "login {i} with the wrong held PIN");
+            });
+        }
+    });
     let tried = backend_logins(&spy) - base;
     println!("hostile held PIN: 30 app logins with a wrong held PIN, {tried} reached the token");
     assert_eq!(tried, 1, "logins that reached the token");
