@@ -23,6 +23,10 @@ pub mod reason {
     pub const READY: &str = "Ready";
     pub const NOT_ENROLLED: &str = "NotEnrolled";
     pub const CONFIG_NOT_RENDERED: &str = "ConfigNotRendered";
+
+    /// Any of the three: an object the operator would create for the partition exists and is
+    /// not the partition's (no controller ownerReference to it), so the operator leaves it alone.
+    pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
 }
 
 /// Longest condition message written (the API allows 32 KiB; humans read far less).
@@ -58,6 +62,7 @@ impl Cond {
             && matches!(
                 self.reason,
                 reason::INVALID_SPEC
+                    | reason::OWNERSHIP_CONFLICT
                     | reason::SETUP_PASSWORD_SECRET_MISSING
                     | reason::SETUP_PASSWORD_REJECTED
                     | reason::ENROLLMENT_FAILED
@@ -65,8 +70,19 @@ impl Cond {
     }
 }
 
-/// `Ready` follows from the other two.
+/// `Ready` follows from the other two; an ownership conflict in either is Ready's reason too.
 pub fn ready(config: &Cond, enrolled: &Cond) -> Cond {
+    if let Some(conflict) = [config, enrolled]
+        .into_iter()
+        .find(|c| !c.status && c.reason == reason::OWNERSHIP_CONFLICT)
+    {
+        return Cond::new(
+            READY,
+            false,
+            reason::OWNERSHIP_CONFLICT,
+            conflict.message.clone(),
+        );
+    }
     match (config.status, enrolled.status) {
         (true, true) => Cond::new(
             READY,

@@ -93,3 +93,16 @@ fn messages_are_bounded_and_single_line() {
     assert!(t.len() <= 1024 + '…'.len_utf8());
     assert_eq!(truncate("a\nb"), "a b");
 }
+
+#[test]
+fn an_ownership_conflict_is_readys_reason() {
+    let rendered = Cond::new(CONFIG_RENDERED, true, reason::RENDERED, "");
+    let cm_conflict = Cond::new(CONFIG_RENDERED, false, reason::OWNERSHIP_CONFLICT, "ConfigMap p-provider");
+    let running = Cond::new(ENROLLED, false, reason::ENROLLMENT_RUNNING, "job running");
+    let secret_conflict = Cond::new(ENROLLED, false, reason::OWNERSHIP_CONFLICT, "Secret p-credentials");
+    let r = ready(&rendered, &secret_conflict);
+    assert_eq!((r.status, r.reason, r.message.as_str()), (false, reason::OWNERSHIP_CONFLICT, "Secret p-credentials"));
+    let r = ready(&cm_conflict, &running);
+    assert_eq!((r.status, r.reason, r.message.as_str()), (false, reason::OWNERSHIP_CONFLICT, "ConfigMap p-provider"));
+    assert!(secret_conflict.needs_attention());
+}

@@ -4,9 +4,12 @@
 //! - HsmPartitions: all namespaces (the reflector store the Secret mapper reads).
 //! - ConfigMaps and Jobs the operator created (label `app.kubernetes.io/managed-by=hsm-operator`),
 //!   mapped by ownerReference (metadata-only watches).
-//! - Secrets: the credential Secret (written by the enrollment Job) maps to its partition by
-//!   ownerReference or label; a setup-password Secret maps to every partition of its namespace
-//!   that references it (looked up in the store), so a new setup password triggers a retry.
+//! - Secrets, metadata only (no Secret's data is listed, watched or cached; reconcile reads the
+//!   two Secrets it needs with targeted GETs): the credential Secret (written by the
+//!   enrollment Job) maps to its partition by ownerReference, label or name (a Secret of that
+//!   name that is someone else's is an ownership conflict, resolved when it goes); a
+//!   setup-password Secret maps to every partition of its namespace that references it (looked
+//!   up in the store), so a new setup password triggers a retry.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -75,7 +79,7 @@ pub async fn run(
         .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
         .owns(Api::<Job>::all(client.clone()), managed)
         .watches(
-            Api::<Secret>::all(client),
+            Api::<PartialObjectMeta<Secret>>::all(client),
             watcher::Config::default(),
             move |secret| partitions_for_secret(&mapper_store, &secret),
         )
@@ -97,10 +101,10 @@ pub async fn run(
     ready.abort();
 }
 
-/// The partitions a Secret event concerns.
+/// The partitions a Secret event concerns (from the Secret's metadata alone).
 fn partitions_for_secret(
     store: &Store<HsmPartition>,
-    secret: &Secret,
+    secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<HsmPartition>> {
     let Some(namespace) = secret.namespace() else {
         return Vec::new();
@@ -116,6 +120,12 @@ fn partitions_for_secret(
     if labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER) {
         if let Some(partition) = labels.get(LABEL_PARTITION) {
             refs.push(ObjectRef::new(partition).within(&namespace));
+        }
+    }
+    if let Some(partition) = name.strip_suffix(names::CREDENTIALS_SUFFIX) {
+        let candidate = ObjectRef::new(partition).within(&namespace);
+        if store.get(&candidate).is_some() {
+            refs.push(candidate);
         }
     }
     refs.extend(

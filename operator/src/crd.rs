@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 /// The finalizer that makes the operator delete what it created.
 pub const FINALIZER: &str = "hsmbridge.io/cleanup";
+/// PKCS#11 `CKM_VENDOR_DEFINED`: vendor mechanisms are numbered from here.
+pub const CKM_VENDOR_DEFINED: u64 = 0x8000_0000;
+/// Most entries of `spec.sidecar.rawParamMechanisms`.
+pub const MAX_RAW_PARAM_MECHANISMS: usize = 64;
 
 /// An HSM partition that workloads of this namespace may use: where the HSMs are, how the
 /// partition's credential is enrolled, and who may use it.
@@ -75,6 +79,12 @@ pub struct SidecarSpec {
     /// Absolute path of the vendor PKCS#11 module inside the image.
     #[schemars(regex(pattern = r"^/"), length(min = 2, max = 4096))]
     pub module_path: String,
+    /// Vendor mechanisms (numbers >= 0x80000000, CKM_VENDOR_DEFINED, written as integers, e.g.
+    /// 2147483649 for 0x80000001) whose parameter the bridge passes to the module as an opaque
+    /// byte string (`hsm-sidecar serve --raw-param-mechanism`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(range(min = 0x8000_0000u64)))]
+    pub raw_param_mechanisms: Vec<u64>,
 }
 
 /// The HSMs of the cluster and the partition on them.

@@ -44,6 +44,21 @@ pub enum JobView {
     Pending,
     Succeeded,
     Failed,
+    /// Gone although the status names it: it ran and was removed since (its
+    /// `ttlSecondsAfterFinished`, or a person). Never re-created for the same setup password.
+    Removed,
+}
+
+impl JobView {
+    /// What a missing Job means: never created yet, or created and removed since (the status
+    /// recorded it as the last Job).
+    pub fn absent(job: &str, status: &EnrollmentStatus) -> JobView {
+        if status.job.as_deref() == Some(job) {
+            JobView::Removed
+        } else {
+            JobView::Absent
+        }
+    }
 }
 
 /// What to do next.
@@ -123,6 +138,16 @@ pub fn job_outcome(
     match job {
         JobView::Absent => None,
         JobView::Pending => Some(running(job_name)),
+        JobView::Removed => Some(Cond::new(
+            ENROLLED,
+            false,
+            reason::ENROLLMENT_FAILED,
+            format!(
+                "Enrollment Job {job_name} ran and has been removed since, but the credential Secret holds no pin and no reported error. \
+                 It is not run again for the same setup password (HSMs lock a partition out after repeated failures). {}",
+                retry_hint(setup_ref)
+            ),
+        )),
         JobView::Failed => Some(Cond::new(
             ENROLLED,
             false,

@@ -225,3 +225,17 @@ fn attempts_count_each_job_once() {
     assert_eq!(s2.attempts, 2);
     assert_eq!(s2.setup_password_version.as_deref(), Some("2"));
 }
+
+#[test]
+fn a_removed_job_is_not_run_again() {
+    let recorded = record_attempt(&EnrollmentStatus::default(), "p-enroll-aaaa", "1", true);
+    // Never created: create it. Created and gone (ttlSecondsAfterFinished): report, do not re-run.
+    assert_eq!(JobView::absent("p-enroll-aaaa", &EnrollmentStatus::default()), JobView::Absent);
+    assert_eq!(JobView::absent("p-enroll-bbbb", &recorded), JobView::Absent);
+    assert_eq!(JobView::absent("p-enroll-aaaa", &recorded), JobView::Removed);
+    let c = job_outcome("p-enroll-aaaa", JobView::Removed, &CredentialView::default(), &setup_ref())
+        .unwrap_or_else(|| panic!("a removed Job must not be re-created"));
+    assert_eq!((c.status, c.reason), (false, reason::ENROLLMENT_FAILED));
+    assert!(c.message.contains("not run again"), "{}", c.message);
+    assert_eq!(record_attempt(&recorded, "p-enroll-aaaa", "1", false), recorded);
+}

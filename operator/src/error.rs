@@ -15,6 +15,12 @@ pub enum Error {
     },
     #[error("HsmPartition has no {0}")]
     MissingField(&'static str),
+    #[error("cannot encode a {kind} patch: {source}")]
+    Encode {
+        kind: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
@@ -40,6 +46,7 @@ impl Error {
         match self {
             Error::Kube { source, .. } => kube_reason(source),
             Error::MissingField(_) => "invalid_object",
+            Error::Encode { .. } => "encode",
             Error::Finalizer(e) => match e.as_ref() {
                 finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {
                     inner.metric_reason()

@@ -5,6 +5,8 @@
 //!  [--webhook-addr ADDR --shim-image IMAGE ...]` (see `webhook_flags.rs`)
 //! `hsm-operator crd` prints the CustomResourceDefinition (`crds/hsmpartition.yaml`).
 
+#![forbid(unsafe_code)]
+
 mod conditions;
 mod controller;
 mod crd;
@@ -18,8 +20,10 @@ mod leader;
 mod metrics;
 mod names;
 mod owned;
+mod ownership;
 mod provider_config;
 mod reconcile;
+mod security;
 mod validate;
 mod webhook;
 mod webhook_flags;
@@ -55,7 +59,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (in-cluster config, or KUBECONFIG when set).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the HsmPartition CustomResourceDefinition as YAML.
     Crd,
 }
@@ -120,7 +124,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(FatalError::Runtime)
-                .and_then(|rt| rt.block_on(run(args)));
+                .and_then(|rt| rt.block_on(run(*args)));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

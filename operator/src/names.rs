@@ -14,11 +14,18 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_PARTITION: &str = "hsmbridge.io/partition";
 /// Label naming the part an object plays (`enrollment`, `provider-config`, `credentials`).
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// [`LABEL_COMPONENT`] of the credential Secret.
+pub const COMPONENT_CREDENTIALS: &str = "credentials";
 
 /// Credential Secret annotation written by the enrollment Job on failure.
 pub const ANNOTATION_ENROLLMENT_ERROR: &str = "hsmbridge.io/enrollment-error";
 /// Human text accompanying [`ANNOTATION_ENROLLMENT_ERROR`]; never a secret.
 pub const ANNOTATION_ENROLLMENT_MESSAGE: &str = "hsmbridge.io/enrollment-message";
+/// Credential Secret annotation: the uid of the HsmPartition it belongs to. With
+/// `retainCredentialsOnDelete` the Secret has no ownerReference (so no garbage collector deletes
+/// it), and this is what says it is the partition's; a Secret kept from an earlier partition of
+/// the same name carries the earlier uid (see ownership.rs).
+pub const ANNOTATION_PARTITION_UID: &str = "hsmbridge.io/partition-uid";
 /// Job annotation recording which setup-password Secret version the Job uses.
 pub const ANNOTATION_SETUP_PASSWORD_VERSION: &str = "hsmbridge.io/setup-password-version";
 
@@ -47,9 +54,12 @@ pub fn provider_config_map(partition: &str) -> String {
     format!("{partition}-provider")
 }
 
+/// What [`credential_secret`] appends to the partition's name.
+pub const CREDENTIALS_SUFFIX: &str = "-credentials";
+
 /// Secret holding the enrolled credential.
 pub fn credential_secret(partition: &str) -> String {
-    format!("{partition}-credentials")
+    format!("{partition}{CREDENTIALS_SUFFIX}")
 }
 
 /// ServiceAccount, Role and RoleBinding of the enrollment Job.

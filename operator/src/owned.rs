@@ -5,18 +5,37 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, KeyToPath, PodSpec, PodTemplateSpec,
-    Secret, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSpec,
+    PodTemplateSpec, ResourceRequirements, Secret, SecretVolumeSource, ServiceAccount, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::crd::Provider;
-use crate::names::{self, KEY_PRIMUS_CFG, PROVIDER_DIR, SETUP_DIR, SETUP_FILE};
+use crate::names::{
+    self, ANNOTATION_PARTITION_UID, COMPONENT_CREDENTIALS, KEY_PRIMUS_CFG, PROVIDER_DIR,
+    SETUP_DIR, SETUP_FILE,
+};
+use crate::security;
 use crate::validate::{EnrollMethodArgs, EnrollmentPlan};
 
-/// Mode of the setup-password file: read-only for the Job's user.
+/// Mode of the setup-password file: read-only for its owner; the kubelet adds group read for
+/// the pod's fsGroup, which is how the non-root Job user reads it.
 const SETUP_FILE_MODE: i32 = 0o400;
+/// The enrollment Job's pod is killed after this long (an HSM that does not answer, a `ppin`
+/// that waits for input); the Job then fails and is not retried.
+pub const JOB_ACTIVE_DEADLINE_SECONDS: i64 = 600;
+/// A finished enrollment Job (and its pod and logs) is removed after a day; the partition's
+/// status keeps what it did (enrollment.rs does not re-run a Job that is gone).
+pub const JOB_TTL_SECONDS_AFTER_FINISHED: i32 = 86_400;
+/// The enrollment container's requests and limits: `hsm-sidecar enroll` with the vendor
+/// module loaded (the same budget as the injected sidecar's default).
+const JOB_REQUESTS: [(&str, &str); 2] = [("cpu", "20m"), ("memory", "32Mi")];
+const JOB_LIMITS: [(&str, &str); 2] = [("cpu", "1"), ("memory", "128Mi")];
+/// The Job's writable /tmp (its root filesystem is read-only; `ppin` writes its files there).
+const TMP_VOLUME: &str = "tmp";
 
 /// Identity of the partition the objects belong to.
 #[derive(Clone, Debug)]
@@ -52,39 +71,24 @@ pub fn provider_config_map(owner: &Owner, data: BTreeMap<String, String>) -> Con
     }
 }
 
-/// `<name>-credentials` as the operator applies it: metadata only, so applying never touches
-/// the data the enrollment Job wrote. Without an ownerReference when the credential must
-/// survive the partition (a garbage collector would otherwise delete it).
+/// `<name>-credentials` as the operator writes it: metadata only, so writing never touches the
+/// data the enrollment Job wrote. Without an ownerReference when the credential must survive
+/// the partition (a garbage collector would otherwise delete it); the partition's uid in
+/// `hsmbridge.io/partition-uid` says whose it is either way (ownership.rs).
 pub fn credential_secret(owner: &Owner, retain_on_delete: bool) -> Secret {
+    let mut metadata = owner.meta(
+        names::credential_secret(&owner.name),
+        COMPONENT_CREDENTIALS,
+        !retain_on_delete,
+    );
+    metadata.annotations = Some(BTreeMap::from([(
+        ANNOTATION_PARTITION_UID.to_owned(),
+        owner.reference.uid.clone(),
+    )]));
     Secret {
-        metadata: owner.meta(
-            names::credential_secret(&owner.name),
-            "credentials",
-            !retain_on_delete,
-        ),
+        metadata,
         ..Default::default()
     }
-}
-
-/// Whether `existing` already carries what applying `desired` sets: its labels, and the
-/// partition's ownerReference exactly when `desired` has one.
-pub fn metadata_current(existing: &ObjectMeta, desired: &ObjectMeta, owner_uid: &str) -> bool {
-    let labels = existing.labels.clone().unwrap_or_default();
-    let labels_ok = desired
-        .labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let owned = existing
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == owner_uid);
-    let want_owned = desired
-        .owner_references
-        .as_ref()
-        .is_some_and(|o| !o.is_empty());
-    labels_ok && owned == want_owned
 }
 
 /// `<name>-enroll`: the enrollment Job's identity.
@@ -130,7 +134,9 @@ pub fn enroll_role_binding(owner: &Owner) -> RoleBinding {
 
 /// The enrollment Job for one setup-password version. It runs once (`backoffLimit: 0`,
 /// `restartPolicy: Never`): HSMs lock a partition out after repeated bad setup passwords. The
-/// setup password reaches it only as a file from a Secret volume, never in argv or env.
+/// setup password reaches it only as a file from a Secret volume, never in argv or env. Its pod
+/// meets the "restricted" Pod Security Standard with the injected sidecar's security context
+/// (security.rs), has a deadline and resources, and is removed a day after it finished.
 pub fn enrollment_job(
     owner: &Owner,
     plan: &EnrollmentPlan,
@@ -171,11 +177,14 @@ pub fn enrollment_job(
                 read_only: Some(true),
                 ..Default::default()
             },
+            VolumeMount {
+                name: TMP_VOLUME.to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..Default::default()
+            },
         ]),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            ..Default::default()
-        }),
+        security_context: Some(security::restricted_container(security::RUN_AS_USER)),
+        resources: Some(job_resources()),
         ..Default::default()
     };
 
@@ -203,12 +212,19 @@ pub fn enrollment_job(
             }),
             ..Default::default()
         },
+        Volume {
+            name: TMP_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
     ];
 
     Job {
         metadata,
         spec: Some(JobSpec {
             backoff_limit: Some(0),
+            active_deadline_seconds: Some(JOB_ACTIVE_DEADLINE_SECONDS),
+            ttl_seconds_after_finished: Some(JOB_TTL_SECONDS_AFTER_FINISHED),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
@@ -218,6 +234,7 @@ pub fn enrollment_job(
                     service_account_name: Some(names::enroll_identity(&owner.name)),
                     automount_service_account_token: Some(true),
                     restart_policy: Some("Never".to_owned()),
+                    security_context: Some(security::restricted_pod(security::RUN_AS_USER)),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..Default::default()
@@ -225,6 +242,19 @@ pub fn enrollment_job(
             },
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+fn job_resources() -> ResourceRequirements {
+    let quantities = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+            .collect::<BTreeMap<_, _>>()
+    };
+    ResourceRequirements {
+        requests: Some(quantities(&JOB_REQUESTS)),
+        limits: Some(quantities(&JOB_LIMITS)),
         ..Default::default()
     }
 }

@@ -233,24 +233,48 @@ fn objects_carry_the_partition_labels() {
 }
 
 #[test]
-fn metadata_current_detects_missing_labels_and_owner_changes() {
-    let owned = credential_secret(&owner(), false).metadata;
-    let retained = credential_secret(&owner(), true).metadata;
-    assert!(metadata_current(&owned, &owned, "uid-1"));
-    assert!(metadata_current(&retained, &retained, "uid-1"));
-    // retainCredentialsOnDelete switched on: our ownerReference must go.
-    assert!(!metadata_current(&owned, &retained, "uid-1"));
-    // ... and switched off again: it must come back.
-    assert!(!metadata_current(&retained, &owned, "uid-1"));
-    // A Secret retained from an earlier partition (other uid) gets the new owner.
-    assert!(!metadata_current(&owned, &owned, "uid-2"));
-    let mut unlabelled = owned.clone();
-    unlabelled.labels = None;
-    assert!(!metadata_current(&unlabelled, &owned, "uid-1"));
-    let mut extra = owned.clone();
-    extra
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert("x".to_owned(), "y".to_owned());
-    assert!(metadata_current(&extra, &owned, "uid-1"));
+fn credential_secret_names_its_partition_by_uid_in_both_modes() {
+    for retain in [false, true] {
+        let secret = credential_secret(&owner(), retain);
+        let annotations = secret.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            annotations.get("hsmbridge.io/partition-uid").map(String::as_str),
+            Some("uid-1")
+        );
+        assert_eq!(secret.metadata.owner_references.is_some(), !retain);
+        assert!(secret.data.is_none() && secret.string_data.is_none());
+    }
+}
+
+#[test]
+fn enrollment_job_meets_the_restricted_pod_security_standard() {
+    let job = enrollment_job(&owner(), &init_pin_plan(), "payments-enroll-12345678", "1");
+    let spec = job.spec.expect("job spec");
+    assert_eq!(spec.active_deadline_seconds, Some(600));
+    assert_eq!(spec.ttl_seconds_after_finished, Some(86_400));
+    let pod = spec.template.spec.expect("pod spec");
+    let psc = pod.security_context.expect("pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.run_as_user, Some(crate::security::RUN_AS_USER));
+    assert_eq!(psc.run_as_group, Some(crate::security::RUN_AS_USER));
+    // The 0400 setup-password file becomes group-readable for the fsGroup.
+    assert_eq!(psc.fs_group, Some(crate::security::RUN_AS_USER));
+    assert_eq!(psc.seccomp_profile.map(|s| s.type_).as_deref(), Some("RuntimeDefault"));
+    let c = &pod.containers[0];
+    // The very definition the injected sidecar uses.
+    assert_eq!(
+        c.security_context.as_ref(),
+        Some(&crate::security::restricted_container(crate::security::RUN_AS_USER))
+    );
+    let resources = c.resources.clone().expect("resources");
+    for key in ["cpu", "memory"] {
+        assert!(resources.requests.as_ref().is_some_and(|r| r.contains_key(key)), "requests.{key}");
+        assert!(resources.limits.as_ref().is_some_and(|r| r.contains_key(key)), "limits.{key}");
+    }
+    // A writable /tmp, since the root filesystem is read-only.
+    let tmp = c.volume_mounts.iter().flatten().find(|m| m.mount_path == "/tmp").expect("/tmp mount");
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == tmp.name).expect("tmp volume");
+    assert!(volume.empty_dir.is_some());
+    assert_eq!(pod.host_pid, None);
+    assert_eq!(pod.host_network, None);
 }

@@ -2,11 +2,15 @@
 //! helper, `apply` drives the partition towards Ready, `cleanup` deletes what the operator
 //! created, `error_policy` requeues with per-object exponential backoff.
 //!
-//! `apply`, in order: validate the spec → apply the ConfigMap `<name>-provider` → apply the
+//! `apply`, in order: validate the spec → ensure the ConfigMap `<name>-provider` → ensure the
 //! (metadata of the) credential Secret `<name>-credentials` → decide enrollment from the
 //! credential Secret, the setup-password Secret's resourceVersion and the Job (`enrollment.rs`)
-//! → if needed, apply the Job's ServiceAccount/Role/RoleBinding and create its Job → apply the
+//! → if needed, ensure the Job's Role/RoleBinding/ServiceAccount and create its Job → apply the
 //! status if it changed, with an Event per condition transition. Every step is idempotent.
+//!
+//! "Ensure" is `ownership::ensure`: an object of that name that is not the partition's (no
+//! controller ownerReference to it) is never written or deleted; the partition reports
+//! `OwnershipConflict` instead and starts no enrollment.
 //!
 //! Secrets: the operator looks at the credential Secret only for the presence of `pin` and the
 //! error annotations, and at the setup-password Secret only for the presence of the key and its
@@ -21,31 +25,30 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{self, finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::conditions::{self, reason, Cond, CONFIG_RENDERED, READY};
+use crate::conditions::{self, reason, Cond, CONFIG_RENDERED, ENROLLED, READY};
 use crate::crd::{EnrollmentStatus, HsmPartition, HsmPartitionStatus, FINALIZER};
 use crate::enrollment::{self, CredentialView, JobView, Plan, ReportedError, SetupView};
 use crate::error::{api_code, Error};
 use crate::metrics::Metrics;
-use crate::names::{
-    self, ANNOTATION_ENROLLMENT_ERROR, ANNOTATION_ENROLLMENT_MESSAGE, KEY_PIN, MANAGER,
-};
+use crate::names::{self, ANNOTATION_ENROLLMENT_ERROR, ANNOTATION_ENROLLMENT_MESSAGE, KEY_PIN, MANAGER};
 use crate::owned::{self, Owner};
+use crate::ownership::{self, Adoption, Claimed, Conflict, Deleted};
 use crate::validate::{self, ValidSpec};
 
 /// Requeue while a Job runs (watch events normally come first).
 const REQUEUE_RUNNING: Duration = Duration::from_secs(60);
 /// Requeue while waiting for a human (the setup Secret is watched, so this is a safety net).
 const REQUEUE_WAITING: Duration = Duration::from_secs(300);
+/// Requeue while an object of the partition's is someone else's (no watch sees it go away).
+const REQUEUE_CONFLICT: Duration = Duration::from_secs(60);
 /// Resync of a Ready partition.
 const REQUEUE_READY: Duration = Duration::from_secs(1800);
 /// Error backoff: first retry after this, doubling per consecutive failure, capped.
@@ -158,54 +161,66 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
     let namespace = partition
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let reference = partition
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingField("metadata.uid"))?;
     let target = Target {
         partition,
-        owner: Owner {
-            name: name.clone(),
-            namespace: namespace.clone(),
-            reference,
-        },
+        owner: owner_of(partition)?,
         status: partition.status.clone().unwrap_or_default(),
     };
 
     let valid = validate::validate(&namespace, &name, &partition.spec);
-    let config = match &valid {
+    let (config, rendered) = match &valid {
         Ok(v) => {
             let cm = owned::provider_config_map(&target.owner, v.provider_config.clone());
-            server_side_apply(&target.api::<ConfigMap>(ctx), &cm, "ConfigMap").await?;
-            let cm_name = names::provider_config_map(&name);
-            let message = match partition.spec.cluster.as_ref() {
-                Some(cluster) if !v.provider_config.is_empty() => {
-                    format!(
-                        "ConfigMap {cm_name} holds primus.cfg for {} HSM(s)",
-                        cluster.members.len()
+            let api = target.api::<ConfigMap>(ctx);
+            match ownership::ensure(&api, &cm, &target.owner, Adoption::Controlled).await? {
+                Claimed::Ours(_) => {
+                    let cm_name = names::provider_config_map(&name);
+                    let message = match partition.spec.cluster.as_ref() {
+                        Some(cluster) if !v.provider_config.is_empty() => format!(
+                            "ConfigMap {cm_name} holds primus.cfg for {} HSM(s)",
+                            cluster.members.len()
+                        ),
+                        _ => format!(
+                            "ConfigMap {cm_name} rendered (provider pkcs11 needs no config file)"
+                        ),
+                    };
+                    (
+                        Cond::new(CONFIG_RENDERED, true, reason::RENDERED, message),
+                        Some(v),
                     )
                 }
-                _ => format!("ConfigMap {cm_name} rendered (provider pkcs11 needs no config file)"),
-            };
-            Cond::new(CONFIG_RENDERED, true, reason::RENDERED, message)
+                Claimed::Conflict(c) => (conflict_condition(CONFIG_RENDERED, &target, &c), None),
+            }
         }
-        Err(invalid) => Cond::new(
-            CONFIG_RENDERED,
-            false,
-            reason::INVALID_SPEC,
-            format!("Invalid spec: {invalid}"),
+        Err(invalid) => (
+            Cond::new(
+                CONFIG_RENDERED,
+                false,
+                reason::INVALID_SPEC,
+                format!("Invalid spec: {invalid}"),
+            ),
+            None,
         ),
     };
 
     let credential_name = names::credential_secret(&name);
-    let secret =
-        owned::credential_secret(&target.owner, partition.spec.retain_credentials_on_delete);
-    let credential =
-        ensure_credential_secret(&target.api::<Secret>(ctx), &secret, &target.owner).await?;
-
-    let (enrolled, enrollment) = enroll(&target, ctx, valid.as_ref().ok(), &credential).await?;
+    let retain = partition.spec.retain_credentials_on_delete;
+    let desired_secret = owned::credential_secret(&target.owner, retain);
+    let adoption = Adoption::Credential { retained: retain };
+    let secrets = target.api::<Secret>(ctx);
+    let (enrolled, enrollment) =
+        match ownership::ensure(&secrets, &desired_secret, &target.owner, adoption).await? {
+            Claimed::Ours(secret) => enroll(&target, ctx, rendered, &secret).await?,
+            Claimed::Conflict(c) => (
+                conflict_condition(ENROLLED, &target, &c),
+                target.status.enrollment.clone(),
+            ),
+        };
     let ready = conditions::ready(&config, &enrolled);
     let requeue = if ready.status {
         REQUEUE_READY
+    } else if ready.reason == reason::OWNERSHIP_CONFLICT {
+        REQUEUE_CONFLICT
     } else if enrolled.reason == reason::ENROLLMENT_RUNNING {
         REQUEUE_RUNNING
     } else {
@@ -232,54 +247,103 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
     Ok(Action::requeue(requeue))
 }
 
+/// The partition's identity as the owner of what the operator makes for it.
+fn owner_of(partition: &HsmPartition) -> Result<Owner, Error> {
+    Ok(Owner {
+        name: partition.name_any(),
+        namespace: partition
+            .namespace()
+            .ok_or(Error::MissingField("metadata.namespace"))?,
+        reference: partition
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingField("metadata.uid"))?,
+    })
+}
+
+/// `type_=False OwnershipConflict`, naming the object (never its content).
+fn conflict_condition(type_: &'static str, target: &Target<'_>, conflict: &Conflict) -> Cond {
+    debug!(
+        partition = %format!("{}/{}", target.owner.namespace, target.owner.name),
+        kind = conflict.kind, name = %conflict.name, "not the partition's; left alone"
+    );
+    Cond::new(
+        type_,
+        false,
+        reason::OWNERSHIP_CONFLICT,
+        conflict.to_string(),
+    )
+}
+
 /// The `Enrolled` condition and the enrollment bookkeeping; creates the Job when needed.
+/// `secret` is the partition's credential Secret; `valid` is `None` while the provider config
+/// is not rendered (invalid spec, or its ConfigMap is someone else's).
 async fn enroll(
     target: &Target<'_>,
     ctx: &Context,
     valid: Option<&ValidSpec>,
-    credential: &CredentialView,
+    secret: &Secret,
 ) -> Result<(Cond, Option<EnrollmentStatus>), Error> {
     let previous = target.status.enrollment.clone();
     let bookkeeping = previous.clone().unwrap_or_default();
     let setup_ref = &target.partition.spec.enrollment.setup_password_secret_ref;
     let name = &target.owner.name;
+    let credential = credential_view(secret);
 
     if credential.has_pin {
         return Ok((enrollment::enrolled(name), previous));
     }
     let Some(valid) = valid else {
         return Ok((
-            enrollment::pending("the spec is invalid (see condition ConfigRendered)"),
+            enrollment::pending(
+                "the provider config is not rendered (see condition ConfigRendered)",
+            ),
             previous,
         ));
     };
 
     let setup = read_setup(&target.api::<Secret>(ctx), setup_ref).await?;
     let (version, job_name) =
-        match enrollment::plan(name, credential, &setup, &bookkeeping, setup_ref) {
+        match enrollment::plan(name, &credential, &setup, &bookkeeping, setup_ref) {
             Plan::Report(cond) => return Ok((cond, previous)),
             Plan::RunJob { version, job } => (version, job),
         };
 
     let jobs: Api<Job> = target.api(ctx);
-    let job_view = read_job(&jobs, &job_name).await?;
-    // The credential was read before the Job: a Job that stored the pin and completed in
+    let job_view = match read_job(&jobs, &job_name, &target.owner).await? {
+        Ok(Some(view)) => view,
+        Ok(None) => JobView::absent(&job_name, &bookkeeping),
+        Err(conflict) => {
+            return Ok((conflict_condition(ENROLLED, target, &conflict), previous));
+        }
+    };
+    // The credential was read before the Job: a Job that stored the pin and finished in
     // between must not look like a lost credential, so read the Secret again.
     let reread;
-    let credential = if job_view == JobView::Succeeded {
+    let credential = if matches!(job_view, JobView::Succeeded | JobView::Removed) {
         let secret_name = names::credential_secret(name);
-        let secret = target
+        let again = target
             .api::<Secret>(ctx)
             .get_opt(&secret_name)
             .await
             .map_err(Error::kube("get", "Secret", secret_name))?;
-        reread = secret.as_ref().map(credential_view).unwrap_or_default();
+        let adoption = Adoption::Credential {
+            retained: target.partition.spec.retain_credentials_on_delete,
+        };
+        reread = match again {
+            Some(s) => match ownership::check(&s, &target.owner, adoption) {
+                Some(conflict) => {
+                    return Ok((conflict_condition(ENROLLED, target, &conflict), previous))
+                }
+                None => credential_view(&s),
+            },
+            None => CredentialView::default(),
+        };
         if reread.has_pin {
             return Ok((enrollment::enrolled(name), previous));
         }
         &reread
     } else {
-        credential
+        &credential
     };
     if let Some(cond) = enrollment::job_outcome(&job_name, job_view, credential, setup_ref) {
         return Ok((
@@ -294,36 +358,44 @@ async fn enroll(
     }
 
     // No Job for this setup-password version yet: start one.
+    if let Some(conflict) = ensure_enroll_identity(target, ctx).await? {
+        return Ok((conflict_condition(ENROLLED, target, &conflict), previous));
+    }
     if credential.error.is_some() {
         // The annotations describe an older setup password's Job; they must not be read as this one's.
-        clear_enrollment_error(&target.api::<Secret>(ctx), &names::credential_secret(name)).await?;
+        clear_enrollment_error(&target.api::<Secret>(ctx), secret).await?;
     }
-    ensure_enroll_identity(target, ctx).await?;
     let job = owned::enrollment_job(&target.owner, &valid.enrollment, &job_name, &version);
-    let created = match jobs
-        .create(
-            &PostParams {
-                field_manager: Some(MANAGER.to_owned()),
-                ..Default::default()
-            },
-            &job,
-        )
-        .await
-    {
+    let created = match ownership::create(&jobs, &job).await {
         Ok(_) => {
             info!(partition = %format!("{}/{}", target.owner.namespace, name), job = %job_name, "created enrollment Job");
             true
         }
-        // Created by an earlier run that stopped before recording it.
-        Err(e) if api_code(&e) == Some(409) => false,
-        Err(e) => return Err(Error::kube("create", "Job", job_name.clone())(e)),
+        // Created by an earlier run that stopped before recording it, or by someone else.
+        Err(Error::Kube { source, .. }) if api_code(&source) == Some(409) => {
+            match read_job(&jobs, &job_name, &target.owner).await? {
+                Ok(Some(_)) => false,
+                Ok(None) => return Err(Error::kube("create", "Job", job_name.clone())(source)),
+                Err(conflict) => {
+                    return Ok((conflict_condition(ENROLLED, target, &conflict), previous))
+                }
+            }
+        }
+        Err(e) => return Err(e),
     };
     if bookkeeping
         .job
         .as_deref()
         .is_some_and(|previous| previous != job_name)
     {
-        delete_stale_jobs(&jobs, name, &job_name).await?;
+        // Jobs of earlier setup-password versions: finished or hopeless.
+        ownership::delete_jobs(
+            &jobs,
+            &names::partition_selector(name),
+            &target.owner,
+            Some(&job_name),
+        )
+        .await?;
     }
     Ok((
         enrollment::running(&job_name),
@@ -336,59 +408,35 @@ async fn enroll(
     ))
 }
 
-/// The enrollment Job's ServiceAccount, Role and RoleBinding.
-async fn ensure_enroll_identity(target: &Target<'_>, ctx: &Context) -> Result<(), Error> {
-    server_side_apply(
-        &target.api::<ServiceAccount>(ctx),
-        &owned::enroll_service_account(&target.owner),
-        "ServiceAccount",
-    )
-    .await?;
-    server_side_apply(
-        &target.api::<Role>(ctx),
-        &owned::enroll_role(&target.owner),
-        "Role",
-    )
-    .await?;
-    server_side_apply(
-        &target.api::<RoleBinding>(ctx),
-        &owned::enroll_role_binding(&target.owner),
-        "RoleBinding",
-    )
-    .await?;
-    Ok(())
-}
-
-/// Makes sure the credential Secret exists with our labels and ownerReference (never touching
-/// its data) and returns what it says. Applies only when something is missing, so a steady-state
-/// reconcile costs one GET.
-async fn ensure_credential_secret(
-    secrets: &Api<Secret>,
-    desired: &Secret,
-    owner: &Owner,
-) -> Result<CredentialView, Error> {
-    let name = desired.metadata.name.clone().unwrap_or_default();
-    let existing =
-        secrets
-            .get_opt(&name)
-            .await
-            .map_err(Error::kube("get", "Secret", name.clone()))?;
-    let secret = match existing {
-        Some(s)
-            if owned::metadata_current(&s.metadata, &desired.metadata, &owner.reference.uid) =>
-        {
-            s
-        }
-        _ => secrets
-            .patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(desired),
-            )
-            .await
-            .map_err(Error::kube("apply", "Secret", name.clone()))?,
-    };
-    Ok(credential_view(&secret))
+/// The enrollment Job's Role, RoleBinding and ServiceAccount (the ServiceAccount last, so that
+/// a conflict on the others leaves no identity behind); the first conflict, if any.
+async fn ensure_enroll_identity(
+    target: &Target<'_>,
+    ctx: &Context,
+) -> Result<Option<Conflict>, Error> {
+    let owner = &target.owner;
+    let role = owned::enroll_role(owner);
+    let api = target.api::<Role>(ctx);
+    if let Claimed::Conflict(c) =
+        ownership::ensure(&api, &role, owner, Adoption::Controlled).await?
+    {
+        return Ok(Some(c));
+    }
+    let binding = owned::enroll_role_binding(owner);
+    let api = target.api::<RoleBinding>(ctx);
+    if let Claimed::Conflict(c) =
+        ownership::ensure(&api, &binding, owner, Adoption::Controlled).await?
+    {
+        return Ok(Some(c));
+    }
+    let account = owned::enroll_service_account(owner);
+    let api = target.api::<ServiceAccount>(ctx);
+    if let Claimed::Conflict(c) =
+        ownership::ensure(&api, &account, owner, Adoption::Controlled).await?
+    {
+        return Ok(Some(c));
+    }
+    Ok(None)
 }
 
 /// Presence of `pin` and the error annotations; the values are not kept.
@@ -433,47 +481,46 @@ async fn read_setup(
     }
 }
 
-async fn read_job(jobs: &Api<Job>, name: &str) -> Result<JobView, Error> {
+/// The Job `name`: `Ok(None)` when absent, `Err` when it is not the partition's.
+async fn read_job(
+    jobs: &Api<Job>,
+    name: &str,
+    owner: &Owner,
+) -> Result<Result<Option<JobView>, Conflict>, Error> {
     let Some(job) = jobs
         .get_opt(name)
         .await
         .map_err(Error::kube("get", "Job", name))?
     else {
-        return Ok(JobView::Absent);
+        return Ok(Ok(None));
     };
+    if let Some(conflict) = ownership::check(&job, owner, Adoption::Controlled) {
+        return Ok(Err(conflict));
+    }
     let status = job.status.unwrap_or_default();
-    Ok(if status.failed.unwrap_or(0) > 0 {
+    Ok(Ok(Some(if status.failed.unwrap_or(0) > 0 {
         JobView::Failed
     } else if status.succeeded.unwrap_or(0) > 0 {
         JobView::Succeeded
     } else {
         JobView::Pending
-    })
+    })))
 }
 
-async fn clear_enrollment_error(secrets: &Api<Secret>, name: &str) -> Result<(), Error> {
+/// Removes the failure annotations from the partition's credential Secret, as it was read
+/// (its resourceVersion is the precondition).
+async fn clear_enrollment_error(secrets: &Api<Secret>, secret: &Secret) -> Result<(), Error> {
+    let name = secret.name_any();
     let patch = serde_json::json!({
-        "metadata": {"annotations": {ANNOTATION_ENROLLMENT_ERROR: null, ANNOTATION_ENROLLMENT_MESSAGE: null}}
+        "metadata": {
+            "resourceVersion": secret.resource_version(),
+            "annotations": {ANNOTATION_ENROLLMENT_ERROR: null, ANNOTATION_ENROLLMENT_MESSAGE: null}
+        }
     });
     secrets
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(Error::kube("patch", "Secret", name))?;
-    Ok(())
-}
-
-/// Jobs of earlier setup-password versions: finished or hopeless, and holding the old version.
-async fn delete_stale_jobs(jobs: &Api<Job>, partition: &str, current: &str) -> Result<(), Error> {
-    let list = jobs
-        .list_metadata(&ListParams::default().labels(&names::partition_selector(partition)))
-        .await
-        .map_err(Error::kube("list", "Job", partition))?;
-    for job in list.items {
-        let name = job.name_any();
-        if name != current {
-            delete_if_present(jobs, &name, "Job").await?;
-        }
-    }
+        .map_err(Error::kube("patch", "Secret", name.clone()))?;
     Ok(())
 }
 
@@ -532,105 +579,77 @@ async fn publish_transitions(
     }
 }
 
+/// Deletes what the operator made for the partition, and only that: each object is judged
+/// first (ownership.rs), and one that is not the partition's is left where it is.
 async fn cleanup(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error> {
-    let name = partition.name_any();
-    let namespace = partition
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let list = jobs
-        .list_metadata(&ListParams::default().labels(&names::partition_selector(&name)))
-        .await
-        .map_err(Error::kube("list", "Job", name.clone()))?;
-    for job in list.items {
-        delete_if_present(&jobs, &job.name_any(), "Job").await?;
-    }
-    let identity = names::enroll_identity(&name);
-    delete_if_present(
-        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace),
-        &identity,
-        "RoleBinding",
-    )
-    .await?;
-    delete_if_present(
-        &Api::<Role>::namespaced(ctx.client.clone(), &namespace),
-        &identity,
-        "Role",
-    )
-    .await?;
-    delete_if_present(
-        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace),
-        &identity,
-        "ServiceAccount",
-    )
-    .await?;
-    delete_if_present(
-        &Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace),
-        &names::provider_config_map(&name),
-        "ConfigMap",
-    )
-    .await?;
+    let owner = owner_of(partition)?;
+    let (name, namespace) = (owner.name.clone(), owner.namespace.clone());
+    let client = &ctx.client;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    ownership::delete_jobs(&jobs, &names::partition_selector(&name), &owner, None).await?;
 
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let identity = names::enroll_identity(&name);
+    let mut left_alone = Vec::new();
+    left_alone.push(
+        ownership::delete(
+            &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+            &identity,
+            &owner,
+            Adoption::Controlled,
+        )
+        .await?,
+    );
+    left_alone.push(
+        ownership::delete(
+            &Api::<Role>::namespaced(client.clone(), &namespace),
+            &identity,
+            &owner,
+            Adoption::Controlled,
+        )
+        .await?,
+    );
+    left_alone.push(
+        ownership::delete(
+            &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+            &identity,
+            &owner,
+            Adoption::Controlled,
+        )
+        .await?,
+    );
+    left_alone.push(
+        ownership::delete(
+            &Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+            &names::provider_config_map(&name),
+            &owner,
+            Adoption::Controlled,
+        )
+        .await?,
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let credential = names::credential_secret(&name);
+    // Only the partition's own credential: never one kept from an earlier partition.
+    let adoption = Adoption::Credential { retained: false };
     if partition.spec.retain_credentials_on_delete {
-        if secrets
-            .get_metadata_opt(&credential)
-            .await
-            .map_err(Error::kube("get", "Secret", credential.clone()))?
-            .is_some()
+        // Drop the ownerReference so no garbage collector deletes the retained credential.
+        let kept = owned::credential_secret(&owner, true);
+        if let Some(Claimed::Conflict(c)) =
+            ownership::update_existing(&secrets, &kept, &owner, adoption).await?
         {
-            // Drop the ownerReference so no garbage collector deletes the retained credential.
-            let reference = partition
-                .controller_owner_ref(&())
-                .ok_or(Error::MissingField("metadata.uid"))?;
-            let owner = Owner {
-                name: name.clone(),
-                namespace: namespace.clone(),
-                reference,
-            };
-            server_side_apply(&secrets, &owned::credential_secret(&owner, true), "Secret").await?;
+            left_alone.push(Deleted::NotOurs(c));
         }
         info!(partition = %format!("{namespace}/{name}"), secret = %credential, "cleaned up; credential Secret retained");
     } else {
-        delete_if_present(&secrets, &credential, "Secret").await?;
+        left_alone.push(ownership::delete(&secrets, &credential, &owner, adoption).await?);
         info!(partition = %format!("{namespace}/{name}"), "cleaned up, credential Secret deleted");
     }
-    Ok(Action::await_change())
-}
-
-async fn server_side_apply<K>(api: &Api<K>, object: &K, kind: &'static str) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let name = object
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::MissingField("name of an owned object"))?;
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map_err(Error::kube("apply", kind, name.clone()))?;
-    debug!(kind, name = %name, "applied");
-    Ok(())
-}
-
-async fn delete_if_present<K>(api: &Api<K>, name: &str, kind: &'static str) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => {
-            debug!(kind, name, "deleted");
-            Ok(())
+    for outcome in left_alone {
+        if let Deleted::NotOurs(c) = outcome {
+            info!(partition = %format!("{namespace}/{name}"), "left alone on deletion: {c}");
         }
-        Err(e) if api_code(&e) == Some(404) => Ok(()),
-        Err(e) => Err(Error::kube("delete", kind, name)(e)),
     }
+    Ok(Action::await_change())
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
-use crate::crd::{EnrollmentMethod, HsmPartitionSpec, Provider, SecretKeyRef};
+use crate::crd::{
+    EnrollmentMethod, HsmPartitionSpec, Provider, SecretKeyRef, CKM_VENDOR_DEFINED,
+    MAX_RAW_PARAM_MECHANISMS,
+};
 use crate::names::MAX_PARTITION_NAME_LEN;
 use crate::provider_config;
 
@@ -68,6 +71,20 @@ pub fn validate(
         problems.push(
             "spec.sidecar.modulePath must be an absolute path inside the sidecar image".to_owned(),
         );
+    }
+    let raw = &spec.sidecar.raw_param_mechanisms;
+    if raw.len() > MAX_RAW_PARAM_MECHANISMS {
+        problems.push(format!(
+            "spec.sidecar.rawParamMechanisms lists {} mechanisms; at most {MAX_RAW_PARAM_MECHANISMS}",
+            raw.len()
+        ));
+    }
+    for (i, mechanism) in raw.iter().enumerate() {
+        if *mechanism < CKM_VENDOR_DEFINED {
+            problems.push(format!(
+                "spec.sidecar.rawParamMechanisms[{i}] is {mechanism:#x}: only vendor mechanisms (>= 0x80000000, CKM_VENDOR_DEFINED) may pass their parameter raw; the bridge knows the layout of the standard ones"
+            ));
+        }
     }
     if spec.sidecar.image.trim().is_empty() {
         problems.push(

@@ -7,6 +7,7 @@ fn primus_spec() -> HsmPartitionSpec {
         sidecar: SidecarSpec {
             image: "registry.example/hsm-sidecar-primus:1.0".to_owned(),
             module_path: "/usr/local/primus/lib/libprimusP11.so".to_owned(),
+            raw_param_mechanisms: vec![],
         },
         cluster: Some(ClusterSpec {
             members: vec![ClusterMember {
@@ -39,6 +40,7 @@ fn softhsm_spec() -> HsmPartitionSpec {
         sidecar: SidecarSpec {
             image: "hsm-sidecar:dev".to_owned(),
             module_path: "/usr/lib/softhsm/libsofthsm2.so".to_owned(),
+            raw_param_mechanisms: vec![],
         },
         cluster: None,
         token: Some(TokenSpec {
@@ -151,4 +153,23 @@ fn control_characters_in_user_are_rejected() {
         c.user = "A\nB".to_owned();
     }
     assert!(problems(&spec).contains("spec.cluster.user"));
+}
+
+#[test]
+fn raw_param_mechanisms_must_be_vendor_defined() {
+    let mut spec = softhsm_spec();
+    spec.sidecar.raw_param_mechanisms = vec![0x8000_0000, 0x8000_0001, u64::from(u32::MAX) + 1];
+    assert!(validate("ns", "p", &spec).is_ok(), "{}", problems(&spec));
+
+    spec.sidecar.raw_param_mechanisms = vec![0x8000_0001, 0x1082, 0x7fff_ffff];
+    let text = problems(&spec);
+    assert!(
+        text.contains("spec.sidecar.rawParamMechanisms[1] is 0x1082")
+            && text.contains("spec.sidecar.rawParamMechanisms[2] is 0x7fffffff")
+            && !text.contains("[0]"),
+        "{text}"
+    );
+
+    spec.sidecar.raw_param_mechanisms = vec![0x8000_0000; 65];
+    assert!(problems(&spec).contains("at most 64"), "{}", problems(&spec));
 }

@@ -34,6 +34,13 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
         let ok = with(base, |v| v["metadata"]["name"] = json!(format!("valid-{i}")));
         fx.create_partition(&ok).await;
     }
+    // Vendor mechanisms from 0x80000000 on, beyond 32 bits too.
+    let raw = with(&pkcs11, |v| {
+        v["metadata"]["name"] = json!("valid-raw");
+        v["spec"]["sidecar"]["rawParamMechanisms"] = json!([2147483648u64, 2147483649u64, 4294967296u64]);
+    });
+    let created = fx.create_partition(&raw).await;
+    assert_eq!(created["spec"]["sidecar"]["rawParamMechanisms"], json!([2147483648u64, 2147483649u64, 4294967296u64]));
 
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         (
@@ -102,6 +109,11 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
             vec!["spec.enrollment.setupPasswordSecretRef", "Required value"],
         ),
         (
+            "raw-parameter mechanism below CKM_VENDOR_DEFINED",
+            with(&pkcs11, |v| v["spec"]["sidecar"]["rawParamMechanisms"] = json!([2147483649u64, 4226])),
+            vec!["spec.sidecar.rawParamMechanisms", "greater than or equal to"],
+        ),
+        (
             "port as a word",
             with(&primus, |v| v["spec"]["cluster"]["members"][0]["port"] = json!("https")),
             vec!["spec.cluster.members.port", "Invalid value"],
@@ -147,7 +159,7 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
     let left = api.list(&ListParams::default()).await.expect("listing partitions");
     let names: Vec<String> = left.items.iter().filter_map(|o| o.metadata.name.clone()).collect();
     assert!(failures.is_empty(), "schema validation gaps:\n  {}", failures.join("\n  "));
-    assert_eq!(names, vec!["valid-0", "valid-1"], "only the valid partitions may exist");
+    assert_eq!(names, vec!["valid-0", "valid-1", "valid-raw"], "only the valid partitions may exist");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

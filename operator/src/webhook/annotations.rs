@@ -5,9 +5,11 @@
 //! Whether the named partitions and containers exist is `mutate`'s business: it needs the pod
 //! and the partitions for that.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::limits::{MAX_CONTAINERS, MAX_PARTITIONS};
 
 /// Opt-in label (a label, so the MutatingWebhookConfiguration's objectSelector filters at the
 /// API server).
@@ -70,10 +72,20 @@ pub enum AnnotationError {
     #[error("annotation {key}: {problem} (value {value:?})")]
     Malformed {
         key: &'static str,
+        /// The value, shortened to [`MAX_QUOTED`] characters.
         value: String,
         problem: String,
     },
+    #[error("annotation {key} lists more than {max} {what}s; a pod may use at most {max}")]
+    TooMany {
+        key: &'static str,
+        what: &'static str,
+        max: usize,
+    },
 }
+
+/// Longest part of an annotation value quoted back in a denial.
+pub const MAX_QUOTED: usize = 256;
 
 /// Reads the label and annotations of a pod.
 pub fn parse(meta: &ObjectMeta) -> Result<Parsed, AnnotationError> {
@@ -105,15 +117,20 @@ pub fn parse(meta: &ObjectMeta) -> Result<Parsed, AnnotationError> {
         .keys()
         .find(|k| k.starts_with(PREFIX) && !KNOWN.contains(&k.as_str()))
     {
-        return Err(AnnotationError::Unknown(unknown.clone()));
+        return Err(AnnotationError::Unknown(shorten(unknown)));
     }
 
-    let partitions = match annotations.get(PARTITION) {
-        None => return Err(AnnotationError::MissingPartition),
-        Some(value) => name_list(PARTITION, value, "partition", is_object_name)?,
-    };
-    let containers = annotations
-        .get(CONTAINERS)
+    // Bounded before anything else looks at the lists.
+    let partition_value = annotations
+        .get(PARTITION)
+        .ok_or(AnnotationError::MissingPartition)?;
+    check_count(PARTITION, partition_value, "partition", MAX_PARTITIONS)?;
+    let container_value = annotations.get(CONTAINERS);
+    if let Some(value) = container_value {
+        check_count(CONTAINERS, value, "container", MAX_CONTAINERS)?;
+    }
+    let partitions = name_list(PARTITION, partition_value, "partition", is_object_name)?;
+    let containers = container_value
         .map(|value| name_list(CONTAINERS, value, "container", is_dns_label))
         .transpose()?;
     let sidecar_mode = annotations
@@ -135,6 +152,19 @@ pub fn parse(meta: &ObjectMeta) -> Result<Parsed, AnnotationError> {
     }))
 }
 
+/// At most `max` comma-separated entries; looks at no more than the first `max + 1`.
+fn check_count(
+    key: &'static str,
+    value: &str,
+    what: &'static str,
+    max: usize,
+) -> Result<(), AnnotationError> {
+    if value.split(',').nth(max).is_some() {
+        return Err(AnnotationError::TooMany { key, what, max });
+    }
+    Ok(())
+}
+
 /// `a, b,c` → `["a", "b", "c"]`: non-empty, no empty entries, no duplicates, each `valid`.
 fn name_list(
     key: &'static str,
@@ -146,6 +176,7 @@ fn name_list(
         return Err(malformed(key, value, format!("names no {what}")));
     }
     let mut names: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for name in value.split(',').map(str::trim) {
         if name.is_empty() {
             return Err(malformed(
@@ -158,10 +189,10 @@ fn name_list(
             return Err(malformed(
                 key,
                 value,
-                format!("{name:?} is not a valid {what} name (lowercase letters, digits and '-')"),
+                format!("{:?} is not a valid {what} name (lowercase letters, digits and '-')", shorten(name)),
             ));
         }
-        if names.iter().any(|n| n == name) {
+        if !seen.insert(name) {
             return Err(malformed(
                 key,
                 value,
@@ -176,8 +207,16 @@ fn name_list(
 fn malformed(key: &'static str, value: &str, problem: String) -> AnnotationError {
     AnnotationError::Malformed {
         key,
-        value: value.to_owned(),
+        value: shorten(value),
         problem,
+    }
+}
+
+/// `value`, or its first [`MAX_QUOTED`] characters and `…`.
+fn shorten(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}…", &value[..end]),
     }
 }
 

@@ -198,3 +198,39 @@ fn injected_pod_is_left_alone() {
         }
     ));
 }
+
+#[test]
+fn at_most_16_partitions_are_read() {
+    let names = |n: usize| (0..n).map(|i| format!("p{i}")).collect::<Vec<_>>().join(",");
+    let sixteen = names(MAX_PARTITIONS);
+    match opted_in(&[(PARTITION, &sixteen)]) {
+        Ok(Parsed::Inject(r)) => assert_eq!(r.partitions.len(), 16),
+        other => panic!("16 partitions: {other:?}"),
+    }
+    // 10,000 names, some of them repeated and invalid: one message, about the count, without the value.
+    let many = format!("{},p1,NOT_VALID", names(10_000));
+    let started = std::time::Instant::now();
+    let err = opted_in(&[(PARTITION, &many)]).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_millis(50), "{:?}", started.elapsed());
+    assert_eq!(err, AnnotationError::TooMany { key: PARTITION, what: "partition", max: 16 });
+    assert_eq!(
+        err.to_string(),
+        "annotation hsmbridge.io/partition lists more than 16 partitions; a pod may use at most 16"
+    );
+}
+
+#[test]
+fn at_most_64_container_names_are_read() {
+    let names = (0..65).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+    let err = opted_in(&[(PARTITION, "p"), (CONTAINERS, &names)]).unwrap_err();
+    assert_eq!(err, AnnotationError::TooMany { key: CONTAINERS, what: "container", max: 64 });
+}
+
+#[test]
+fn denials_quote_at_most_256_characters_of_a_value() {
+    let long = "x".repeat(10_000);
+    let err = opted_in(&[(PARTITION, &format!("a,{long}A"))]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.len() < 700, "{} bytes: {text}", text.len());
+    assert!(text.contains("is not a valid partition name"), "{text}");
+}

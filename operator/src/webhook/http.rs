@@ -1,37 +1,60 @@
 //! The HTTPS server: `POST /mutate-pods` (AdmissionReview admission.k8s.io/v1) and `/healthz`.
 //! A body that is not an AdmissionReview gets HTTP 400 with the reason; the decision itself is
-//! `annotations` + `mutate`; this file only carries bytes and measures.
+//! `annotations` + `mutate`; this file only carries bytes, measures, and bounds what a client
+//! may hold (`limits.rs`): connections, HTTP/2 streams, body bytes in memory, and time. A
+//! review answers within its deadline (below the API server's `?timeout=`), whatever the body
+//! or the partition lookups do; `/healthz` is answered before any body is read.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Bytes};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Buf, Bytes};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant as Deadline;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::annotations::{self, Parsed};
+use super::limits::{self, MAX_BODY};
 use super::metrics::{Outcome, WebhookMetrics};
-use super::mutate::{self, ServerCaps, Settings};
+use super::mutate::{self, Denial, ServerCaps, Settings};
 use super::partitions::PartitionLookup;
 
-/// The API server sends at most a few MiB (an object is at most 1.5 MiB in etcd).
-const MAX_BODY: usize = 8 << 20;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The webhook's path.
 pub const MUTATE_PATH: &str = "/mutate-pods";
+
+/// The request body bytes all requests together may hold ([`limits::MAX_BUFFERED`]).
+#[derive(Clone, Debug)]
+pub struct BodyBudget(Arc<Semaphore>);
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        BodyBudget(Arc::new(Semaphore::new(limits::MAX_BUFFERED)))
+    }
+}
+
+impl BodyBudget {
+    /// Bytes held by bodies being read or reviewed right now.
+    #[cfg(test)]
+    pub fn in_use(&self) -> usize {
+        limits::MAX_BUFFERED.saturating_sub(self.0.available_permits())
+    }
+}
 
 /// Everything a review needs.
 pub struct Handler<L> {
@@ -39,6 +62,21 @@ pub struct Handler<L> {
     pub settings: Settings,
     pub caps: ServerCaps,
     pub metrics: Arc<WebhookMetrics>,
+    pub budget: BodyBudget,
+}
+
+/// Why a body was not read.
+#[derive(Debug)]
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Read(String),
+}
+
+/// A body read under the budget; the bytes stay accounted for until this is dropped.
+struct HeldBody {
+    bytes: Vec<u8>,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<L: PartitionLookup> Handler<L> {
@@ -46,7 +84,7 @@ impl<L: PartitionLookup> Handler<L> {
     pub async fn route<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body,
-        B::Error: std::error::Error + Send + Sync + 'static,
+        B::Error: std::fmt::Display,
     {
         match (req.method(), req.uri().path()) {
             (&Method::POST, MUTATE_PATH) => {}
@@ -60,27 +98,41 @@ impl<L: PartitionLookup> Handler<L> {
             _ => return text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
         let started = Instant::now();
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
+        let budget = limits::review_deadline(req.uri().query());
+        let now = Deadline::now();
+        let (deadline, body_deadline) = (now + budget, now + limits::body_deadline(budget));
+        let http1 = req.version() < Version::HTTP_2;
+        let body = match self.read_body(req.into_body(), body_deadline).await {
+            Ok(body) => body,
             Err(e) => {
                 self.metrics.observe(Outcome::Invalid, started.elapsed());
-                let too_large = e
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some();
-                return if too_large {
-                    text(
+                let mut response = match e {
+                    BodyError::TooLarge => text(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!("body over {MAX_BODY} bytes\n"),
-                    )
-                } else {
-                    text(
+                    ),
+                    BodyError::Timeout => text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the body did not arrive within {:?}\n",
+                            limits::body_deadline(budget)
+                        ),
+                    ),
+                    BodyError::Read(e) => text(
                         StatusCode::BAD_REQUEST,
                         format!("cannot read the body: {e}\n"),
-                    )
+                    ),
                 };
+                if http1 {
+                    // The rest of the body is not read: the connection cannot be reused.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
             }
         };
-        let (response, outcome) = match self.review(&body).await {
+        let (response, outcome) = match self.review(&body.bytes, deadline).await {
             Ok((json, outcome)) => {
                 let mut response = Response::new(Full::new(Bytes::from(json)));
                 response
@@ -93,18 +145,89 @@ impl<L: PartitionLookup> Handler<L> {
                 Outcome::Invalid,
             ),
         };
+        drop(body);
         self.metrics.observe(outcome, started.elapsed());
         response
     }
 
-    /// An AdmissionReview in, an AdmissionReview out; `Err` for a body that is not one.
-    pub async fn review(&self, body: &[u8]) -> Result<(Vec<u8>, Outcome), String> {
+    /// Reads `body` by `deadline`, holding budget for the memory it takes (a body that would
+    /// go past the budget waits for it, which stops reading from its connection).
+    async fn read_body<B>(&self, body: B, deadline: Deadline) -> Result<HeldBody, BodyError>
+    where
+        B: Body,
+        B::Error: std::fmt::Display,
+    {
+        if body.size_hint().lower() > MAX_BODY as u64 {
+            return Err(BodyError::TooLarge);
+        }
+        let mut body = std::pin::pin!(body);
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Err(BodyError::Timeout),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue; // trailers
+            };
+            let needed = bytes.len() + data.remaining();
+            if needed > MAX_BODY {
+                return Err(BodyError::TooLarge);
+            }
+            let held = permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+            if needed > held {
+                // Grow by doubling (at least 64 KiB, at most MAX_BODY), holding what is reserved.
+                let target = needed.max(held * 2).clamp(64 << 10, MAX_BODY).max(needed);
+                let more = u32::try_from(target - held).map_err(|_| BodyError::TooLarge)?;
+                let acquired = tokio::time::timeout_at(
+                    deadline,
+                    self.budget.0.clone().acquire_many_owned(more),
+                )
+                .await
+                .map_err(|_| BodyError::Timeout)?
+                .map_err(|_| BodyError::Read("the webhook is shutting down".to_owned()))?;
+                match permit.as_mut() {
+                    Some(p) => p.merge(acquired),
+                    None => permit = Some(acquired),
+                }
+                bytes.reserve_exact(target - bytes.len());
+            }
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                bytes.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
+        Ok(HeldBody {
+            bytes,
+            _permit: permit,
+        })
+    }
+
+    /// An AdmissionReview in, an AdmissionReview out; `Err` for a body that is not one. The
+    /// decision is a denial when it is not made by `deadline`.
+    pub async fn review(
+        &self,
+        body: &[u8],
+        deadline: Deadline,
+    ) -> Result<(Vec<u8>, Outcome), String> {
         let review: AdmissionReview<Pod> = serde_json::from_slice(body)
             .map_err(|e| format!("not an AdmissionReview of a Pod: {e}"))?;
         let request: AdmissionRequest<Pod> = review
             .try_into()
             .map_err(|_| "the AdmissionReview has no request".to_owned())?;
-        let (response, outcome) = self.decide(&request).await;
+        let (response, outcome) =
+            match tokio::time::timeout_at(deadline, self.decide(&request)).await {
+                Ok(decided) => decided,
+                Err(_) => deny(
+                    AdmissionResponse::from(&request),
+                    "hsmbridge could not decide in time (reading the HsmPartitions took too long); try again",
+                ),
+            };
         let json = serde_json::to_vec(&response.into_review())
             .map_err(|e| format!("cannot encode the response: {e}"))?;
         Ok((json, outcome))
@@ -121,11 +244,15 @@ impl<L: PartitionLookup> Handler<L> {
         let Some(pod) = &req.object else {
             return deny(allow, "the AdmissionReview carries no pod");
         };
+        // Bounded first: the annotation lists are counted before anything else reads them.
         let request = match annotations::parse(&pod.metadata) {
             Ok(Parsed::Inject(request)) => request,
             Ok(Parsed::NotOptedIn | Parsed::AlreadyInjected) => return (allow, Outcome::Skipped),
             Err(e) => return deny(allow, e),
         };
+        if let Err(denial) = mutate::precheck(pod) {
+            return self.denied(allow, pod, denial);
+        }
         let Some(namespace) = req
             .namespace
             .as_deref()
@@ -134,13 +261,26 @@ impl<L: PartitionLookup> Handler<L> {
         else {
             return deny(allow, "the pod has no namespace");
         };
+        // One lookup per partition, stopping at the first one the pod cannot use.
+        let service_account = mutate::service_account(pod);
         let mut found = BTreeMap::new();
         for name in &request.partitions {
             match self.lookup.get(namespace, name).await {
                 Ok(Some(partition)) => {
+                    if let Err(denial) =
+                        mutate::check_usable(&partition, namespace, name, &service_account)
+                    {
+                        return self.denied(allow, pod, denial);
+                    }
                     found.insert(name.clone(), partition);
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    let denial = Denial::UnknownPartition {
+                        namespace: namespace.to_owned(),
+                        name: name.clone(),
+                    };
+                    return self.denied(allow, pod, denial);
+                }
                 Err(e) => {
                     return deny(
                         allow,
@@ -160,11 +300,18 @@ impl<L: PartitionLookup> Handler<L> {
                     format!("internal error: cannot encode the patch: {e}"),
                 ),
             },
-            Err(denial) => {
-                info!(namespace, pod = pod_name(pod), reason = %denial, "denied");
-                deny(allow, denial)
-            }
+            Err(denial) => self.denied(allow, pod, denial),
         }
+    }
+
+    fn denied(
+        &self,
+        allow: AdmissionResponse,
+        pod: &Pod,
+        denial: Denial,
+    ) -> (AdmissionResponse, Outcome) {
+        info!(namespace = pod.metadata.namespace.as_deref().unwrap_or(""), pod = pod_name(pod), reason = %denial, "denied");
+        deny(allow, denial)
     }
 }
 
@@ -194,21 +341,29 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 /// Serves HTTPS on `listener` until `shutdown`, then lets open requests finish (10 s at most).
+/// At most [`limits::MAX_CONNECTIONS`] connections are served at a time (others wait in the
+/// listen backlog), each with at most [`limits::MAX_CONCURRENT_STREAMS`] HTTP/2 streams; a
+/// connection is closed after [`limits::IDLE_TIMEOUT`] without a request.
 pub async fn run<L: PartitionLookup + 'static>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     handler: Arc<Handler<L>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that opens a connection and sends nothing does not hold it forever.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
+    let slots = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let builder = server_builder();
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -222,36 +377,143 @@ pub async fn run<L: PartitionLookup + 'static>(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, handler, builder) = (acceptor.clone(), handler.clone(), builder.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.route(req).await) }
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                debug!(%peer, error = %e, "webhook connection ended with an error");
-            }
-        });
+        connections.spawn(serve_connection(
+            tcp,
+            peer,
+            acceptor.clone(),
+            handler.clone(),
+            builder.clone(),
+            drain_rx.clone(),
+            slot,
+        ));
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN_TIMEOUT) => warn!("webhook connections still open after {DRAIN_TIMEOUT:?}; closing"),
+    drain_tx.send_replace(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("webhook connections still open after {DRAIN_TIMEOUT:?}; closing");
+        connections.abort_all();
+    }
+}
+
+fn server_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that opens a connection and sends nothing (or stays idle between requests)
+    // does not hold it forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits::HANDSHAKE_TIMEOUT)
+        .max_buf_size(limits::MAX_HTTP1_BUFFER);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(limits::MAX_HEADER_LIST);
+    builder
+}
+
+/// Requests in flight on one connection, and when the last one ended.
+struct Activity {
+    since: Instant,
+    in_flight: AtomicUsize,
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            since: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last_end = Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last_end)
+    }
+}
+
+/// One request in flight; ends when dropped (also when hyper drops an unfinished request).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_end_ms.store(now, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_connection<L: PartitionLookup + 'static>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    handler: Arc<Handler<L>>,
+    builder: auto::Builder<TokioExecutor>,
+    mut drain: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let tls = match tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req| {
+            let handler = handler.clone();
+            let in_flight = activity.start();
+            async move {
+                let response = handler.route(req).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let check_every = limits::IDLE_TIMEOUT / 3;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    debug!(%peer, error = %e, "webhook connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.wait_for(|d| *d), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(check_every), if !closing => {
+                if activity.idle_for() >= limits::IDLE_TIMEOUT {
+                    debug!(%peer, "closing an idle webhook connection");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
     }
 }
 

@@ -17,10 +17,12 @@
 //!
 //! Files: `annotations.rs` (what the pod asks), `mutate.rs` (the patch or the denial),
 //! `partitions.rs` (finding partitions), `tls.rs` (the certificate), `http.rs` (the server),
-//! `metrics.rs` (latency histogram for /metrics).
+//! `limits.rs` (what one pod may ask and one client may hold), `metrics.rs` (latency
+//! histogram for /metrics).
 
 pub mod annotations;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod mutate;
 pub mod partitions;
@@ -57,8 +59,9 @@ pub const SERVICE_NAME: &str = "hsmbridge-webhook";
 pub const DEFAULT_SHIM_SOURCE: &str = "/usr/lib/hsmbridge/libhsmbridge_pkcs11.so";
 /// The first sidecar's gRPC health port.
 pub const DEFAULT_HEALTH_PORT: u16 = 17310;
-/// UID/GID of the injected containers (and the pod's fsGroup when it sets none).
-pub const DEFAULT_RUN_AS_USER: i64 = 65532;
+/// UID/GID of the injected containers (and the pod's fsGroup when it sets none): the one
+/// definition the enrollment Job shares.
+pub const DEFAULT_RUN_AS_USER: i64 = crate::security::RUN_AS_USER;
 
 /// How often the certificate is re-checked without any change event (expiry is time-driven).
 const RECHECK: Duration = Duration::from_secs(3600);
@@ -182,6 +185,7 @@ pub async fn serve_on(
         settings: config.injection.clone(),
         caps,
         metrics: config.metrics.clone(),
+        budget: http::BodyBudget::default(),
     });
     info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -18,6 +18,13 @@
 //!   setgid emptyDir) reachable by the app containers, which get fsGroup as a supplementary group;
 //! - annotation `hsmbridge.io/inject-status: injected`.
 //!
+//! The sidecar runs `hsm-sidecar serve --module … --socket … [--pin-file …] --health-addr …`,
+//! plus `--raw-param-mechanism 0x<hex>` per entry of the partition's
+//! `spec.sidecar.rawParamMechanisms`. Refused before any partition is looked up ([`precheck`]):
+//! a pod with `spec.shareProcessNamespace: true` (the app containers would see the sidecar's
+//! processes, and through /proc its memory and files) and a pod with more than
+//! [`MAX_CONTAINERS`] containers.
+//!
 //! Several partitions: one sidecar each (the sidecar serves one module and one PIN). The first
 //! partition is the one `HSMBRIDGE_SOCKET` points to; partition N>0 listens on
 //! `/var/run/hsmbridge/pkcs11-<name>.sock`, which an app selects by setting `HSMBRIDGE_SOCKET`.
@@ -27,9 +34,9 @@ use std::collections::BTreeMap;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, GRPCAction, Pod,
-    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, GRPCAction, Pod,
+    PodSecurityContext, Probe, ResourceRequirements, SecretVolumeSource, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -37,10 +44,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::annotations::{
-    InjectRequest, SidecarMode, CONTAINERS, INJECTED, INJECT_STATUS, PARTITION, SIDECAR_MODE,
+    InjectRequest, SidecarMode, CONTAINERS, INJECTED, INJECT_STATUS, LABEL_INJECT, PARTITION,
+    SIDECAR_MODE,
 };
+use super::limits::MAX_CONTAINERS;
 use crate::crd::{EnrollmentMethod, HsmPartition, PinMode, Provider};
 use crate::names;
+use crate::security;
 
 /// Where app containers find the shim.
 pub const LIB_DIR: &str = "/opt/hsmbridge/lib";
@@ -162,6 +172,10 @@ pub enum Denial {
     NameTooLong { name: String, container: String },
     #[error("the pod has no spec")]
     NoSpec,
+    #[error("the pod sets spec.shareProcessNamespace: true, which hsmbridge refuses: the hsm-sidecar container holds the partition's credential, and a process namespace shared with the app containers lets them see its processes and reach its memory and files through /proc. Remove shareProcessNamespace (or the {LABEL_INJECT} label)")]
+    SharedProcessNamespace,
+    #[error("the pod has {count} containers and init containers; hsmbridge injects into pods with at most {MAX_CONTAINERS}")]
+    TooManyContainers { count: usize },
     #[error("too many partitions: the sidecars' health ports would go past 65535")]
     TooManyPartitions,
     #[error("internal error while building the patch: {0}")]
@@ -178,15 +192,11 @@ pub fn inject(
     settings: &Settings,
     caps: ServerCaps,
 ) -> Result<Patch, Denial> {
+    precheck(pod)?;
     let Some(spec) = pod.spec.clone() else {
         return Err(Denial::NoSpec);
     };
-    let service_account = spec
-        .service_account_name
-        .clone()
-        .or_else(|| spec.service_account.clone())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "default".to_owned());
+    let service_account = service_account(pod);
     let mode = request.sidecar_mode.unwrap_or(if caps.native_sidecars {
         SidecarMode::Native
     } else {
@@ -354,6 +364,35 @@ pub fn inject(
     Ok(Patch(ops.0))
 }
 
+/// What the pod alone decides, before any partition is looked up: it has a spec, does not share
+/// its process namespace, and has at most [`MAX_CONTAINERS`] containers.
+pub fn precheck(pod: &Pod) -> Result<(), Denial> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Err(Denial::NoSpec);
+    };
+    if spec.share_process_namespace == Some(true) {
+        return Err(Denial::SharedProcessNamespace);
+    }
+    let count = spec.containers.len() + spec.init_containers.as_ref().map_or(0, Vec::len);
+    if count > MAX_CONTAINERS {
+        return Err(Denial::TooManyContainers { count });
+    }
+    Ok(())
+}
+
+/// The pod's ServiceAccount (`default` when it names none).
+pub fn service_account(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| {
+            spec.service_account_name
+                .clone()
+                .or_else(|| spec.service_account.clone())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
 /// The partition's `Ready` condition, if it has one.
 pub fn ready_condition(partition: &HsmPartition) -> Option<&Condition> {
     partition
@@ -369,7 +408,9 @@ pub fn is_ready(partition: &HsmPartition) -> bool {
     ready_condition(partition).is_some_and(|c| c.status == "True")
 }
 
-fn check_usable(
+/// Whether the pod (running as `service_account`) may use `partition` now: not being deleted,
+/// Ready, and the ServiceAccount allowed.
+pub fn check_usable(
     partition: &HsmPartition,
     namespace: &str,
     name: &str,
@@ -524,6 +565,7 @@ struct SidecarPlan {
     managed_pin: bool,
     primus: bool,
     ppin: bool,
+    raw_param_mechanisms: Vec<u64>,
 }
 
 impl SidecarPlan {
@@ -570,6 +612,7 @@ impl SidecarPlan {
             managed_pin: spec.pin_mode == PinMode::Managed,
             primus: spec.provider == Provider::Primus,
             ppin: spec.enrollment.method == EnrollmentMethod::Ppin,
+            raw_param_mechanisms: spec.sidecar.raw_param_mechanisms.clone(),
         })
     }
 
@@ -588,6 +631,10 @@ impl SidecarPlan {
         }
         command.push("--health-addr".to_owned());
         command.push(format!("0.0.0.0:{}", self.health_port));
+        for mechanism in &self.raw_param_mechanisms {
+            command.push("--raw-param-mechanism".to_owned());
+            command.push(format!("{mechanism:#x}"));
+        }
 
         let mut env = Vec::new();
         if self.primus {
@@ -666,7 +713,7 @@ impl SidecarPlan {
                 ..Probe::default()
             }),
             restart_policy: native.then(|| "Always".to_owned()),
-            security_context: Some(restricted(settings.run_as_user)),
+            security_context: Some(security::restricted_container(settings.run_as_user)),
             resources: settings.resources.clone(),
             ..Container::default()
         }
@@ -687,29 +734,9 @@ fn shim_container(settings: &Settings) -> Container {
             mount_path: LIB_DIR.to_owned(),
             ..VolumeMount::default()
         }]),
-        security_context: Some(restricted(settings.run_as_user)),
+        security_context: Some(security::restricted_container(settings.run_as_user)),
         resources: settings.resources.clone(),
         ..Container::default()
-    }
-}
-
-/// The "restricted" Pod Security Standard, as a container securityContext.
-fn restricted(uid: i64) -> SecurityContext {
-    SecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(uid),
-        run_as_group: Some(uid),
-        read_only_root_filesystem: Some(true),
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_owned()]),
-            add: None,
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".to_owned(),
-            localhost_profile: None,
-        }),
-        ..SecurityContext::default()
     }
 }
 

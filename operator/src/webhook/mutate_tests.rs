@@ -883,3 +883,59 @@ fn forced_native_sidecar_on_a_server_with_the_gate() {
     let text = serde_json::to_string(&patch).expect("json");
     assert!(text.contains("\"restartPolicy\":\"Always\""), "{text}");
 }
+
+#[test]
+fn a_shared_process_namespace_is_denied() {
+    let parts = partitions(vec![partition("payments", json!({}))]);
+    let mut p = app_pod();
+    p.spec.as_mut().expect("spec").share_process_namespace = Some(true);
+    let d = denial(&p, &parts, NEW);
+    assert_eq!(d, Denial::SharedProcessNamespace);
+    let text = d.to_string();
+    assert!(text.starts_with("the pod sets spec.shareProcessNamespace: true"), "{text}");
+    assert!(text.contains("credential"), "{text}");
+    assert_eq!(precheck(&p), Err(Denial::SharedProcessNamespace));
+    // false or unset is fine.
+    p.spec.as_mut().expect("spec").share_process_namespace = Some(false);
+    injected(&p, &parts, NEW);
+}
+
+#[test]
+fn pods_with_too_many_containers_are_denied() {
+    let parts = partitions(vec![partition("payments", json!({}))]);
+    let mut p = app_pod();
+    let spec = p.spec.as_mut().expect("spec");
+    spec.containers = (0..40)
+        .map(|i| Container { name: format!("c{i}"), image: Some("app:1".into()), ..Container::default() })
+        .collect();
+    spec.init_containers = Some(
+        (0..25)
+            .map(|i| Container { name: format!("i{i}"), image: Some("app:1".into()), ..Container::default() })
+            .collect(),
+    );
+    assert_eq!(denial(&p, &parts, OLD), Denial::TooManyContainers { count: 65 });
+    p.spec.as_mut().expect("spec").init_containers = None;
+    injected(&p, &parts, OLD);
+}
+
+#[test]
+fn raw_param_mechanisms_become_repeated_sidecar_flags() {
+    let part = partition(
+        "payments",
+        json!({"spec": {"sidecar": {"rawParamMechanisms": [2147483649u64, 2147549185u64]}}}),
+    );
+    let out = injected(&app_pod(), &partitions(vec![part]), OLD);
+    let cmd = out.spec.as_ref().expect("spec").containers[0].command.clone().unwrap_or_default();
+    let flags: Vec<&str> = cmd
+        .windows(2)
+        .filter(|w| w[0] == "--raw-param-mechanism")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(flags, ["0x80000001", "0x80010001"], "{cmd:?}");
+    assert_eq!(&cmd[..2], ["hsm-sidecar", "serve"]);
+
+    // None listed: no flag.
+    let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), OLD);
+    let cmd = out.spec.as_ref().expect("spec").containers[0].command.clone().unwrap_or_default();
+    assert!(!cmd.iter().any(|a| a == "--raw-param-mechanism"), "{cmd:?}");
+}

@@ -18,9 +18,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use super::apiserver::{path_str, ApiServer};
+use super::apiserver::ApiServer;
 use super::paths;
-use super::pod_runner::expand;
+use super::pod_runner::{expand, remap};
 
 /// How long the enrollment process may run before it is killed.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -85,13 +85,9 @@ pub async fn run_job(
     let mounts = materialize_volumes(client, ns, name, &pod, &container, &root).await;
     let env = container_env(client, ns, &pod_name, &pod, &container).await;
     let argv = container_argv(&container, &env);
-    let remap = |s: &str| {
-        let mut s = s.to_owned();
-        for (from, to) in &mounts {
-            s = s.replace(from.as_str(), path_str(to));
-        }
-        s
-    };
+    // One pass, whole path components only (a mounted /tmp must not rewrite the host paths
+    // the other mounts were mapped to).
+    let remap = |s: &str| remap(s, &mounts);
 
     let program = argv.first().unwrap_or_else(|| panic!("Job {ns}/{name}: the container has no command"));
     assert!(
@@ -189,6 +185,10 @@ async fn materialize_volumes(
                 "Job {ns}/{job}: volume {:?} is of a kind this kubelet stand-in does not support: {vol:?}",
                 vol.name
             );
+        } else if mount.mount_path.trim_end_matches('/') == "/tmp" {
+            // A scratch /tmp (the Job's root filesystem is read-only): the host's /tmp serves,
+            // and paths the test put there (a fake ppin) stay as they are.
+            continue;
         }
         mounts.push((mount.mount_path.trim_end_matches('/').to_owned(), host));
     }
