@@ -32,9 +32,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -43,18 +41,13 @@ use tracing::{debug, info};
 
 use crate::error::{api_code, Error};
 use crate::names::{
-    ANNOTATION_PARTITION_UID, COMPONENT_CREDENTIALS, LABEL_COMPONENT, LABEL_MANAGED_BY,
-    LABEL_PARTITION, MANAGER,
+    ANNOTATION_PARTITION_UID, COMPONENT_CREDENTIALS, LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PARTITION, MANAGER,
 };
 use crate::owned::Owner;
 
 /// A kind of object the operator makes for partitions.
 pub trait Managed:
-    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-    + Clone
-    + Debug
-    + Serialize
-    + DeserializeOwned
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned
 {
     const KIND: &'static str;
     /// Top-level fields the operator decides, besides labels, annotations and ownerReferences.
@@ -174,22 +167,14 @@ pub fn judge(meta: &ObjectMeta, owner: &Owner, adoption: Adoption) -> Verdict {
     if adoption == Adoption::Controlled {
         return Verdict::Foreign(Why::NotOwned);
     }
-    let label = |key: &str| {
-        meta.labels
-            .as_ref()
-            .and_then(|l| l.get(key))
-            .map(String::as_str)
-    };
+    let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str);
     let operators_credential = label(LABEL_MANAGED_BY) == Some(MANAGER)
         && label(LABEL_PARTITION) == Some(owner.name.as_str())
         && label(LABEL_COMPONENT) == Some(COMPONENT_CREDENTIALS);
     if !operators_credential {
         return Verdict::Foreign(Why::NotOwned);
     }
-    let kept_for = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_PARTITION_UID));
+    let kept_for = meta.annotations.as_ref().and_then(|a| a.get(ANNOTATION_PARTITION_UID));
     if kept_for.map(String::as_str) == Some(uid) {
         Verdict::Ours
     } else {
@@ -231,32 +216,19 @@ pub fn update_ops<K: Managed>(
     }
 
     let before: Vec<OwnerReference> = old.owner_references.clone().unwrap_or_default();
-    let mut after: Vec<OwnerReference> = before
-        .iter()
-        .filter(|r| r.uid != owner_uid)
-        .cloned()
-        .collect();
+    let mut after: Vec<OwnerReference> = before.iter().filter(|r| r.uid != owner_uid).cloned().collect();
     after.extend(new.owner_references.clone().unwrap_or_default());
     if after != before {
         ops.push(if after.is_empty() {
             remove(&["metadata", "ownerReferences"])
         } else {
-            add(
-                &["metadata", "ownerReferences"],
-                serde_json::to_value(&after)?,
-            )
+            add(&["metadata", "ownerReferences"], serde_json::to_value(&after)?)
         });
     }
 
-    let (old_json, new_json) = (
-        serde_json::to_value(existing)?,
-        serde_json::to_value(desired)?,
-    );
+    let (old_json, new_json) = (serde_json::to_value(existing)?, serde_json::to_value(desired)?);
     for field in K::FIELDS {
-        let (before, after) = (
-            meaningful(old_json.get(field)),
-            meaningful(new_json.get(field)),
-        );
+        let (before, after) = (meaningful(old_json.get(field)), meaningful(new_json.get(field)));
         match (before, after) {
             (b, a) if b == a => {}
             (_, Some(value)) => ops.push(add(&[field], value.clone())),
@@ -267,10 +239,7 @@ pub fn update_ops<K: Managed>(
 
     if !ops.is_empty() {
         let mut tests = Vec::new();
-        for (field, value) in [
-            ("uid", &old.uid),
-            ("resourceVersion", &old.resource_version),
-        ] {
+        for (field, value) in [("uid", &old.uid), ("resourceVersion", &old.resource_version)] {
             if let Some(value) = value {
                 tests.push(PatchOperation::Test(TestOperation {
                     path: pointer(&["metadata", field]),
@@ -306,9 +275,7 @@ fn add(tokens: &[&str], value: Value) -> PatchOperation {
 }
 
 fn remove(tokens: &[&str]) -> PatchOperation {
-    PatchOperation::Remove(RemoveOperation {
-        path: pointer(tokens),
-    })
+    PatchOperation::Remove(RemoveOperation { path: pointer(tokens) })
 }
 
 /// What [`ensure`] found.
@@ -345,11 +312,7 @@ pub async fn ensure<K: Managed>(
     adoption: Adoption,
 ) -> Result<Claimed<K>, Error> {
     let name = name_of(desired)?;
-    match api
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("get", K::KIND, &name))?
-    {
+    match api.get_opt(&name).await.map_err(Error::kube("get", K::KIND, &name))? {
         None => Ok(Claimed::Ours(create(api, desired).await?)),
         Some(existing) => update(api, existing, desired, owner, adoption).await,
     }
@@ -363,15 +326,9 @@ pub async fn update_existing<K: Managed>(
     adoption: Adoption,
 ) -> Result<Option<Claimed<K>>, Error> {
     let name = name_of(desired)?;
-    match api
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("get", K::KIND, &name))?
-    {
+    match api.get_opt(&name).await.map_err(Error::kube("get", K::KIND, &name))? {
         None => Ok(None),
-        Some(existing) => update(api, existing, desired, owner, adoption)
-            .await
-            .map(Some),
+        Some(existing) => update(api, existing, desired, owner, adoption).await.map(Some),
     }
 }
 
@@ -386,11 +343,8 @@ async fn update<K: Managed>(
     if let Err(why) = may_write(judge(existing.meta(), owner, adoption), adoption) {
         return Ok(Claimed::Conflict(conflict::<K>(&name, why)));
     }
-    let ops =
-        update_ops(&existing, desired, &owner.reference.uid).map_err(|source| Error::Encode {
-            kind: K::KIND,
-            source,
-        })?;
+    let ops = update_ops(&existing, desired, &owner.reference.uid)
+        .map_err(|source| Error::Encode { kind: K::KIND, source })?;
     if ops.is_empty() {
         return Ok(Claimed::Ours(existing));
     }
@@ -444,16 +398,11 @@ pub enum Deleted {
 }
 
 /// Deletes `name` if it is the partition's (never a retained credential of an earlier one).
-pub async fn delete<K: Managed>(
-    api: &Api<K>,
-    name: &str,
-    owner: &Owner,
-    adoption: Adoption,
-) -> Result<Deleted, Error> {
-    let Some(found) =
-        api.get_metadata_opt(name)
-            .await
-            .map_err(Error::kube("get", K::KIND, name))?
+pub async fn delete<K: Managed>(api: &Api<K>, name: &str, owner: &Owner, adoption: Adoption) -> Result<Deleted, Error> {
+    let Some(found) = api
+        .get_metadata_opt(name)
+        .await
+        .map_err(Error::kube("get", K::KIND, name))?
     else {
         return Ok(Deleted::Absent);
     };
@@ -461,12 +410,7 @@ pub async fn delete<K: Managed>(
 }
 
 /// Deletes the partition's Jobs (by label, each judged), except `keep`.
-pub async fn delete_jobs(
-    api: &Api<Job>,
-    selector: &str,
-    owner: &Owner,
-    keep: Option<&str>,
-) -> Result<(), Error> {
+pub async fn delete_jobs(api: &Api<Job>, selector: &str, owner: &Owner, keep: Option<&str>) -> Result<(), Error> {
     let list = api
         .list_metadata(&ListParams::default().labels(selector))
         .await
@@ -475,9 +419,7 @@ pub async fn delete_jobs(
         if job.metadata.name.as_deref() == keep {
             continue;
         }
-        if let Deleted::NotOurs(c) =
-            delete_judged(api, &job.metadata, owner, Adoption::Controlled).await?
-        {
+        if let Deleted::NotOurs(c) = delete_judged(api, &job.metadata, owner, Adoption::Controlled).await? {
             info!(partition = %format!("{}/{}", owner.namespace, owner.name), "{c}; not deleting it");
         }
     }

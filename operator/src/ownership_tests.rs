@@ -27,19 +27,14 @@ fn credential_labels() -> BTreeMap<String, String> {
     crate::names::labels("payments", COMPONENT_CREDENTIALS)
 }
 
-fn meta(
-    labels: Option<BTreeMap<String, String>>,
-    refs: Vec<OwnerReference>,
-    kept_for: Option<&str>,
-) -> ObjectMeta {
+fn meta(labels: Option<BTreeMap<String, String>>, refs: Vec<OwnerReference>, kept_for: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         name: Some("payments-credentials".to_owned()),
         uid: Some("object-uid".to_owned()),
         resource_version: Some("42".to_owned()),
         labels,
         owner_references: (!refs.is_empty()).then_some(refs),
-        annotations: kept_for
-            .map(|uid| BTreeMap::from([(ANNOTATION_PARTITION_UID.to_owned(), uid.to_owned())])),
+        annotations: kept_for.map(|uid| BTreeMap::from([(ANNOTATION_PARTITION_UID.to_owned(), uid.to_owned())])),
         ..ObjectMeta::default()
     }
 }
@@ -50,19 +45,11 @@ const RETAINING: Adoption = Adoption::Credential { retained: true };
 
 #[test]
 fn only_the_partitions_controller_reference_makes_an_object_its() {
-    let ours = meta(
-        None,
-        vec![reference("HsmPartition", "payments", "uid-1", true)],
-        None,
-    );
+    let ours = meta(None, vec![reference("HsmPartition", "payments", "uid-1", true)], None);
     assert_eq!(judge(&ours, &owner(), CONTROLLED), Verdict::Ours);
 
     // Same name, another partition (an earlier one of the same name, or another kind).
-    let other = meta(
-        None,
-        vec![reference("HsmPartition", "payments", "uid-0", true)],
-        None,
-    );
+    let other = meta(None, vec![reference("HsmPartition", "payments", "uid-0", true)], None);
     assert_eq!(
         judge(&other, &owner(), CONTROLLED),
         Verdict::Foreign(Why::ControlledBy {
@@ -70,11 +57,7 @@ fn only_the_partitions_controller_reference_makes_an_object_its() {
             name: "payments".into()
         })
     );
-    let deployment = meta(
-        None,
-        vec![reference("Deployment", "db", "uid-9", true)],
-        None,
-    );
+    let deployment = meta(None, vec![reference("Deployment", "db", "uid-9", true)], None);
     assert!(matches!(
         judge(&deployment, &owner(), RETAINING),
         Verdict::Foreign(Why::ControlledBy { .. })
@@ -86,19 +69,10 @@ fn only_the_partitions_controller_reference_makes_an_object_its() {
         vec![reference("HsmPartition", "payments", "uid-1", false)],
         None,
     );
-    assert_eq!(
-        judge(&weak, &owner(), CONTROLLED),
-        Verdict::Foreign(Why::NotOwned)
-    );
+    assert_eq!(judge(&weak, &owner(), CONTROLLED), Verdict::Foreign(Why::NotOwned));
     let plain = meta(None, vec![], None);
-    assert_eq!(
-        judge(&plain, &owner(), CONTROLLED),
-        Verdict::Foreign(Why::NotOwned)
-    );
-    assert_eq!(
-        judge(&plain, &owner(), RETAINING),
-        Verdict::Foreign(Why::NotOwned)
-    );
+    assert_eq!(judge(&plain, &owner(), CONTROLLED), Verdict::Foreign(Why::NotOwned));
+    assert_eq!(judge(&plain, &owner(), RETAINING), Verdict::Foreign(Why::NotOwned));
 }
 
 #[test]
@@ -106,10 +80,7 @@ fn a_kept_credential_is_the_partitions_by_its_uid_annotation() {
     // Kept without ownerReference for this partition (retainCredentialsOnDelete on a live partition).
     let kept = meta(Some(credential_labels()), vec![], Some("uid-1"));
     assert_eq!(judge(&kept, &owner(), CREDENTIAL), Verdict::Ours);
-    assert_eq!(
-        judge(&kept, &owner(), CONTROLLED),
-        Verdict::Foreign(Why::NotOwned)
-    );
+    assert_eq!(judge(&kept, &owner(), CONTROLLED), Verdict::Foreign(Why::NotOwned));
 
     // Kept from an earlier partition of the same name (or by an operator before the annotation).
     for earlier in [Some("uid-0"), None] {
@@ -123,11 +94,7 @@ fn a_kept_credential_is_the_partitions_by_its_uid_annotation() {
     let mut labels = credential_labels();
     labels.insert(crate::names::LABEL_PARTITION.to_owned(), "other".to_owned());
     assert_eq!(
-        judge(
-            &meta(Some(labels), vec![], Some("uid-1")),
-            &owner(),
-            RETAINING
-        ),
+        judge(&meta(Some(labels), vec![], Some("uid-1")), &owner(), RETAINING),
         Verdict::Foreign(Why::NotOwned)
     );
     let mut labels = credential_labels();
@@ -147,9 +114,7 @@ fn conflict_messages_name_kind_and_name_only() {
     };
     let text = c.to_string();
     assert!(
-        text.starts_with(
-            "Secret payments-credentials already exists and is not owned by this HsmPartition"
-        ),
+        text.starts_with("Secret payments-credentials already exists and is not owned by this HsmPartition"),
         "{text}"
     );
     let c = Conflict {
@@ -160,30 +125,19 @@ fn conflict_messages_name_kind_and_name_only() {
             name: "db".into(),
         },
     };
-    assert!(
-        c.to_string().contains("is controlled by Deployment db"),
-        "{c}"
-    );
+    assert!(c.to_string().contains("is controlled by Deployment db"), "{c}");
     let c = Conflict {
         kind: "Secret",
         name: "payments-credentials".into(),
         why: Why::Retained,
     };
-    assert!(
-        c.to_string()
-            .contains("spec.retainCredentialsOnDelete: true"),
-        "{c}"
-    );
+    assert!(c.to_string().contains("spec.retainCredentialsOnDelete: true"), "{c}");
 }
 
 fn config_map(meta: ObjectMeta, data: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
         metadata: meta,
-        data: (!data.is_empty()).then(|| {
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        }),
+        data: (!data.is_empty()).then(|| data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
         ..ConfigMap::default()
     }
 }
@@ -223,10 +177,7 @@ fn an_up_to_date_object_needs_no_write() {
         .insert("team".into(), "a".into());
     let existing = config_map(existing, &[("primus.cfg", "x")]);
     let desired = config_map(desired_meta(), &[("primus.cfg", "x")]);
-    assert_eq!(
-        update_ops(&existing, &desired, "uid-1").expect("ops"),
-        vec![]
-    );
+    assert_eq!(update_ops(&existing, &desired, "uid-1").expect("ops"), vec![]);
 
     // An empty data map is what the API server stores as no data at all.
     let empty = config_map(
@@ -240,10 +191,7 @@ fn an_up_to_date_object_needs_no_write() {
         data: Some(BTreeMap::new()),
         ..config_map(desired_meta(), &[])
     };
-    assert_eq!(
-        update_ops(&empty, &desired_empty, "uid-1").expect("ops"),
-        vec![]
-    );
+    assert_eq!(update_ops(&empty, &desired_empty, "uid-1").expect("ops"), vec![]);
 }
 
 #[test]
@@ -256,11 +204,7 @@ fn updates_are_guarded_by_uid_and_resource_version() {
     let ops = update_ops(&existing, &desired, "uid-1").expect("ops");
     assert_eq!(
         paths(&ops),
-        [
-            "test /metadata/uid",
-            "test /metadata/resourceVersion",
-            "add /data"
-        ]
+        ["test /metadata/uid", "test /metadata/resourceVersion", "add /data"]
     );
     let mut doc = serde_json::to_value(&existing).expect("json");
     json_patch::patch(&mut doc, &ops).expect("applies");
@@ -275,8 +219,7 @@ fn updates_are_guarded_by_uid_and_resource_version() {
 fn keeping_and_adopting_a_credential_moves_only_the_partitions_reference() {
     let other_ref = reference("Something", "x", "uid-x", false);
     let ours = reference("HsmPartition", "payments", "uid-1", true);
-    let mut annotations =
-        BTreeMap::from([(ANNOTATION_PARTITION_UID.to_owned(), "uid-1".to_owned())]);
+    let mut annotations = BTreeMap::from([(ANNOTATION_PARTITION_UID.to_owned(), "uid-1".to_owned())]);
     let secret = |refs: Vec<OwnerReference>, annotations: BTreeMap<String, String>| Secret {
         metadata: ObjectMeta {
             name: Some("payments-credentials".into()),

@@ -2,9 +2,7 @@
 //! containers (`webhook/mutate.rs`) and the enrollment Job (`owned.rs`) both meet the
 //! "restricted" Pod Security Standard with these security contexts.
 
-use k8s_openapi::api::core::v1::{
-    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
-};
+use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 
 /// UID and GID of every container the operator runs or injects (distroless `nonroot`), and the
 /// fsGroup that makes a Secret volume's 0400 files readable to them (the kubelet adds group read
@@ -62,14 +60,8 @@ mod tests {
         assert_eq!(sc.run_as_user, Some(65532));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(
-            sc.capabilities.and_then(|c| c.drop),
-            Some(vec!["ALL".to_owned()])
-        );
-        assert_eq!(
-            sc.seccomp_profile.map(|s| s.type_).as_deref(),
-            Some("RuntimeDefault")
-        );
+        assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_owned()]));
+        assert_eq!(sc.seccomp_profile.map(|s| s.type_).as_deref(), Some("RuntimeDefault"));
         assert_eq!(sc.privileged, None);
     }
 
@@ -79,9 +71,6 @@ mod tests {
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(sc.fs_group, Some(65532));
         assert_eq!(sc.run_as_group, Some(65532));
-        assert_eq!(
-            sc.seccomp_profile.map(|s| s.type_).as_deref(),
-            Some("RuntimeDefault")
-        );
+        assert_eq!(sc.seccomp_profile.map(|s| s.type_).as_deref(), Some("RuntimeDefault"));
     }
 }

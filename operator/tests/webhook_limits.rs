@@ -52,9 +52,14 @@ async fn connect(
     connector: &tokio_rustls::TlsConnector,
     addr: std::net::SocketAddr,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connecting to the webhook");
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connecting to the webhook");
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
-    connector.connect(name, tcp).await.expect("TLS handshake with the webhook")
+    connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the webhook")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +71,13 @@ async fn the_webhook_bounds_what_a_pod_or_a_client_may_ask() {
     let names: Vec<String> = (0..10_000).map(|i| format!("p{i}")).collect();
     let started = Instant::now();
     let (code, message) = env
-        .create_pod(&app_pod("many", true, Some(&names.join(",")), APP_SERVICE_ACCOUNT, &sleep))
+        .create_pod(&app_pod(
+            "many",
+            true,
+            Some(&names.join(",")),
+            APP_SERVICE_ACCOUNT,
+            &sleep,
+        ))
         .await
         .expect_err("a pod naming 10,000 partitions was admitted");
     let took = started.elapsed();
@@ -75,15 +86,25 @@ async fn the_webhook_bounds_what_a_pod_or_a_client_may_ask() {
         message.contains("annotation hsmbridge.io/partition lists more than 16 partitions; a pod may use at most 16"),
         "{message}"
     );
-    assert!(message.len() < 1024, "the denial quotes the whole annotation ({} bytes)", message.len());
+    assert!(
+        message.len() < 1024,
+        "the denial quotes the whole annotation ({} bytes)",
+        message.len()
+    );
     assert!(took < Duration::from_secs(3), "the denial took {took:?}");
 
     // ---- a pod sharing its process namespace with the sidecar ---------------------------------
     let mut shared = app_pod("shared", true, Some(PARTITION), APP_SERVICE_ACCOUNT, &sleep);
     shared["spec"]["shareProcessNamespace"] = serde_json::json!(true);
-    let (code, message) = env.create_pod(&shared).await.expect_err("a pod with shareProcessNamespace was injected");
+    let (code, message) = env
+        .create_pod(&shared)
+        .await
+        .expect_err("a pod with shareProcessNamespace was injected");
     say(&format!("shareProcessNamespace: HTTP {code}: {message}"));
-    assert!(message.contains("denied the request") && message.contains("spec.shareProcessNamespace: true"), "{message}");
+    assert!(
+        message.contains("denied the request") && message.contains("spec.shareProcessNamespace: true"),
+        "{message}"
+    );
 
     // ---- 30 clients that send half a body and stop -------------------------------------------
     let pid = env.operator.pid();
@@ -121,14 +142,23 @@ async fn the_webhook_bounds_what_a_pod_or_a_client_may_ask() {
             let (status, body) = http_get(env.operator.metrics_addr, "/healthz").expect("GET /healthz (metrics port)");
             assert_eq!((status, body.trim()), (200, "ok"), "/healthz on the metrics port");
             let mut tls = connect(&connector, addr).await;
-            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.expect("write");
+            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .await
+                .expect("write");
             let mut response = Vec::new();
             tokio::time::timeout(Duration::from_secs(2), tls.read_to_end(&mut response))
                 .await
                 .expect("the webhook's /healthz answers while the slow bodies are open")
                 .expect("read");
-            assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&response));
-            say(&format!("while {SLOW_CLIENTS} half-sent bodies are open: /healthz answers on both ports ({:?})", t.elapsed()));
+            assert!(
+                String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&response)
+            );
+            say(&format!(
+                "while {SLOW_CLIENTS} half-sent bodies are open: /healthz answers on both ports ({:?})",
+                t.elapsed()
+            ));
             healthz_checked = true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -139,7 +169,10 @@ async fn the_webhook_bounds_what_a_pod_or_a_client_may_ask() {
             .expect("the webhook lets go of a half-sent body by its deadline")
             .expect("slow client task");
         assert!(held < Duration::from_secs(9), "a half-sent body was held for {held:?}");
-        assert!(status.is_empty() || status.starts_with("HTTP/1.1 408"), "a half-sent body got {status:?} (wrote {wrote}, read {read})");
+        assert!(
+            status.is_empty() || status.starts_with("HTTP/1.1 408"),
+            "a half-sent body got {status:?} (wrote {wrote}, read {read})"
+        );
     }
     let growth_mib = peak.saturating_sub(before) / 1024;
     say(&format!(
@@ -149,12 +182,25 @@ async fn the_webhook_bounds_what_a_pod_or_a_client_may_ask() {
         before / 1024,
         peak / 1024
     ));
-    assert!(growth_mib < 64, "RSS grew by {growth_mib} MiB for {} MiB of half-sent bodies", (SLOW_CLIENTS * SENT) >> 20);
+    assert!(
+        growth_mib < 64,
+        "RSS grew by {growth_mib} MiB for {} MiB of half-sent bodies",
+        (SLOW_CLIENTS * SENT) >> 20
+    );
 
     // ---- and pods are judged normally again ----------------------------------------------------
     let (code, message) = env
-        .create_pod(&app_pod("no-partition", true, Some("missing-partition"), APP_SERVICE_ACCOUNT, &sleep))
+        .create_pod(&app_pod(
+            "no-partition",
+            true,
+            Some("missing-partition"),
+            APP_SERVICE_ACCOUNT,
+            &sleep,
+        ))
         .await
         .expect_err("a pod naming a missing partition was admitted");
-    assert!(message.contains("denied the request") && message.contains("\"missing-partition\" not found"), "HTTP {code}: {message}");
+    assert!(
+        message.contains("denied the request") && message.contains("\"missing-partition\" not found"),
+        "HTTP {code}: {message}"
+    );
 }

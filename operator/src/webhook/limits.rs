@@ -120,10 +120,7 @@ mod tests {
     #[test]
     fn body_deadline_is_capped() {
         assert_eq!(body_deadline(Duration::from_secs(27)), MAX_BODY_READ);
-        assert_eq!(
-            body_deadline(Duration::from_secs(1)),
-            Duration::from_secs(1)
-        );
+        assert_eq!(body_deadline(Duration::from_secs(1)), Duration::from_secs(1));
     }
 
     #[test]
