@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -155,44 +155,96 @@ impl Client {
     pub fn lease(self: &Arc<Self>) -> Rv<Lease> {
         let mut pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
         let cpu = caller_cpu();
-        let here = pool.idle.iter().rposition(|c| c.cpu == cpu);
-        let mut stale = None;
-        if let Some(mut conn) = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()) {
-            if pool.stale_after.is_none_or(|t| conn.last_used.elapsed() < t) {
-                conn.cpu = cpu;
-                return Ok(Lease { client: self.clone(), conn: Some(conn), epoch: pool.epoch });
-            }
-            // The sidecar may have closed it: join anew first, so that the
-            // application (and its sessions) outlives the stale connection.
-            stale = Some(conn);
-        }
-        let (conn, joined) = match pool.app_token.clone() {
-            // Joining an existing application can happen outside the lock.
-            Some(token) => {
-                drop(pool);
-                let (conn, got, stale_after) = self.connect(token.clone(), cpu)?;
-                pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
-                if got != token && pool.app_token.as_ref() == Some(&token) {
-                    // The application had ended in the sidecar: its handles are void.
-                    pool.epoch = NEXT_EPOCH.fetch_add(1, Ordering::SeqCst);
-                    pool.idle.clear();
-                    pool.app_token = Some(got);
-                }
-                pool.stale_after = stale_after;
-                (conn, pool)
-            }
-            // The first connection names the application; others wait for it.
-            None => {
+        let stale = match take_idle(&mut pool, cpu) {
+            Ok(conn) => return Ok(Lease { client: self.clone(), conn: Some(conn), epoch: pool.epoch }),
+            Err(stale) => stale,
+        };
+        self.lease_cold(pool, stale, cpu)
+    }
+
+    /// `lease` without a fresh idle connection: opens one, joining the
+    /// application first if it has a name. `stale`, if any, is a connection of
+    /// the pool's epoch that the sidecar may have closed: it is dropped only
+    /// once the new connection joined, so that the application (and its
+    /// sessions) outlives it.
+    #[cold]
+    #[inline(never)]
+    fn lease_cold<'a>(
+        self: &'a Arc<Self>,
+        mut pool: MutexGuard<'a, Pool>,
+        mut stale: Option<Conn>,
+        cpu: u32,
+    ) -> Rv<Lease> {
+        let mut retried = false;
+        loop {
+            let epoch = pool.epoch;
+            let Some(token) = pool.app_token.clone() else {
+                // The first connection names the application; others wait for it.
                 let (conn, token, stale_after) = self.connect(Vec::new(), cpu)?;
                 pool.app_token = Some(token);
                 pool.stale_after = stale_after;
-                (conn, pool)
+                drop(pool);
+                drop(stale);
+                return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
+            };
+            // Joining an existing application can happen outside the lock; the
+            // pool is then checked again: another thread may have adopted a new
+            // application or reset the epoch meanwhile.
+            drop(pool);
+            let joined = self.connect(token.clone(), cpu);
+            pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+            let unchanged = pool.epoch == epoch && pool.app_token.as_ref() == Some(&token);
+            match joined {
+                Ok((conn, got, stale_after)) if unchanged => {
+                    if got != token {
+                        // The application had ended in the sidecar: its handles are void.
+                        pool.epoch = NEXT_EPOCH.fetch_add(1, Ordering::SeqCst);
+                        pool.idle.clear();
+                        pool.app_token = Some(got);
+                    }
+                    pool.stale_after = stale_after;
+                    let epoch = pool.epoch;
+                    drop(pool);
+                    drop(stale);
+                    return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
+                }
+                Err(e) if unchanged => {
+                    drop(pool);
+                    // The join failed (e.g. the sidecar refuses connections). The
+                    // stale connection is very likely still open (the sidecar
+                    // keeps the last connection of an application with
+                    // sessions) and closing it could end the application: this
+                    // call tries it instead. If it was closed, the call fails
+                    // as any lost connection does (`Lease::call`).
+                    return match stale.take() {
+                        Some(mut conn) => {
+                            conn.cpu = cpu;
+                            Ok(Lease { client: self.clone(), conn: Some(conn), epoch })
+                        }
+                        None => Err(e),
+                    };
+                }
+                // The epoch changed while we joined: whatever the new connection
+                // reached (the epoch's old application or one created by the
+                // join) is not the pool's application now, nor is the stale
+                // connection of the current epoch. Both go; the lease is tried
+                // once more.
+                raced => {
+                    drop(pool);
+                    drop(raced);
+                    drop(stale.take());
+                    if retried {
+                        return Err(CKR_DEVICE_ERROR);
+                    }
+                    retried = true;
+                    pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+                    stale = match take_idle(&mut pool, cpu) {
+                        Ok(conn) => return Ok(Lease { client: self.clone(), conn: Some(conn), epoch: pool.epoch }),
+                        Err(stale) => stale,
+                    };
+                }
             }
-        };
-        let epoch = joined.epoch;
-        drop(joined);
-        drop(stale);
-        Ok(Lease { client: self.clone(), conn: Some(conn), epoch })
+        }
     }
 
     /// Opens a connection and says hello: the connection, the application's
@@ -227,6 +279,21 @@ impl Client {
                 pool.idle.clear();
             }
         }
+    }
+}
+
+/// Takes an idle connection for a caller on `cpu`, preferring one last used
+/// there: `Ok` if it may be reused, `Err(Some(_))` if it was idle so long that
+/// the sidecar may have closed it, `Err(None)` if there is none.
+#[inline(always)]
+fn take_idle(pool: &mut Pool, cpu: u32) -> Result<Conn, Option<Conn>> {
+    let here = pool.idle.iter().rposition(|c| c.cpu == cpu);
+    let mut conn = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()).ok_or(None)?;
+    if pool.stale_after.is_none_or(|t| conn.last_used.elapsed() < t) {
+        conn.cpu = cpu;
+        Ok(conn)
+    } else {
+        Err(Some(conn))
     }
 }
 
