@@ -78,6 +78,7 @@ impl Service {
         if c.length > MAX_DATA as u64 {
             return Err(CKR_HOST_MEMORY);
         }
+        crate::answer_budget::reserve(c.length as usize)?;
         let mut buf = vec![0u8; c.length as usize];
         // SAFETY: `buf` holds `c.length` bytes (at most MAX_DATA, checked above), the length given; it outlives the call.
         let rv = unsafe { p11!(self.backend, C_GenerateRandom(s, buf.as_mut_ptr(), c.length as CK_ULONG)) };

@@ -6,8 +6,10 @@
 //! module rejects it, logins are answered here with the module's CK_RV and
 //! health reports NOT_SERVING, until the file's content changes (a new
 //! enrollment, an administrator's fix; the kubelet swaps Secret files in
-//! place).
+//! place). Rejections are kept per slot, so that an app logging in on
+//! another token of the module cannot condemn the PIN for the right one.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -25,8 +27,10 @@ pub struct HeldPin {
 
 struct State {
     pin: Zeroizing<Vec<u8>>,
-    /// The module's answer to `pin`, while it stands.
-    rejected: Option<CK_RV>,
+    /// The module's answer to `pin` on each slot that rejected it.
+    rejected: HashMap<CK_SLOT_ID, CK_RV>,
+    /// Whether `pin` logged in on some slot.
+    accepted: bool,
 }
 
 /// Answers that condemn the PIN itself (as opposed to the session or token).
@@ -37,7 +41,7 @@ fn rejects_pin(rv: CK_RV) -> bool {
 impl HeldPin {
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let pin = secret_file::read(path)?;
-        Ok(HeldPin { path: path.to_path_buf(), state: Mutex::new(State { pin, rejected: None }) })
+        Ok(HeldPin { path: path.to_path_buf(), state: Mutex::new(State { pin, rejected: HashMap::new(), accepted: false }) })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -49,9 +53,9 @@ impl HeldPin {
     /// changed, answers the rejection without calling `login`. Attempts are
     /// serialized, so concurrent logins cannot offer a PIN the module is
     /// about to reject a second time.
-    pub fn attempt(&self, login: impl FnOnce(&Zeroizing<Vec<u8>>) -> CK_RV) -> CK_RV {
+    pub fn attempt(&self, slot: CK_SLOT_ID, login: impl FnOnce(&Zeroizing<Vec<u8>>) -> CK_RV) -> CK_RV {
         let mut s = self.state();
-        if let Some(rv) = s.rejected {
+        if let Some(rv) = s.rejected.get(&slot).copied() {
             if !self.reload(&mut s) {
                 return rv;
             }
@@ -59,20 +63,24 @@ impl HeldPin {
         let pin = s.pin.clone();
         let rv = login(&pin);
         if rejects_pin(rv) {
-            s.rejected = Some(rv);
+            s.rejected.insert(slot, rv);
             error!(
                 pin_file = %self.path.display(),
+                slot,
                 rv = %Rv(rv),
-                "the token rejected the held PIN; no further login is tried until the PIN file changes"
+                "the token rejected the held PIN; no further login is tried on this slot until the PIN file changes"
             );
+        } else if rv == CKR_OK {
+            s.accepted = true;
         }
         rv
     }
 
-    /// Whether the held PIN stands rejected; picks up a changed file first.
+    /// Whether the held PIN stands rejected (on some slot, and it logged in
+    /// on none); picks up a changed file first.
     pub fn is_rejected(&self) -> bool {
         let mut s = self.state();
-        s.rejected.is_some() && !self.reload(&mut s)
+        !s.rejected.is_empty() && !s.accepted && !self.reload(&mut s)
     }
 
     /// Re-reads the file after a rejection; true if it holds a new PIN.
@@ -80,7 +88,8 @@ impl HeldPin {
         match secret_file::read(&self.path) {
             Ok(pin) if pin != s.pin => {
                 s.pin = pin;
-                s.rejected = None;
+                s.rejected.clear();
+                s.accepted = false;
                 info!(pin_file = %self.path.display(), "the PIN file changed; the next login tries it");
                 true
             }

@@ -67,10 +67,13 @@ impl Logins {
         };
         let presented = pin.map(Zeroizing::new);
         match &self.managed_pin {
-            // Apps may not administer a token whose PIN the sidecar holds.
-            Some(_) if user_type == CKU_SO => CKR_USER_TYPE_INVALID,
+            // The held PIN is the user's: apps may not administer the token (SO)
+            // nor offer it as another (vendor-defined) user's.
+            Some(_) if !matches!(user_type, CKU_USER | CKU_CONTEXT_SPECIFIC) => CKR_USER_TYPE_INVALID,
             // Rejected before and unchanged since: the module is not asked again.
-            Some(held) => held.attempt(|pin| self.login_with(backend, app, session, slot, user_type, &Some(pin.clone()))),
+            Some(held) => {
+                held.attempt(slot, |pin| self.login_with(backend, app, session, slot, user_type, &Some(pin.clone())))
+            }
             None => self.login_with(backend, app, session, slot, user_type, &presented),
         }
     }

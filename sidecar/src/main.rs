@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
 
+mod answer_budget;
 mod apps;
 mod backend;
 mod cpu_follow;

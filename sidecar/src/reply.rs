@@ -29,6 +29,9 @@ pub fn ulong(rv: CK_RV, v: CK_ULONG) -> Response {
 /// or a live CK_ULONG holding that size (0 with a NULL buffer).
 pub fn with_output(capacity: Option<u64>, length_null: bool, f: impl FnOnce(*mut u8, *mut CK_ULONG) -> CK_RV) -> Response {
     let cap = capacity.map(|c| c.min(MAX_DATA as u64) as usize);
+    if let Err(rv) = crate::answer_budget::reserve(cap.unwrap_or(0)) {
+        return self::rv(rv);
+    }
     let mut buf = vec![0u8; cap.unwrap_or(0)];
     let mut len = cap.unwrap_or(0) as CK_ULONG;
     let p = if cap.is_some() { buf.as_mut_ptr() } else { std::ptr::null_mut() };

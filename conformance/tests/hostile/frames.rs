@@ -105,3 +105,60 @@ fn a_frame_sent_a_byte_at_a_time_is_cut_off() {
     assert!(cut < Duration::from_secs(15), "cut off after {cut:?}");
     t.assert_still_serves("a frame sent a byte at a time");
 }
+
+/// Review finding: the first frame was decoded without the template check
+/// and drew on the budget of the applications' calls: 14 pre-hello frames of
+/// empty attributes peaked at 350 MB.
+#[test]
+fn a_large_first_frame_is_not_a_hello() {
+    let mut t = Target::start();
+    let body = vec![0x0a; 512 << 10];
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut raw = Raw::connect(&t.socket).expect("connect");
+        let _ = raw.send_frame(&body);
+        assert!(raw.closed_within(Duration::from_secs(5)), "a 512 KiB first frame");
+        held.push(raw);
+    }
+    let peak = t.peak_rss_kib();
+    println!("hostile frames: 16 first frames of 512 KiB refused, sidecar peak RSS {peak} KiB");
+    assert!(peak < super::support::MAX_RSS_KIB, "peak RSS {peak} KiB");
+    t.assert_still_serves("large first frames");
+}
+
+/// Review finding: answers a peer does not read held ~2 MiB each (100
+/// connections: 220 MB), and a trickle reader kept them past the deadline.
+#[test]
+fn unread_large_answers_are_bounded() {
+    let mut t = Target::start();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut raw = t.client();
+        let s = raw.session();
+        let req = Request { call: Some(Call::GenerateRandom(wire::GenerateRandom { session: s, length: 1 << 20 })), caller_cpu: 0 };
+        raw.send_frame(&req.encode_to_vec()).expect("send");
+        held.push(raw);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = t.peak_rss_kib();
+    println!("hostile frames: 100 unread 1 MiB answers, sidecar peak RSS {peak} KiB");
+    assert!(peak < super::support::MAX_RSS_KIB, "peak RSS {peak} KiB");
+    t.assert_still_serves("unread large answers");
+    // Past the write deadline the stuck answers are dropped.
+    std::thread::sleep(Duration::from_secs(6));
+    let mut closed = 0;
+    for raw in held.iter_mut().take(10) {
+        let mut b = vec![0u8; 2 << 20];
+        let _ = raw.stream.set_read_timeout(Some(Duration::from_millis(200)));
+        loop {
+            match std::io::Read::read(&mut raw.stream, &mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        if raw.closed_within(Duration::from_millis(100)) {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "a connection that does not read its answer is kept past the write deadline");
+}

@@ -103,10 +103,19 @@ impl Target {
 
     /// Resident memory of the sidecar, KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory the sidecar ever had (VmHWM), KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
@@ -117,6 +126,8 @@ impl Target {
         assert!(self.alive(), "the sidecar died after {after}:\n{}", self.log());
         let rss = self.rss_kib();
         assert!(rss < MAX_RSS_KIB, "sidecar RSS {rss} KiB after {after} (bound {MAX_RSS_KIB} KiB)");
+        let peak = self.peak_rss_kib();
+        assert!(peak < MAX_RSS_KIB, "sidecar peak RSS {peak} KiB during {after} (bound {MAX_RSS_KIB} KiB)");
         let id = format!("{:04x}", rand_u16());
         let gen = self.tool(&["--login", "--keypairgen", "--key-type", "EC:prime256v1", "--id", &id]);
         assert!(gen.status.success(), "pkcs11-tool --keypairgen after {after}:\n{}", text(&gen));

@@ -152,3 +152,24 @@ fn a_frame_of_empty_attributes_is_refused_before_decoding() {
     println!("hostile templates: {n} empty attributes refused, sidecar RSS {} KiB", t.rss_kib());
     t.assert_still_serves("frames of empty attributes");
 }
+
+/// Review finding: CKA_WRAP_TEMPLATE carried as bytes holding a forged
+/// CK_ATTRIBUTE made SoftHSM copy from the address the peer wrote (it
+/// segfaulted; with a readable address the bytes end up in an object the
+/// peer can read back).
+#[test]
+fn a_template_attribute_as_bytes_is_refused() {
+    let mut t = Target::start();
+    let mut raw = t.client();
+    let s = raw.session();
+    let mut forged = (CKA_LABEL as u64).to_ne_bytes().to_vec();
+    forged.extend_from_slice(&0x4141_4141_4140u64.to_ne_bytes());
+    forged.extend_from_slice(&64u64.to_ne_bytes());
+    for ty in [CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE, CKA_DERIVE_TEMPLATE] {
+        let extra = attr(ty, Some(Value::Bytes(forged.clone())), None, forged.len() as u64);
+        let rv = raw.rv(Call::CreateObject(wire::SessionTemplate { session: s, template: Some(secret_key_with(extra)) }));
+        assert_eq!(rv, CKR_ATTRIBUTE_VALUE_INVALID, "C_CreateObject with {ty:#x} as bytes");
+        assert!(t.alive(), "{ty:#x} as bytes killed the sidecar:\n{}", t.log());
+    }
+    t.assert_still_serves("template attributes as bytes");
+}

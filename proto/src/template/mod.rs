@@ -18,5 +18,13 @@ fn is_template(attr_type: u64) -> bool {
         .is_some_and(|t| matches!(t, CKA_WRAP_TEMPLATE | CKA_UNWRAP_TEMPLATE | CKA_DERIVE_TEMPLATE))
 }
 
+/// Array attributes whose value may be (or, for a vendor's, may contain) an
+/// attribute array: everything with `CKF_ARRAY_ATTRIBUTE` except the plain
+/// list of numbers `CKA_ALLOWED_MECHANISMS`. They travel as nested
+/// templates only, never as bytes.
+fn may_hold_pointers(attr_type: u64) -> bool {
+    attr_type & CKF_ARRAY_ATTRIBUTE as u64 != 0 && attr_type != CKA_ALLOWED_MECHANISMS as u64
+}
+
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use std::ptr;
 
 use cryptoki_sys::*;
 
-use super::is_template;
+use super::{is_template, may_hold_pointers};
 use crate::limits::{MAX_ATTRIBUTES, MAX_DATA, MAX_NESTING};
 use crate::wire::{self, attribute::Value};
 
@@ -113,6 +113,8 @@ impl OwnedTemplate {
                     Slot::Null
                 }
                 (Some(Value::Nested(inner)), _) => Slot::Nested(Self::build(inner, purpose, depth + 1, budget)?),
+                // Bytes the module would read as CK_ATTRIBUTEs, pointers included.
+                (Some(Value::Bytes(_)), _) if may_hold_pointers(a.r#type) => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
                 (Some(Value::Bytes(v)), Purpose::Values) => Slot::Bytes(v.clone()),
                 // A module would read (or write) ulValueLen bytes at NULL.
                 (None, Purpose::Values) if a.length != 0 => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
@@ -120,6 +122,13 @@ impl OwnedTemplate {
                 // Output templates describe buffers, never values.
                 (Some(Value::Bytes(_)), _) => return Err(CKR_ARGUMENTS_BAD),
                 (None, Purpose::Lengths) => Slot::Null,
+                // A buffer the module would fill with CK_ATTRIBUTEs (its own pointers):
+                // template attributes are read into a nested template, or asked for their length.
+                (None, Purpose::Buffers)
+                    if may_hold_pointers(a.r#type) && a.capacity.is_some_and(|c| c >= size_of::<CK_ATTRIBUTE>() as u64) =>
+                {
+                    return Err(CKR_ARGUMENTS_BAD)
+                }
                 (None, Purpose::Buffers) => match a.capacity {
                     Some(c) => {
                         let c = usize::try_from(c).map_err(|_| CKR_HOST_MEMORY)?;

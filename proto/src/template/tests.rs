@@ -173,3 +173,21 @@ fn write_back_stays_within_the_apps_buffers() {
     assert_eq!((inner[0].type_, yes), (CKA_EXTRACTABLE, [1]), "the one attribute the app's array holds is written");
     assert_eq!(plain, [0; 64], "no nested template into a plain buffer");
 }
+
+/// Review finding: CKA_WRAP_TEMPLATE carried as bytes holding a forged
+/// CK_ATTRIBUTE{pValue = 0x414141414140} made SoftHSM copy from that address.
+#[test]
+fn template_attributes_never_travel_as_bytes() {
+    let mut forged = (CKA_LABEL as u64).to_ne_bytes().to_vec();
+    forged.extend_from_slice(&0x4141_4141_4140u64.to_ne_bytes());
+    forged.extend_from_slice(&64u64.to_ne_bytes());
+    for t in [CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE, CKA_DERIVE_TEMPLATE, CKF_ARRAY_ATTRIBUTE | CKA_VENDOR_DEFINED] {
+        let bytes = template(vec![wire_attr(t, Some(Value::Bytes(forged.clone())), None, forged.len() as u64)]);
+        assert_eq!(OwnedTemplate::values(Some(&bytes)).err(), Some(CKR_ATTRIBUTE_VALUE_INVALID), "{t:#x} as bytes");
+        let buffer = template(vec![wire_attr(t, None, Some(4 * size_of::<CK_ATTRIBUTE>() as u64), 0)]);
+        assert_eq!(OwnedTemplate::buffers(Some(&buffer)).err(), Some(CKR_ARGUMENTS_BAD), "{t:#x} as a plain buffer");
+    }
+    // A plain list of mechanisms stays bytes.
+    let mechs = template(vec![wire_attr(CKA_ALLOWED_MECHANISMS, Some(Value::Bytes(vec![0; 16])), None, 16)]);
+    assert!(OwnedTemplate::values(Some(&mechs)).is_ok());
+}

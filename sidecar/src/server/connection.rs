@@ -1,13 +1,13 @@
 //! One shim connection: a Hello within its deadline names the application,
 //! then each request frame is checked, decoded, run and answered in turn.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
-use hsmbridge_proto::frame::{fits, write_frame};
+use hsmbridge_proto::frame::{encode_frame, fits, shrink};
 use hsmbridge_proto::shape::{check_request, Refusal};
 use hsmbridge_proto::wire::{request::Call, response, HelloReply, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
@@ -15,7 +15,7 @@ use prost::Message;
 use tracing::{debug, info, warn};
 
 use super::frames::{End, FrameReader, InFlight, Next};
-use super::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT};
+use super::limits::{BASE_BUFFER, FRAME_TIMEOUT, HELLO_TIMEOUT};
 use super::rate_log::RateLimited;
 use super::registry::Entry;
 use super::Config;
@@ -64,7 +64,7 @@ fn serve_calls(
     service: &Service,
     app: &App,
     reader: &mut FrameReader,
-    mut writer: &UnixStream,
+    writer: &UnixStream,
     wbuf: &mut Vec<u8>,
     entry: &Entry,
     config: Config,
@@ -75,7 +75,7 @@ fn serve_calls(
             Ok(Next::Frame(f)) => f,
             Ok(Next::OverBudget) => {
                 BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "request refused: too many bytes in flight"));
-                if write_frame(&mut writer, &answer(CKR_HOST_MEMORY), wbuf).is_err() {
+                if write_answer(writer, &answer(CKR_HOST_MEMORY), wbuf).is_err() {
                     return None;
                 }
                 continue;
@@ -124,11 +124,50 @@ fn serve_calls(
                 return None;
             }
         };
-        if write_frame(&mut writer, &resp, wbuf).is_err() {
+        let written = write_answer(writer, &resp, wbuf);
+        drop(resp);
+        crate::answer_budget::release();
+        if written.is_err() {
             return None;
         }
         entry.idle();
     }
+}
+
+/// Writes one answer, all of it within `FRAME_TIMEOUT` (the socket's send
+/// timeout bounds each write; a peer reading a few bytes at a time must not
+/// hold the answer longer than that).
+fn write_answer(stream: &UnixStream, resp: &Response, wbuf: &mut Vec<u8>) -> io::Result<()> {
+    encode_frame(resp, wbuf)?;
+    let deadline = Instant::now() + FRAME_TIMEOUT;
+    let mut sent = 0;
+    let mut first = true;
+    let result = loop {
+        if sent == wbuf.len() {
+            break Ok(());
+        }
+        if !first {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(io::ErrorKind::TimedOut.into());
+            }
+            if let Err(e) = stream.set_write_timeout(Some(left)) {
+                break Err(e);
+            }
+        }
+        first = false;
+        match (&*stream).write(&wbuf[sent..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if !first && result.is_ok() {
+        let _ = stream.set_write_timeout(Some(FRAME_TIMEOUT));
+    }
+    shrink(wbuf);
+    result
 }
 
 /// Runs one call; a panic (a bug) answers CKR_GENERAL_ERROR, and an answer
@@ -149,13 +188,15 @@ fn run(service: &Service, app: &App, call: Call) -> Response {
 fn hello(
     service: &Service,
     reader: &mut FrameReader,
-    mut writer: &UnixStream,
+    writer: &UnixStream,
     wbuf: &mut Vec<u8>,
     config: Config,
 ) -> io::Result<Arc<App>> {
     let bad = |msg: &str| io::Error::new(io::ErrorKind::InvalidData, msg.to_string());
     let deadline = Instant::now() + HELLO_TIMEOUT;
-    let frame = match reader.next(Some(HELLO_TIMEOUT), HELLO_TIMEOUT) {
+    // A Hello is a few dozen bytes: a larger first frame is not one, and
+    // must not draw on the budget the applications' calls share.
+    let frame = match reader.next_up_to(Some(HELLO_TIMEOUT), HELLO_TIMEOUT, BASE_BUFFER - 4) {
         Ok(Next::Frame(f)) => f,
         Ok(Next::OverBudget) => return Err(bad("hello too large")),
         Err(End::Broken(e)) => return Err(e),
@@ -167,7 +208,7 @@ fn hello(
     let req = Request::decode(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let Some(Call::Hello(h)) = req.call else { return Err(bad("first message is not Hello")) };
     if h.protocol_version != PROTOCOL_VERSION {
-        let _ = write_frame(&mut writer, &answer(CKR_DEVICE_ERROR), wbuf);
+        let _ = write_answer(writer, &answer(CKR_DEVICE_ERROR), wbuf);
         return Err(bad("protocol version mismatch"));
     }
     let app = if h.join_token.is_empty() {
@@ -183,7 +224,7 @@ fn hello(
         idle_timeout_ms: config.idle_timeout.map_or(0, |t| t.as_millis() as u64),
     };
     let resp = Response { rv: CKR_OK as u64, result: Some(response::Result::Hello(reply)) };
-    if let Err(e) = write_frame(&mut writer, &resp, wbuf) {
+    if let Err(e) = write_answer(writer, &resp, wbuf) {
         if service.apps.leave(&app) {
             service.end_app(&app);
         }

@@ -80,6 +80,12 @@ impl FrameReader {
     /// Waits up to `wait` (`None`: for ever) for a frame to begin, then up to
     /// `frame_timeout` for all of it.
     pub fn next(&mut self, wait: Option<Duration>, frame_timeout: Duration) -> Result<Next<'_>, End> {
+        self.next_up_to(wait, frame_timeout, hsmbridge_proto::limits::MAX_FRAME)
+    }
+
+    /// [`FrameReader::next`] for a frame of at most `max` bytes (a Hello fits
+    /// in the base buffer): a longer one is `Broken`, before any of it is read.
+    pub fn next_up_to(&mut self, wait: Option<Duration>, frame_timeout: Duration, max: usize) -> Result<Next<'_>, End> {
         self.discard_consumed();
         if self.filled == 0 {
             match self.read_more(wait) {
@@ -94,7 +100,11 @@ impl FrameReader {
             self.read_until(deadline)?;
         }
         let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-        let total = 4 + frame_len(header).map_err(End::Broken)?;
+        let len = frame_len(header).map_err(End::Broken)?;
+        if len > max {
+            return Err(End::Broken(io::Error::new(io::ErrorKind::InvalidData, "frame too large here")));
+        }
+        let total = 4 + len;
         while self.filled < total {
             if self.filled == self.buf.len() && !self.grow(total) {
                 self.drain(total, deadline)?;
