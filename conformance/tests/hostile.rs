@@ -25,6 +25,8 @@ mod held_pin;
 mod parameters;
 #[path = "hostile/random.rs"]
 mod random;
+#[path = "hostile/sessions.rs"]
+mod sessions;
 #[path = "hostile/support.rs"]
 mod support;
 #[path = "hostile/templates.rs"]

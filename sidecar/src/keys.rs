@@ -15,12 +15,14 @@ impl Service {
         let s = self.session(app, c.session)?;
         let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
+        let token = token_attribute(c.template.as_ref()).unwrap_or(false);
+        let mut room = self.objects.room(app, &[token])?;
         let mut h: CK_OBJECT_HANDLE = 0;
         // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and every
         // buffer they point into, and outlive the call; `h` is live.
         let rv = unsafe { p11!(self.backend, C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
-            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+            room.created(c.session, h, token);
         }
         Ok(reply::ulong(rv, h))
     }
@@ -30,6 +32,9 @@ impl Service {
         let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut public = OwnedTemplate::values(c.public_template.as_ref())?;
         let mut private = OwnedTemplate::values(c.private_template.as_ref())?;
+        let public_token = token_attribute(c.public_template.as_ref()).unwrap_or(false);
+        let private_token = token_attribute(c.private_template.as_ref()).unwrap_or(false);
+        let mut room = self.objects.room(app, &[public_token, private_token])?;
         let (mut pubh, mut privh): (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) = (0, 0);
         // SAFETY: `m` (OwnedMechanism), `public` and `private` (OwnedTemplate) own the mechanism,
         // both templates and every buffer they point into, and outlive the call; `pubh` and
@@ -50,8 +55,8 @@ impl Service {
             )
         };
         if rv == CKR_OK {
-            self.objects.created(app.id, c.session, pubh, token_attribute(c.public_template.as_ref()).unwrap_or(false));
-            self.objects.created(app.id, c.session, privh, token_attribute(c.private_template.as_ref()).unwrap_or(false));
+            room.created(c.session, pubh, public_token);
+            room.created(c.session, privh, private_token);
         }
         Ok(reply::on_ok(rv, || {
             Body::KeyPair(wire::KeyPair { public_key: pubh as u64, private_key: privh as u64 })
@@ -73,6 +78,8 @@ impl Service {
         let unwrapping = self.key(app, c.unwrapping_key)?;
         let mut m = self.mechanism(c.mechanism.as_ref())?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
+        let token = token_attribute(c.template.as_ref()).unwrap_or(false);
+        let mut room = self.objects.room(app, &[token])?;
         let mut h: CK_OBJECT_HANDLE = 0;
         // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and
         // every buffer they point into, and outlive the call, as does `c.wrapped_key`, given with its
@@ -93,7 +100,7 @@ impl Service {
             )
         };
         if rv == CKR_OK {
-            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+            room.created(c.session, h, token);
         }
         Ok(reply::ulong(rv, h))
     }
@@ -104,11 +111,13 @@ impl Service {
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         let mut h: CK_OBJECT_HANDLE = 0;
         let base = self.key(app, c.base_key)?;
+        let token = token_attribute(c.template.as_ref()).unwrap_or(false);
+        let mut room = self.objects.room(app, &[token])?;
         // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and every
         // buffer they point into, and outlive the call; `h` is live.
         let rv = unsafe { p11!(self.backend, C_DeriveKey(s, m.as_ptr(), base, t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
-            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+            room.created(c.session, h, token);
         }
         Ok(reply::ulong(rv, h))
     }

@@ -22,12 +22,14 @@ impl Service {
     pub(crate) fn create_object(&self, app: &App, c: wire::SessionTemplate) -> Answer {
         let s = self.session(app, c.session)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
+        let token = token_attribute(c.template.as_ref()).unwrap_or(false);
+        let mut room = self.objects.room(app, &[token])?;
         let mut h: CK_OBJECT_HANDLE = 0;
         // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
         // from the request) and outlive the call; `h` is live; `s` is the app's (`self.session`).
         let rv = unsafe { p11!(self.backend, C_CreateObject(s, t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
-            self.objects.created(app.id, c.session, h, token_attribute(c.template.as_ref()).unwrap_or(false));
+            room.created(c.session, h, token);
         }
         Ok(reply::ulong(rv, h))
     }
@@ -36,14 +38,15 @@ impl Service {
         let s = self.session(app, c.session)?;
         let source = self.object(app, c.object)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
+        // A copy is a token object if the template says so, else like its source.
+        let token = token_attribute(c.template.as_ref()).unwrap_or(!self.objects.is_session_object(c.object));
+        let mut room = self.objects.room(app, &[token])?;
         let mut h: CK_OBJECT_HANDLE = 0;
         // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
         // from the request) and outlive the call; `h` is live; `s` and `source` are the app's.
         let rv = unsafe { p11!(self.backend, C_CopyObject(s, source, t.as_mut_ptr(), t.count(), &mut h)) };
         if rv == CKR_OK {
-            // A copy is a token object if the template says so, else like its source.
-            let token = token_attribute(c.template.as_ref()).unwrap_or(!self.objects.is_session_object(c.object));
-            self.objects.created(app.id, c.session, h, token);
+            room.created(c.session, h, token);
         }
         Ok(reply::ulong(rv, h))
     }

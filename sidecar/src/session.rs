@@ -1,5 +1,6 @@
-//! Session management: sessions are recorded as their application's, and
-//! the session state an application sees reflects its own login.
+//! Session management: sessions are recorded as their application's (up to
+//! its caps, see `apps`), and the session state an application sees
+//! reflects its own login.
 
 use cryptoki_sys::*;
 use hsmbridge_proto::wire::{self, response::Result as Body};
@@ -12,11 +13,13 @@ use crate::service::{Answer, Service};
 impl Service {
     pub(crate) fn open_session(&self, app: &App, c: wire::OpenSession) -> Answer {
         let slot = c.slot as CK_SLOT_ID;
+        // Past a cap (`apps::MAX_SESSIONS_PER_APP`, `apps::MAX_SESSIONS`) the module is not asked.
+        let room = app.reserve_session()?;
         let mut h: CK_SESSION_HANDLE = 0;
         // SAFETY: `h` is a live handle for the module to write; no application pointer (NULL) and no notify callback.
         let rv = unsafe { p11!(self.backend, C_OpenSession(slot, c.flags as CK_FLAGS, std::ptr::null_mut(), None, &mut h)) };
         if rv == CKR_OK {
-            app.add_session(h as u64, slot);
+            room.opened(h as u64, slot);
         }
         Ok(reply::ulong(rv, h))
     }
