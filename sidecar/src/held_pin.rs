@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use cryptoki_sys::*;
 use tracing::{error, info, warn};
@@ -23,6 +24,9 @@ use crate::secret_file;
 pub struct HeldPin {
     path: PathBuf,
     state: Mutex<State>,
+    /// The last answer of `is_rejected`, for health checks that come while a
+    /// login holds the state (a module may take long to answer).
+    rejected_seen: AtomicBool,
 }
 
 struct State {
@@ -41,7 +45,8 @@ fn rejects_pin(rv: CK_RV) -> bool {
 impl HeldPin {
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let pin = secret_file::read(path)?;
-        Ok(HeldPin { path: path.to_path_buf(), state: Mutex::new(State { pin, rejected: HashMap::new(), accepted: false }) })
+        let state = Mutex::new(State { pin, rejected: HashMap::new(), accepted: false });
+        Ok(HeldPin { path: path.to_path_buf(), state, rejected_seen: AtomicBool::new(false) })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -79,8 +84,14 @@ impl HeldPin {
     /// Whether the held PIN stands rejected (on some slot, and it logged in
     /// on none); picks up a changed file first.
     pub fn is_rejected(&self) -> bool {
-        let mut s = self.state();
-        !s.rejected.is_empty() && !s.accepted && !self.reload(&mut s)
+        let mut s = match self.state.try_lock() {
+            Ok(s) => s,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return self.rejected_seen.load(Ordering::Relaxed),
+        };
+        let rejected = !s.rejected.is_empty() && !s.accepted && !self.reload(&mut s);
+        self.rejected_seen.store(rejected, Ordering::Relaxed);
+        rejected
     }
 
     /// Re-reads the file after a rejection; true if it holds a new PIN.

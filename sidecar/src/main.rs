@@ -34,6 +34,7 @@ mod objects;
 mod process;
 mod reply;
 mod rv;
+mod searches;
 mod secret_file;
 mod server;
 mod service;

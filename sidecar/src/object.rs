@@ -114,9 +114,11 @@ impl Service {
     pub(crate) fn find_objects_init(&self, app: &App, c: wire::SessionTemplate) -> Answer {
         let s = self.session(app, c.session)?;
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
-        // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
-        // from the request) and outlive the call.
-        Ok(reply::rv(unsafe { p11!(self.backend, C_FindObjectsInit(s, t.as_mut_ptr(), t.count())) }))
+        Ok(reply::rv(self.searches.start(c.session, || {
+            // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
+            // from the request) and outlive the call.
+            unsafe { p11!(self.backend, C_FindObjectsInit(s, t.as_mut_ptr(), t.count())) }
+        })))
     }
 
     /// Other applications' session objects are skipped; the backend is asked

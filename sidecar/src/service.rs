@@ -12,6 +12,7 @@ use crate::apps::{App, Apps};
 use crate::backend::{p11, Backend};
 use crate::login::Logins;
 use crate::objects::SessionObjects;
+use crate::searches::Searches;
 use crate::reply;
 
 pub struct Service {
@@ -19,6 +20,7 @@ pub struct Service {
     pub apps: Apps,
     pub logins: Logins,
     pub objects: SessionObjects,
+    pub searches: Searches,
     /// Vendor mechanisms declared pointer-free (`--raw-param-mechanism`).
     pub raw_params: RawParamMechanisms,
 }
@@ -27,7 +29,7 @@ pub type Answer = Result<Response, CK_RV>;
 
 impl Service {
     pub fn new(backend: Backend, logins: Logins, raw_params: RawParamMechanisms) -> Arc<Self> {
-        Arc::new(Service { backend, apps: Apps::default(), logins, objects: SessionObjects::default(), raw_params })
+        Arc::new(Service { backend, apps: Apps::default(), logins, objects: SessionObjects::default(), searches: Searches::default(), raw_params })
     }
 
     /// A call's mechanism rebuilt in C memory, in the layout its type prescribes.
@@ -85,8 +87,14 @@ impl Service {
             SetAttributeValue(c) => self.set_attribute_value(app, c),
             FindObjectsInit(c) => self.find_objects_init(app, c),
             FindObjects(c) => self.find_objects(app, c),
-            // SAFETY: only the session handle (the app's, checked by `session_call`); no pointers.
-            FindObjectsFinal(c) => self.session_call(app, c.session, |s| unsafe { p11!(self.backend, C_FindObjectsFinal(s)) }),
+            FindObjectsFinal(c) => self.session_call(app, c.session, |s| {
+                // SAFETY: only a session handle, the app's (checked by `session_call`); no pointers.
+                let rv = unsafe { p11!(self.backend, C_FindObjectsFinal(s)) };
+                if rv == CKR_OK {
+                    self.searches.ended(c.session);
+                }
+                rv
+            }),
             // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
             EncryptInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_EncryptInit(s, m, k)) }),
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
@@ -184,6 +192,12 @@ impl Service {
         Ok(reply::rv(f(self.session(app, session)?)))
     }
 
+    /// Forgets what a closed session had: its session objects and its search.
+    pub fn session_gone(&self, session: u64) {
+        self.objects.session_closed(session);
+        self.searches.ended(session);
+    }
+
     /// Ends an application whose last connection closed: its sessions are
     /// closed in the backend and its logins released.
     pub fn end_app(&self, app: &App) -> usize {
@@ -192,7 +206,7 @@ impl Service {
         for (session, slot) in &sessions {
             // SAFETY: only a session handle, one the application owned; no pointers.
             unsafe { p11!(self.backend, C_CloseSession(*session as CK_SESSION_HANDLE)) };
-            self.objects.session_closed(*session);
+            self.session_gone(*session);
             if !slots.contains(slot) {
                 slots.push(*slot);
             }

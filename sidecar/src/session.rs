@@ -30,7 +30,7 @@ impl Service {
         let rv = unsafe { p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE)) };
         if rv == CKR_OK || rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED {
             app.remove_session(session);
-            self.objects.session_closed(session);
+            self.session_gone(session);
             self.logins.sessions_closed(&self.backend, &self.apps, app, slot);
         }
         Ok(reply::rv(rv))
@@ -50,7 +50,7 @@ impl Service {
             // SAFETY: only a session handle, the app's (checked by `slot_of`/`sessions_on`); no pointers.
             unsafe { p11!(self.backend, C_CloseSession(session as CK_SESSION_HANDLE)) };
             app.remove_session(session);
-            self.objects.session_closed(session);
+            self.session_gone(session);
         }
         self.logins.sessions_closed(&self.backend, &self.apps, app, slot);
         Ok(reply::rv(CKR_OK))
@@ -83,8 +83,14 @@ impl Service {
         Ok(reply::with_output(c.capacity, c.length_null, |p, n| unsafe { p11!(self.backend, C_GetOperationState(s, p, n)) }))
     }
 
+    /// In managed mode refused: a state blob is the module's own format, and
+    /// a module that restores it by copying would take pointers from the app
+    /// into the process that holds the PIN.
     pub(crate) fn set_operation_state(&self, app: &App, mut c: wire::SetOperationState) -> Answer {
         let s = self.session(app, c.session)?;
+        if self.logins.managed() {
+            return Err(CKR_FUNCTION_NOT_SUPPORTED);
+        }
         // 0 is "no key"; any other must be a key this application may use.
         for key in [c.encryption_key, c.authentication_key] {
             if key != 0 {

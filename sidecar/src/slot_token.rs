@@ -130,6 +130,10 @@ impl Service {
 
     pub(crate) fn init_pin(&self, app: &App, c: wire::SessionBytes) -> Answer {
         let s = self.session(app, c.session)?;
+        if self.logins.managed() {
+            // The user PIN is the sidecar's.
+            return Err(CKR_FUNCTION_NOT_SUPPORTED);
+        }
         let mut pin = zeroize::Zeroizing::new(c.data);
         // SAFETY: `pin` owns the PIN bytes given with their length and outlives the call; `s` is the app's.
         Ok(reply::rv(unsafe { p11!(self.backend, C_InitPIN(s, pin.as_mut_ptr(), pin.len() as CK_ULONG)) }))

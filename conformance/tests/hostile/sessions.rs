@@ -305,3 +305,31 @@ fn session_objects_stop_at_the_per_application_cap() {
     t.assert_still_serves(&format!("an application with {SESSION_OBJECTS_PER_APP} session objects"));
     assert!(start.elapsed() < PROMPTLY, "a real client took {:?}", start.elapsed());
 }
+
+/// Review finding: every open search holds the module's list of matches
+/// (1000 sessions searching 4096 objects: 200 MB); at most 64 run at once.
+#[test]
+fn searches_in_progress_are_capped() {
+    let mut t = Target::start();
+    let mut raw = t.client();
+    let s = raw.session();
+    for _ in 0..512 {
+        let _ = aes_key(&mut raw, s);
+    }
+    let slot = first_slot(&mut raw);
+    let (sessions, refused) = open_until_refused(&mut raw, slot, 199);
+    assert!(refused.is_none() && sessions.len() == 200, "200 sessions");
+    let find = |raw: &mut Raw, session: u64| raw.rv(Call::FindObjectsInit(wire::SessionTemplate { session, template: None }));
+    let started = sessions.iter().take_while(|s| find(&mut raw, **s) == CKR_OK).count();
+    assert_eq!(started, 64, "searches at once");
+    assert_eq!(find(&mut raw, sessions[100]), CKR_HOST_MEMORY);
+    // A finished search makes room.
+    assert_eq!(raw.rv(Call::FindObjectsFinal(wire::Session { session: sessions[0] })), CKR_OK);
+    assert_eq!(find(&mut raw, sessions[100]), CKR_OK);
+    // A closed session's search ends with it.
+    assert_eq!(close(&mut raw, sessions[1]), CKR_OK);
+    assert_eq!(find(&mut raw, sessions[101]), CKR_OK);
+    assert_rss(&t, "64 searches over 512 objects");
+    drop(raw);
+    t.assert_still_serves("searches in progress");
+}

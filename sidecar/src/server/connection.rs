@@ -51,7 +51,13 @@ pub fn serve(service: &Service, stream: Arc<UnixStream>, entry: &Entry, budget: 
         }
     };
     entry.joined(app.clone());
-    let left = serve_calls(service, &app, &mut reader, &writer, &mut wbuf, entry, config);
+    // A panic outside `run` (a bug) still ends the connection cleanly: the
+    // application loses this connection and, if it was its last, its sessions.
+    let left = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve_calls(service, &app, &mut reader, &writer, &mut wbuf, entry, config)
+    }))
+    .unwrap_or(None);
+    crate::answer_budget::release();
     if left.unwrap_or_else(|| service.apps.leave(&app)) {
         let closed = service.end_app(&app);
         info!(app = app.id, sessions_closed = closed, "application ended");

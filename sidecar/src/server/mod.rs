@@ -55,6 +55,15 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 static REFUSED: RateLimited = RateLimited::new(Duration::from_secs(10));
 static EVICTED: RateLimited = RateLimited::new(Duration::from_secs(10));
 
+/// A connection's place in the registry, given up when its thread ends.
+struct Registered<'a>(&'a Registry, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
+
 /// Accepts connections until the process ends.
 pub fn accept_loop(listener: UnixListener, service: Arc<Service>, registry: Arc<Registry>, config: Config) {
     let budget = Arc::new(InFlight::default());
@@ -88,8 +97,9 @@ pub fn accept_loop(listener: UnixListener, service: Arc<Service>, registry: Arc<
         }
         let (service, owner, budget) = (service.clone(), registry.clone(), budget.clone());
         let spawned = std::thread::Builder::new().name(format!("conn-{id}")).spawn(move || {
+            // Removed however the thread ends, a panic included.
+            let _registered = Registered(&owner, id);
             connection::serve(&service, stream, &entry, budget, config);
-            owner.remove(id);
         });
         if let Err(e) = spawned {
             registry.remove(id);
