@@ -26,7 +26,7 @@ pub mod paths;
 pub mod process;
 pub mod setup;
 pub mod sidecar;
-pub mod sweep;
 pub mod softhsm;
+pub mod sweep;
 pub mod template;
 pub mod transcript;

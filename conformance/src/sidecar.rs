@@ -45,7 +45,14 @@ impl Sidecar {
         let socket = hsm.dir().join("pkcs11.sock");
         let stderr_log = hsm.dir().join("sidecar.stderr");
         let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
-        let mut sidecar = Sidecar { hsm, socket, stderr_log, pin_file, extra_args, child: None };
+        let mut sidecar = Sidecar {
+            hsm,
+            socket,
+            stderr_log,
+            pin_file,
+            extra_args,
+            child: None,
+        };
         sidecar.spawn();
         sidecar
     }
@@ -83,7 +90,11 @@ impl Sidecar {
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("hsm-sidecar exited ({status}) before serving {}:\n{}", self.socket.display(), self.stderr());
+                    panic!(
+                        "hsm-sidecar exited ({status}) before serving {}:\n{}",
+                        self.socket.display(),
+                        self.stderr()
+                    );
                 }
             }
             if start.elapsed() > READY_TIMEOUT {

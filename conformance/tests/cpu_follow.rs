@@ -29,8 +29,13 @@ fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; read with CPU_ISSET below its size.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set), 0);
-        (0..libc::CPU_SETSIZE as usize).filter(|c| libc::CPU_ISSET(*c, &set)).collect()
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|c| libc::CPU_ISSET(*c, &set))
+            .collect()
     }
 }
 
@@ -45,7 +50,10 @@ fn call_from_cpu(shim: &Module, sidecar: &Sidecar, cpu: usize) -> Vec<String> {
             unsafe {
                 let mut set: libc::cpu_set_t = std::mem::zeroed();
                 libc::CPU_SET(cpu, &mut set);
-                assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+                assert_eq!(
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                    0
+                );
             }
             let mut info = CK_INFO::default();
             // SAFETY: the shim's own functions with valid arguments.
@@ -76,14 +84,24 @@ fn the_connection_thread_runs_on_the_callers_cpu_unless_turned_off() {
     std::env::set_var("HSMBRIDGE_SOCKET", off.socket());
     let unbound = call_from_cpu(&shim, &off, last);
     assert!(!unbound.is_empty(), "a connection thread while connected");
-    assert!(unbound.iter().all(|c| *c != last.to_string()), "not bound when turned off: {unbound:?}");
+    assert!(
+        unbound.iter().all(|c| *c != last.to_string()),
+        "not bound when turned off: {unbound:?}"
+    );
 
     let sidecar = Sidecar::start();
     std::env::set_var("HSMBRIDGE_SOCKET", sidecar.socket());
     // Other connection threads may be about (the readiness probe's, the previous connection's
     // ending): one of them must be on the caller's CPU.
     let on = call_from_cpu(&shim, &sidecar, last);
-    assert!(on.contains(&last.to_string()), "a connection thread bound to the caller's CPU {last}: {on:?}");
+    assert!(
+        on.contains(&last.to_string()),
+        "a connection thread bound to the caller's CPU {last}: {on:?}"
+    );
     let moved = call_from_cpu(&shim, &sidecar, cpus[0]);
-    assert!(moved.contains(&cpus[0].to_string()), "follows the caller to CPU {}: {moved:?}", cpus[0]);
+    assert!(
+        moved.contains(&cpus[0].to_string()),
+        "follows the caller to CPU {}: {moved:?}",
+        cpus[0]
+    );
 }

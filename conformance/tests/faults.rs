@@ -126,7 +126,9 @@ fn sidecar_faults_fail_fast_and_recover_in_the_same_process() {
         std::env::set_var(k, v);
     }
     std::env::set_var("HSMBRIDGE_TIMEOUT_MS", DEADLINE.as_millis().to_string());
-    let shim = Arc::new(Shim { m: Module::load(sidecar.shim_lib()).expect("load the shim") });
+    let shim = Arc::new(Shim {
+        m: Module::load(sidecar.shim_lib()).expect("load the shim"),
+    });
     // SAFETY: `shim.f()` is the function list of `shim.m`, loaded while `shim` lives (to the end
     // of this test); pInitArgs NULL is allowed.
     assert_eq!(unsafe { shim.f().C_Initialize.unwrap()(std::ptr::null_mut()) }, CKR_OK);
@@ -141,13 +143,24 @@ fn sidecar_faults_fail_fast_and_recover_in_the_same_process() {
     for w in workers {
         let (rv, longest) = w.join().expect("worker thread");
         assert!(is_device_failure(rv), "a call after the kill returned {rv:#x}");
-        assert!(longest < DEADLINE, "a call took {longest:?}, past the {DEADLINE:?} deadline");
+        assert!(
+            longest < DEADLINE,
+            "a call took {longest:?}, past the {DEADLINE:?} deadline"
+        );
     }
-    assert!(killed_at.elapsed() < DEADLINE, "threads noticed the kill only after {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < DEADLINE,
+        "threads noticed the kill only after {:?}",
+        killed_at.elapsed()
+    );
     let t = Instant::now();
     let rv = shim.open_logged_in();
     assert!(is_device_failure(rv), "with the sidecar down a call returned {rv:#x}");
-    assert!(t.elapsed() < Duration::from_millis(200), "a call with no sidecar took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "a call with no sidecar took {:?}",
+        t.elapsed()
+    );
 
     // 2. Restarted: old handles are invalid, new sessions work, no app restart.
     sidecar.restart();
@@ -172,21 +185,35 @@ fn sidecar_faults_fail_fast_and_recover_in_the_same_process() {
     // SAFETY: as for SIGSTOP above: no pointers, and `pid` is still our stopped, unreaped child.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     assert_eq!(rv, CKR_DEVICE_ERROR, "a call to a hung sidecar");
-    assert!(took >= DEADLINE - Duration::from_millis(100) && took < DEADLINE * 2, "a hung call took {took:?}");
+    assert!(
+        took >= DEADLINE - Duration::from_millis(100) && took < DEADLINE * 2,
+        "a hung call took {took:?}"
+    );
     let recovered = shim.try_open_logged_in().expect("a session after SIGCONT");
     assert_eq!(shim.random(recovered), CKR_OK);
 
     // 4. Garbage on the socket: those connections are closed, the sidecar keeps serving.
-    for garbage in [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], &[0x05, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff], &[0u8; 4]] {
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x05, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0u8; 4],
+    ] {
         let mut raw = UnixStream::connect(sidecar.socket()).expect("raw connection");
         raw.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         raw.write_all(garbage).expect("write garbage");
         let mut buf = [0u8; 64];
         let n = raw.read(&mut buf).unwrap_or(0);
-        assert_eq!(n, 0, "garbage {garbage:02x?} got an answer instead of a closed connection");
+        assert_eq!(
+            n, 0,
+            "garbage {garbage:02x?} got an answer instead of a closed connection"
+        );
         assert_eq!(shim.random(recovered), CKR_OK, "the shim's own connection still works");
     }
-    assert!(sidecar.is_running(), "the sidecar survived the garbage:\n{}", sidecar.stderr());
+    assert!(
+        sidecar.is_running(),
+        "the sidecar survived the garbage:\n{}",
+        sidecar.stderr()
+    );
 
     // SAFETY: `shim.f()` is the function list of `shim.m`, still loaded (`shim` lives to the end
     // of this test); pReserved NULL as required.

@@ -42,17 +42,31 @@ fn calls_after_the_idle_timeout_work_and_sessions_survive_it() {
     // SAFETY: as above.
     unsafe {
         let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-        assert_eq!(open(slots[0], flags, std::ptr::null_mut(), None, &mut session), CKR_OK, "C_OpenSession after idling");
-        assert_eq!(login(session, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG), CKR_OK);
+        assert_eq!(
+            open(slots[0], flags, std::ptr::null_mut(), None, &mut session),
+            CKR_OK,
+            "C_OpenSession after idling"
+        );
+        assert_eq!(
+            login(session, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG),
+            CKR_OK
+        );
         assert_eq!(random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG), CKR_OK);
     }
     // Idle with a logged-in session: the application and its session survive.
     std::thread::sleep(Duration::from_millis(2500));
     // SAFETY: as above.
     unsafe {
-        assert_eq!(random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG), CKR_OK, "the session after idling");
+        assert_eq!(
+            random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG),
+            CKR_OK,
+            "the session after idling"
+        );
         let mut info = CK_SESSION_INFO::default();
-        assert_eq!(f.C_GetSessionInfo.expect("C_GetSessionInfo")(session, &mut info), CKR_OK);
+        assert_eq!(
+            f.C_GetSessionInfo.expect("C_GetSessionInfo")(session, &mut info),
+            CKR_OK
+        );
         assert_eq!(info.state, CKS_RW_USER_FUNCTIONS, "still logged in");
     }
 }

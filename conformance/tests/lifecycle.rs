@@ -13,11 +13,18 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 async fn status(addr: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
     let mut client = HealthClient::new(channel);
     let resp = client.check(HealthCheckRequest { service: String::new() }).await.ok()?;
     ServingStatus::try_from(resp.into_inner().status).ok()
@@ -69,21 +76,35 @@ fn sigterm_closes_sessions_and_removes_the_socket() {
         assert_eq!(f.C_Initialize.expect("C_Initialize")(std::ptr::null_mut()), CKR_OK);
         let mut slots = [0 as CK_SLOT_ID; 4];
         let mut n = slots.len() as CK_ULONG;
-        assert_eq!(f.C_GetSlotList.expect("C_GetSlotList")(CK_TRUE, slots.as_mut_ptr(), &mut n), CKR_OK);
+        assert_eq!(
+            f.C_GetSlotList.expect("C_GetSlotList")(CK_TRUE, slots.as_mut_ptr(), &mut n),
+            CKR_OK
+        );
         let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
         let rv = f.C_OpenSession.expect("C_OpenSession")(slots[0], flags, std::ptr::null_mut(), None, &mut session);
         assert_eq!(rv, CKR_OK);
         let mut pin = USER_PIN.as_bytes().to_vec();
-        assert_eq!(f.C_Login.expect("C_Login")(session, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG), CKR_OK);
+        assert_eq!(
+            f.C_Login.expect("C_Login")(session, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG),
+            CKR_OK
+        );
     }
     let socket = sidecar.socket().to_path_buf();
-    let status = sidecar.terminate(Duration::from_secs(10)).expect("the sidecar exits within 10 s of SIGTERM");
-    assert!(status.success(), "exit status after SIGTERM: {status}\n{}", sidecar.stderr());
+    let status = sidecar
+        .terminate(Duration::from_secs(10))
+        .expect("the sidecar exits within 10 s of SIGTERM");
+    assert!(
+        status.success(),
+        "exit status after SIGTERM: {status}\n{}",
+        sidecar.stderr()
+    );
     assert!(!socket.exists(), "the socket file is removed");
     let log = sidecar.stderr();
     let after: Vec<&str> = log.lines().skip_while(|l| !l.contains("shutting down")).collect();
     assert!(
-        after.iter().any(|l| l.contains("application ended") && l.contains("sessions_closed=1")),
+        after
+            .iter()
+            .any(|l| l.contains("application ended") && l.contains("sessions_closed=1")),
         "the connected application's session was not closed during shutdown:\n{log}"
     );
     // The application is told, not left hanging.
@@ -91,5 +112,8 @@ fn sigterm_closes_sessions_and_removes_the_socket() {
     // SAFETY: `f` is still the loaded shim's function list (`shim` lives to the end of this test;
     // only the sidecar is gone); `info` is a live, writable CK_SESSION_INFO.
     let rv = unsafe { f.C_GetSessionInfo.expect("C_GetSessionInfo")(session, &mut info) };
-    assert!(matches!(rv, CKR_DEVICE_ERROR | CKR_DEVICE_REMOVED), "after shutdown: {rv:#x}");
+    assert!(
+        matches!(rv, CKR_DEVICE_ERROR | CKR_DEVICE_REMOVED),
+        "after shutdown: {rv:#x}"
+    );
 }

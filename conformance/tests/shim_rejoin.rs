@@ -40,7 +40,10 @@ fn a_failed_rejoin_keeps_the_last_connection_and_the_session() {
         assert_eq!(list(CK_TRUE, slots.as_mut_ptr(), &mut n), CKR_OK);
         let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
         assert_eq!(open(slots[0], flags, std::ptr::null_mut(), None, &mut session), CKR_OK);
-        assert_eq!(login(session, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG), CKR_OK);
+        assert_eq!(
+            login(session, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG),
+            CKR_OK
+        );
         assert_eq!(random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG), CKR_OK);
     }
     // Idle past the timeout: the shim's connection is stale to it, but the
@@ -56,7 +59,11 @@ fn a_failed_rejoin_keeps_the_last_connection_and_the_session() {
     assert_eq!(rv, CKR_OK, "C_GenerateRandom while the rejoin cannot connect");
     // SAFETY: as above.
     unsafe {
-        assert_eq!(random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG), CKR_OK, "the session afterwards");
+        assert_eq!(
+            random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG),
+            CKR_OK,
+            "the session afterwards"
+        );
         let mut si = CK_SESSION_INFO::default();
         assert_eq!(info(session, &mut si), CKR_OK);
         assert_eq!(si.state, CKS_RW_USER_FUNCTIONS, "still logged in");
@@ -65,7 +72,11 @@ fn a_failed_rejoin_keeps_the_last_connection_and_the_session() {
     std::thread::sleep(Duration::from_millis(2500));
     // SAFETY: as above.
     unsafe {
-        assert_eq!(random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG), CKR_OK, "the session after idling again");
+        assert_eq!(
+            random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG),
+            CKR_OK,
+            "the session after idling again"
+        );
         let mut si = CK_SESSION_INFO::default();
         assert_eq!(info(session, &mut si), CKR_OK);
         assert_eq!(si.state, CKS_RW_USER_FUNCTIONS, "still logged in after idling again");

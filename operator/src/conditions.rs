@@ -42,12 +42,7 @@ pub struct Cond {
 }
 
 impl Cond {
-    pub fn new(
-        type_: &'static str,
-        status: bool,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
         Cond {
             type_,
             status,
@@ -76,12 +71,7 @@ pub fn ready(config: &Cond, enrolled: &Cond) -> Cond {
         .into_iter()
         .find(|c| !c.status && c.reason == reason::OWNERSHIP_CONFLICT)
     {
-        return Cond::new(
-            READY,
-            false,
-            reason::OWNERSHIP_CONFLICT,
-            conflict.message.clone(),
-        );
+        return Cond::new(READY, false, reason::OWNERSHIP_CONFLICT, conflict.message.clone());
     }
     match (config.status, enrolled.status) {
         (true, true) => Cond::new(
@@ -90,24 +80,14 @@ pub fn ready(config: &Cond, enrolled: &Cond) -> Cond {
             reason::READY,
             "Provider config rendered and credential enrolled",
         ),
-        (false, _) => Cond::new(
-            READY,
-            false,
-            reason::CONFIG_NOT_RENDERED,
-            config.message.clone(),
-        ),
+        (false, _) => Cond::new(READY, false, reason::CONFIG_NOT_RENDERED, config.message.clone()),
         (true, false) => Cond::new(READY, false, reason::NOT_ENROLLED, enrolled.message.clone()),
     }
 }
 
 /// The new condition list: one entry per `desired` condition, in that order. An entry whose
 /// status did not change keeps its lastTransitionTime.
-pub fn merge(
-    existing: &[Condition],
-    desired: &[Cond],
-    generation: Option<i64>,
-    now: &Time,
-) -> Vec<Condition> {
+pub fn merge(existing: &[Condition], desired: &[Cond], generation: Option<i64>, now: &Time) -> Vec<Condition> {
     desired
         .iter()
         .map(|d| {
@@ -144,10 +124,7 @@ pub fn transitions<'a>(existing: &[Condition], desired: &'a [Cond]) -> Vec<&'a C
 
 /// Text fit for a condition message or Event note: no control characters, bounded length.
 pub fn truncate(message: &str) -> String {
-    let clean: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if clean.len() <= MAX_MESSAGE_LEN {
         return clean;
     }

@@ -9,12 +9,7 @@ fn at(secs: i64) -> Time {
 fn transition_time_moves_only_when_status_changes() {
     let first = merge(
         &[],
-        &[Cond::new(
-            ENROLLED,
-            false,
-            reason::ENROLLMENT_RUNNING,
-            "running",
-        )],
+        &[Cond::new(ENROLLED, false, reason::ENROLLMENT_RUNNING, "running")],
         Some(1),
         &at(100),
     );
@@ -24,12 +19,7 @@ fn transition_time_moves_only_when_status_changes() {
     // Same status, new reason: time kept.
     let second = merge(
         &first,
-        &[Cond::new(
-            ENROLLED,
-            false,
-            reason::SETUP_PASSWORD_REJECTED,
-            "rejected",
-        )],
+        &[Cond::new(ENROLLED, false, reason::SETUP_PASSWORD_REJECTED, "rejected")],
         Some(2),
         &at(200),
     );
@@ -77,10 +67,7 @@ fn ready_follows_config_and_enrollment() {
     let running = Cond::new(ENROLLED, false, reason::ENROLLMENT_RUNNING, "job running");
     assert_eq!(ready(&rendered, &enrolled).reason, reason::READY);
     assert!(ready(&rendered, &enrolled).status);
-    assert_eq!(
-        ready(&invalid, &enrolled).reason,
-        reason::CONFIG_NOT_RENDERED
-    );
+    assert_eq!(ready(&invalid, &enrolled).reason, reason::CONFIG_NOT_RENDERED);
     assert_eq!(ready(&invalid, &enrolled).message, "bad spec");
     assert_eq!(ready(&rendered, &running).reason, reason::NOT_ENROLLED);
     assert!(!ready(&rendered, &running).status);
@@ -97,12 +84,23 @@ fn messages_are_bounded_and_single_line() {
 #[test]
 fn an_ownership_conflict_is_readys_reason() {
     let rendered = Cond::new(CONFIG_RENDERED, true, reason::RENDERED, "");
-    let cm_conflict = Cond::new(CONFIG_RENDERED, false, reason::OWNERSHIP_CONFLICT, "ConfigMap p-provider");
+    let cm_conflict = Cond::new(
+        CONFIG_RENDERED,
+        false,
+        reason::OWNERSHIP_CONFLICT,
+        "ConfigMap p-provider",
+    );
     let running = Cond::new(ENROLLED, false, reason::ENROLLMENT_RUNNING, "job running");
     let secret_conflict = Cond::new(ENROLLED, false, reason::OWNERSHIP_CONFLICT, "Secret p-credentials");
     let r = ready(&rendered, &secret_conflict);
-    assert_eq!((r.status, r.reason, r.message.as_str()), (false, reason::OWNERSHIP_CONFLICT, "Secret p-credentials"));
+    assert_eq!(
+        (r.status, r.reason, r.message.as_str()),
+        (false, reason::OWNERSHIP_CONFLICT, "Secret p-credentials")
+    );
     let r = ready(&cm_conflict, &running);
-    assert_eq!((r.status, r.reason, r.message.as_str()), (false, reason::OWNERSHIP_CONFLICT, "ConfigMap p-provider"));
+    assert_eq!(
+        (r.status, r.reason, r.message.as_str()),
+        (false, reason::OWNERSHIP_CONFLICT, "ConfigMap p-provider")
+    );
     assert!(secret_conflict.needs_attention());
 }

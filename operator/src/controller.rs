@@ -57,10 +57,7 @@ pub async fn run(
         let partitions: Api<HsmPartition> = Api::all(client.clone());
         tokio::spawn(async move {
             loop {
-                match partitions
-                    .list_metadata(&ListParams::default().limit(1))
-                    .await
-                {
+                match partitions.list_metadata(&ListParams::default().limit(1)).await {
                     Ok(_) => {
                         health.set_ready(true);
                         return;

@@ -1,7 +1,5 @@
 use super::*;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    JSONSchemaProps, JSONSchemaPropsOrArray,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{JSONSchemaProps, JSONSchemaPropsOrArray};
 
 const CRD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/hsmpartition.yaml");
 
@@ -40,21 +38,14 @@ fn crds_file_is_fresh() {
 #[test]
 fn names_and_columns() {
     let crd = crd();
-    assert_eq!(
-        crd.metadata.name.as_deref(),
-        Some("hsmpartitions.hsmbridge.io")
-    );
+    assert_eq!(crd.metadata.name.as_deref(), Some("hsmpartitions.hsmbridge.io"));
     assert_eq!(crd.spec.group, "hsmbridge.io");
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.kind, "HsmPartition");
     assert_eq!(crd.spec.names.short_names, Some(vec!["hsmp".to_owned()]));
     let v = &crd.spec.versions[0];
     assert_eq!(v.name, "v1alpha1");
-    assert!(v
-        .subresources
-        .as_ref()
-        .and_then(|s| s.status.as_ref())
-        .is_some());
+    assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
     let columns: Vec<_> = v
         .additional_printer_columns
         .iter()
@@ -98,14 +89,7 @@ fn assert_structural(s: &JSONSchemaProps, path: &str) {
 fn schema_is_structural_for_1_20() {
     assert_structural(&schema(), "");
     let yaml = crd_yaml().unwrap_or_default();
-    for forbidden in [
-        "$ref",
-        "oneOf",
-        "anyOf",
-        "allOf",
-        "x-kubernetes-validations",
-        "uint",
-    ] {
+    for forbidden in ["$ref", "oneOf", "anyOf", "allOf", "x-kubernetes-validations", "uint"] {
         assert!(!yaml.contains(forbidden), "CRD YAML contains {forbidden}");
     }
 }
@@ -119,24 +103,13 @@ fn schema_carries_the_simple_rules() {
     assert_eq!(required, ["enrollment", "provider", "sidecar"]);
 
     let provider = prop(&s, &["spec", "provider"]);
-    let values: Vec<_> = provider
-        .enum_
-        .iter()
-        .flatten()
-        .map(|v| v.0.clone())
-        .collect();
-    assert_eq!(
-        values,
-        [serde_json::json!("primus"), serde_json::json!("pkcs11")]
-    );
+    let values: Vec<_> = provider.enum_.iter().flatten().map(|v| v.0.clone()).collect();
+    assert_eq!(values, [serde_json::json!("primus"), serde_json::json!("pkcs11")]);
     let method = prop(&s, &["spec", "enrollment", "method"]);
     let values: Vec<_> = method.enum_.iter().flatten().map(|v| v.0.clone()).collect();
     assert_eq!(
         values,
-        [
-            serde_json::json!("ppin"),
-            serde_json::json!("pkcs11-init-pin")
-        ]
+        [serde_json::json!("ppin"), serde_json::json!("pkcs11-init-pin")]
     );
     let pin_mode = prop(&s, &["spec", "pinMode"]);
     assert_eq!(
@@ -151,16 +124,11 @@ fn schema_carries_the_simple_rules() {
         Some(serde_json::json!(2310))
     );
     let priority = prop(&s, &["spec", "cluster", "members", "priority"]);
-    assert_eq!(
-        (priority.minimum, priority.maximum),
-        (Some(0.0), Some(127.0))
-    );
+    assert_eq!((priority.minimum, priority.maximum), (Some(0.0), Some(127.0)));
     let members = prop(&s, &["spec", "cluster", "members"]);
     assert_eq!(members.min_items, Some(1));
     assert_eq!(
-        prop(&s, &["spec", "sidecar", "modulePath"])
-            .pattern
-            .as_deref(),
+        prop(&s, &["spec", "sidecar", "modulePath"]).pattern.as_deref(),
         Some("^/")
     );
     assert_eq!(prop(&s, &["metadata", "name"]).max_length, Some(47));

@@ -210,12 +210,7 @@ pub fn pending(why: &str) -> Cond {
 /// Status bookkeeping after the Job for `version` was ensured. An attempt is counted when the
 /// Job was created now, or when it exists but the status does not name it yet (the operator
 /// stopped between creating it and recording it): each Job counts exactly once.
-pub fn record_attempt(
-    status: &EnrollmentStatus,
-    job: &str,
-    version: &str,
-    created: bool,
-) -> EnrollmentStatus {
+pub fn record_attempt(status: &EnrollmentStatus, job: &str, version: &str, created: bool) -> EnrollmentStatus {
     let new_job = created || status.job.as_deref() != Some(job);
     EnrollmentStatus {
         attempts: if new_job {
@@ -229,11 +224,7 @@ pub fn record_attempt(
 }
 
 fn reported_failure(error: &ReportedError, job_name: &str, setup_ref: &SecretKeyRef) -> Cond {
-    let detail = error
-        .message
-        .as_deref()
-        .map(|m| format!(": {m}"))
-        .unwrap_or_default();
+    let detail = error.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
     match error.kind.as_str() {
         "SetupPasswordRejected" => Cond::new(
             ENROLLED,

@@ -8,9 +8,7 @@ fn setup_ref() -> SecretKeyRef {
 }
 
 fn present(v: &str) -> SetupView {
-    SetupView::Present {
-        version: v.to_owned(),
-    }
+    SetupView::Present { version: v.to_owned() }
 }
 
 fn rejected() -> CredentialView {
@@ -96,23 +94,12 @@ fn rejected_setup_password_is_not_retried_for_the_same_version() {
         setup_password_version: Some("12345".to_owned()),
         job: Some("payments-enroll-5994471a".to_owned()),
     };
-    let c = report(plan(
-        "payments",
-        &rejected(),
-        &present("12345"),
-        &status,
-        &setup_ref(),
-    ));
+    let c = report(plan("payments", &rejected(), &present("12345"), &status, &setup_ref()));
     assert_eq!(c.reason, reason::SETUP_PASSWORD_REJECTED);
     assert!(!c.status);
+    assert!(c.message.contains("put a new setup password"), "{}", c.message);
     assert!(
-        c.message.contains("put a new setup password"),
-        "{}",
-        c.message
-    );
-    assert!(
-        c.message
-            .contains("Secret payments-setup key setup-password"),
+        c.message.contains("Secret payments-setup key setup-password"),
         "{}",
         c.message
     );
@@ -126,13 +113,7 @@ fn a_new_setup_version_runs_a_new_job() {
         setup_password_version: Some("12345".to_owned()),
         job: Some("payments-enroll-5994471a".to_owned()),
     };
-    match plan(
-        "payments",
-        &rejected(),
-        &present("12399"),
-        &status,
-        &setup_ref(),
-    ) {
+    match plan("payments", &rejected(), &present("12399"), &status, &setup_ref()) {
         Plan::RunJob { version, job } => {
             assert_eq!(version, "12399");
             assert_ne!(job, "payments-enroll-5994471a");
@@ -150,10 +131,7 @@ fn job_outcomes() {
         Some(reason::ENROLLMENT_RUNNING)
     );
     let failed = job_outcome("j", JobView::Failed, &none, &setup_ref());
-    assert_eq!(
-        failed.as_ref().map(|c| c.reason),
-        Some(reason::ENROLLMENT_FAILED)
-    );
+    assert_eq!(failed.as_ref().map(|c| c.reason), Some(reason::ENROLLMENT_FAILED));
     assert!(failed
         .map(|c| c.message)
         .unwrap_or_default()
@@ -173,14 +151,23 @@ fn a_completed_job_without_a_pin_means_the_credential_was_lost() {
     assert_eq!(c.reason, reason::CREDENTIAL_LOST);
     assert!(!c.status);
     assert!(c.message.contains("spent"), "{}", c.message);
-    assert!(c.message.contains("Secret payments-setup key setup-password"), "{}", c.message);
+    assert!(
+        c.message.contains("Secret payments-setup key setup-password"),
+        "{}",
+        c.message
+    );
 }
 
 #[test]
 fn the_rejected_message_says_its_advice_once() {
     let c = job_outcome("j", JobView::Failed, &rejected(), &setup_ref()).unwrap_or_else(|| panic!("outcome"));
     assert_eq!(c.message.matches("setup password").count(), 2, "{}", c.message);
-    assert!(c.message.starts_with("The HSM rejected the setup password: SO login: CKR_PIN_INCORRECT. It is not retried"), "{}", c.message);
+    assert!(
+        c.message
+            .starts_with("The HSM rejected the setup password: SO login: CKR_PIN_INCORRECT. It is not retried"),
+        "{}",
+        c.message
+    );
 }
 
 #[test]
@@ -192,10 +179,14 @@ fn no_token_and_other_failures_are_enrollment_failed() {
             message: Some("no token labelled x".to_owned()),
         }),
     };
-    let c =
-        job_outcome("j", JobView::Failed, &cred, &setup_ref()).unwrap_or_else(|| panic!("outcome"));
+    let c = job_outcome("j", JobView::Failed, &cred, &setup_ref()).unwrap_or_else(|| panic!("outcome"));
     assert_eq!(c.reason, reason::ENROLLMENT_FAILED);
-    assert!(c.message.contains("j failed: no token labelled x. Check spec.token.label"), "{}", c.message);
+    assert!(
+        c.message
+            .contains("j failed: no token labelled x. Check spec.token.label"),
+        "{}",
+        c.message
+    );
     let cred = CredentialView {
         has_pin: false,
         error: Some(ReportedError {
@@ -203,8 +194,7 @@ fn no_token_and_other_failures_are_enrollment_failed() {
             message: None,
         }),
     };
-    let c = job_outcome("j", JobView::Pending, &cred, &setup_ref())
-        .unwrap_or_else(|| panic!("outcome"));
+    let c = job_outcome("j", JobView::Pending, &cred, &setup_ref()).unwrap_or_else(|| panic!("outcome"));
     assert_eq!(c.reason, reason::ENROLLMENT_FAILED);
     assert!(c.message.contains("hsmbridge.io/retry"));
 }
@@ -230,11 +220,19 @@ fn attempts_count_each_job_once() {
 fn a_removed_job_is_not_run_again() {
     let recorded = record_attempt(&EnrollmentStatus::default(), "p-enroll-aaaa", "1", true);
     // Never created: create it. Created and gone (ttlSecondsAfterFinished): report, do not re-run.
-    assert_eq!(JobView::absent("p-enroll-aaaa", &EnrollmentStatus::default()), JobView::Absent);
+    assert_eq!(
+        JobView::absent("p-enroll-aaaa", &EnrollmentStatus::default()),
+        JobView::Absent
+    );
     assert_eq!(JobView::absent("p-enroll-bbbb", &recorded), JobView::Absent);
     assert_eq!(JobView::absent("p-enroll-aaaa", &recorded), JobView::Removed);
-    let c = job_outcome("p-enroll-aaaa", JobView::Removed, &CredentialView::default(), &setup_ref())
-        .unwrap_or_else(|| panic!("a removed Job must not be re-created"));
+    let c = job_outcome(
+        "p-enroll-aaaa",
+        JobView::Removed,
+        &CredentialView::default(),
+        &setup_ref(),
+    )
+    .unwrap_or_else(|| panic!("a removed Job must not be re-created"));
     assert_eq!((c.status, c.reason), (false, reason::ENROLLMENT_FAILED));
     assert!(c.message.contains("not run again"), "{}", c.message);
     assert_eq!(record_attempt(&recorded, "p-enroll-aaaa", "1", false), recorded);

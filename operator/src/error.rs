@@ -27,11 +27,7 @@ pub enum Error {
 
 impl Error {
     /// A kube API error on `verb kind/name`.
-    pub fn kube(
-        verb: &'static str,
-        kind: &'static str,
-        name: impl Into<String>,
-    ) -> impl FnOnce(kube::Error) -> Error {
+    pub fn kube(verb: &'static str, kind: &'static str, name: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let name = name.into();
         move |source| Error::Kube {
             verb,
@@ -48,11 +44,10 @@ impl Error {
             Error::MissingField(_) => "invalid_object",
             Error::Encode { .. } => "encode",
             Error::Finalizer(e) => match e.as_ref() {
-                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {
-                    inner.metric_reason()
+                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner.metric_reason(),
+                finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source) => {
+                    kube_reason(source)
                 }
-                finalizer::Error::AddFinalizer(source)
-                | finalizer::Error::RemoveFinalizer(source) => kube_reason(source),
                 _ => "finalizer",
             },
         }

@@ -11,7 +11,10 @@ pub fn parse(json: &str) -> Result<ResourceRequirements, String> {
     let value: serde_json::Value = serde_json::from_str(json).map_err(|e| not_resources(&e))?;
     // k8s-openapi skips unknown fields; a misspelt "request" must not vanish silently.
     let known = ["requests", "limits", "claims"];
-    if let Some(unknown) = value.as_object().and_then(|o| o.keys().find(|k| !known.contains(&k.as_str()))) {
+    if let Some(unknown) = value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+    {
         return Err(not_resources(&format!("unknown field {unknown:?}")));
     }
     let r: ResourceRequirements = serde_json::from_value(numbers_as_strings(value)).map_err(|e| not_resources(&e))?;
@@ -24,7 +27,10 @@ pub fn parse(json: &str) -> Result<ResourceRequirements, String> {
                 return Err(format!("{kind}.{name}: not a resource name (cpu, memory, ephemeral-storage, hugepages-<size>, or a domain-prefixed name)"));
             }
             if quantity_value(&q.0).is_none() {
-                return Err(format!("{kind}.{name}: {:?} is not a Kubernetes quantity (e.g. 100m, 64Mi, 1)", q.0));
+                return Err(format!(
+                    "{kind}.{name}: {:?} is not a Kubernetes quantity (e.g. 100m, 64Mi, 1)",
+                    q.0
+                ));
             }
         }
     }
@@ -66,7 +72,9 @@ fn is_resource_name(name: &str) -> bool {
 /// exponent suffix), `None` if `s` is not one or is negative (resources cannot be).
 fn quantity_value(s: &str) -> Option<f64> {
     let digits = s.strip_prefix('+').unwrap_or(s);
-    let number_len = digits.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(digits.len());
+    let number_len = digits
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(digits.len());
     let (number, suffix) = digits.split_at(number_len);
     if number.chars().filter(|c| *c == '.').count() > 1 || !number.chars().any(|c| c.is_ascii_digit()) {
         return None;
@@ -125,7 +133,10 @@ mod tests {
             let err = parse(json).expect_err(json);
             assert!(err.contains(says), "{json}: {err}");
         };
-        refused(r#"{"requests":{"memory":"32MB"}}"#, r#"requests.memory: "32MB" is not a Kubernetes quantity"#);
+        refused(
+            r#"{"requests":{"memory":"32MB"}}"#,
+            r#"requests.memory: "32MB" is not a Kubernetes quantity"#,
+        );
         refused(r#"{"request":{"memory":"32Mi"}"#, "not the JSON");
         refused(r#"{"request":{"memory":"32Mi"}}"#, r#"unknown field "request""#);
         refused("[]", "not the JSON");
@@ -136,12 +147,25 @@ mod tests {
             r#"{"requests":{"memory":"256Mi"},"limits":{"memory":"128Mi"}}"#,
             r#"requests.memory "256Mi" is above limits.memory "128Mi""#,
         );
-        assert!(parse(r#"{"requests":{"memory":"128Mi","cpu":"2"},"limits":{"memory":"0.125Gi"}}"#).is_ok(), "equal is fine");
+        assert!(
+            parse(r#"{"requests":{"memory":"128Mi","cpu":"2"},"limits":{"memory":"0.125Gi"}}"#).is_ok(),
+            "equal is fine"
+        );
     }
 
     #[test]
     fn quantities() {
-        for (q, v) in [("1", 1.0), ("0.5", 0.5), (".5", 0.5), ("100m", 0.1), ("64Mi", 64.0 * 1048576.0), ("2e3", 2000.0), ("1E-2", 0.01), ("+1k", 1000.0), ("1.5G", 1.5e9)] {
+        for (q, v) in [
+            ("1", 1.0),
+            ("0.5", 0.5),
+            (".5", 0.5),
+            ("100m", 0.1),
+            ("64Mi", 64.0 * 1048576.0),
+            ("2e3", 2000.0),
+            ("1E-2", 0.01),
+            ("+1k", 1000.0),
+            ("1.5G", 1.5e9),
+        ] {
             assert_eq!(quantity_value(q), Some(v), "{q}");
         }
         for q in ["", "m", "Mi", "1MB", "1.2.3", "1e", "1 Mi", "ten", "1Mi ", "-1", "1e+"] {

@@ -91,11 +91,7 @@ pub async fn run(
     }
 }
 
-async fn build(
-    client: &Client,
-    namespace: &str,
-    identity: &str,
-) -> kube_lease_manager::Result<LeaseManager> {
+async fn build(client: &Client, namespace: &str, identity: &str) -> kube_lease_manager::Result<LeaseManager> {
     LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
         .with_namespace(namespace)
         .with_identity(identity)

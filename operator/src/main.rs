@@ -87,7 +87,9 @@ struct RunArgs {
 enum FatalError {
     #[error("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {0}")]
     Client(#[source] kube::Error),
-    #[error("the HsmPartition CRD is not installed: apply crds/hsmpartition.yaml (`hsm-operator crd | kubectl apply -f -`)")]
+    #[error(
+        "the HsmPartition CRD is not installed: apply crds/hsmpartition.yaml (`hsm-operator crd | kubectl apply -f -`)"
+    )]
     CrdMissing,
     #[error("cannot list HsmPartitions: {0}")]
     List(#[source] kube::Error),
@@ -169,11 +171,7 @@ async fn run(args: RunArgs) -> Result<(), FatalError> {
         let server = http::serve(addr, metrics.clone(), health.clone(), async move {
             let _ = stop.wait_for(|s| *s).await;
         });
-        tokio::spawn(async move {
-            server
-                .await
-                .map_err(|source| FatalError::Http { addr, source })
-        })
+        tokio::spawn(async move { server.await.map_err(|source| FatalError::Http { addr, source }) })
     };
 
     // Every replica serves the webhook, leader or not.

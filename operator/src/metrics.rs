@@ -64,23 +64,30 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        header(&mut out, "hsm_operator_reconciles_total", "counter", "Reconciliations of HsmPartitions.");
+        header(
+            &mut out,
+            "hsm_operator_reconciles_total",
+            "counter",
+            "Reconciliations of HsmPartitions.",
+        );
         let _ = writeln!(
             out,
             "hsm_operator_reconciles_total {}",
             self.reconciles.load(Ordering::Relaxed)
         );
 
-        header(&mut out, "hsm_operator_reconcile_failures_total", "counter", "Failed reconciliations by reason.");
+        header(
+            &mut out,
+            "hsm_operator_reconcile_failures_total",
+            "counter",
+            "Failed reconciliations by reason.",
+        );
         let failures = match self.failures.lock() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         for (reason, n) in failures {
-            let _ = writeln!(
-                out,
-                "hsm_operator_reconcile_failures_total{{reason=\"{reason}\"}} {n}"
-            );
+            let _ = writeln!(out, "hsm_operator_reconcile_failures_total{{reason=\"{reason}\"}} {n}");
         }
 
         self.duration.render(
@@ -89,7 +96,12 @@ impl Metrics {
             "Time spent in one reconciliation.",
         );
 
-        header(&mut out, "hsm_operator_leader", "gauge", "1 while this replica holds the leader Lease.");
+        header(
+            &mut out,
+            "hsm_operator_leader",
+            "gauge",
+            "1 while this replica holds the leader Lease.",
+        );
         let _ = writeln!(
             out,
             "hsm_operator_leader {}",
@@ -114,10 +126,7 @@ mod tests {
         m.failed("forbidden");
         m.set_leader(true);
         let text = m.render();
-        assert!(
-            text.contains("\nhsm_operator_reconciles_total 2\n"),
-            "{text}"
-        );
+        assert!(text.contains("\nhsm_operator_reconciles_total 2\n"), "{text}");
         assert!(text.contains("hsm_operator_reconcile_failures_total{reason=\"conflict\"} 2\n"));
         assert!(text.contains("hsm_operator_reconcile_failures_total{reason=\"forbidden\"} 1\n"));
         assert!(text.contains("hsm_operator_reconcile_duration_seconds_bucket{le=\"0.005\"} 0\n"));

@@ -106,10 +106,7 @@ mod tests {
     #[test]
     fn job_name_is_name_enroll_and_8_hex_of_sha256() {
         // sha256("12345") = 5994471abb01112afcc18159f6cc74b4f511b99806da59b3caf5a9c173cacfc5
-        assert_eq!(
-            enrollment_job("payments", "12345"),
-            "payments-enroll-5994471a"
-        );
+        assert_eq!(enrollment_job("payments", "12345"), "payments-enroll-5994471a");
     }
 
     #[test]

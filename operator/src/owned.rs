@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSpec,
-    PodTemplateSpec, ResourceRequirements, Secret, SecretVolumeSource, ServiceAccount, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Secret, SecretVolumeSource, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -15,8 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use crate::crd::Provider;
 use crate::names::{
-    self, ANNOTATION_PARTITION_UID, COMPONENT_CREDENTIALS, KEY_PRIMUS_CFG, PROVIDER_DIR,
-    SETUP_DIR, SETUP_FILE,
+    self, ANNOTATION_PARTITION_UID, COMPONENT_CREDENTIALS, KEY_PRIMUS_CFG, PROVIDER_DIR, SETUP_DIR, SETUP_FILE,
 };
 use crate::security;
 use crate::validate::{EnrollMethodArgs, EnrollmentPlan};
@@ -61,11 +59,7 @@ impl Owner {
 /// `<name>-provider`: the rendered provider configuration.
 pub fn provider_config_map(owner: &Owner, data: BTreeMap<String, String>) -> ConfigMap {
     ConfigMap {
-        metadata: owner.meta(
-            names::provider_config_map(&owner.name),
-            "provider-config",
-            true,
-        ),
+        metadata: owner.meta(names::provider_config_map(&owner.name), "provider-config", true),
         data: Some(data),
         ..Default::default()
     }
@@ -137,12 +131,7 @@ pub fn enroll_role_binding(owner: &Owner) -> RoleBinding {
 /// setup password reaches it only as a file from a Secret volume, never in argv or env. Its pod
 /// meets the "restricted" Pod Security Standard with the injected sidecar's security context
 /// (security.rs), has a deadline and resources, and is removed a day after it finished.
-pub fn enrollment_job(
-    owner: &Owner,
-    plan: &EnrollmentPlan,
-    job_name: &str,
-    setup_version: &str,
-) -> Job {
+pub fn enrollment_job(owner: &Owner, plan: &EnrollmentPlan, job_name: &str, setup_version: &str) -> Job {
     let mut metadata = owner.meta(job_name.to_owned(), "enrollment", true);
     metadata.annotations = Some(BTreeMap::from([(
         names::ANNOTATION_SETUP_PASSWORD_VERSION.to_owned(),

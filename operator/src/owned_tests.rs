@@ -59,10 +59,7 @@ fn role_allows_only_the_credential_secret() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].api_groups, Some(vec![String::new()]));
     assert_eq!(rules[0].resources, Some(strings(&["secrets"])));
-    assert_eq!(
-        rules[0].resource_names,
-        Some(strings(&["payments-credentials"]))
-    );
+    assert_eq!(rules[0].resource_names, Some(strings(&["payments-credentials"])));
     assert_eq!(rules[0].verbs, strings(&["get", "update", "patch"]));
 }
 
@@ -84,21 +81,10 @@ fn role_binding_binds_the_enroll_service_account() {
 
 #[test]
 fn init_pin_job_runs_once_with_the_contract_command() {
-    let job = enrollment_job(
-        &owner(),
-        &init_pin_plan(),
-        "payments-enroll-5994471a",
-        "12345",
-    );
-    assert_eq!(
-        job.metadata.name.as_deref(),
-        Some("payments-enroll-5994471a")
-    );
+    let job = enrollment_job(&owner(), &init_pin_plan(), "payments-enroll-5994471a", "12345");
+    assert_eq!(job.metadata.name.as_deref(), Some("payments-enroll-5994471a"));
     assert_eq!(job.metadata.namespace.as_deref(), Some("team-a"));
-    assert_eq!(
-        job.metadata.owner_references.as_ref().map(Vec::len),
-        Some(1)
-    );
+    assert_eq!(job.metadata.owner_references.as_ref().map(Vec::len), Some(1));
     let spec = job.spec.unwrap_or_default();
     assert_eq!(spec.backoff_limit, Some(0));
     let pod = spec.template.spec.unwrap_or_default();
@@ -133,12 +119,7 @@ fn init_pin_job_runs_once_with_the_contract_command() {
 #[test]
 fn ppin_job_has_primus_config_env() {
     let job = enrollment_job(&owner(), &ppin_plan(), "payments-enroll-5994471a", "12345");
-    let pod = job
-        .spec
-        .unwrap_or_default()
-        .template
-        .spec
-        .unwrap_or_default();
+    let pod = job.spec.unwrap_or_default().template.spec.unwrap_or_default();
     let c = &pod.containers[0];
     assert_eq!(
         c.command,
@@ -162,21 +143,13 @@ fn ppin_job_has_primus_config_env() {
     let env = c.env.clone().unwrap_or_default();
     assert_eq!(env.len(), 1);
     assert_eq!(env[0].name, "SECUROSYS_PKCS11_CONF");
-    assert_eq!(
-        env[0].value.as_deref(),
-        Some("/etc/hsmbridge/provider/primus.cfg")
-    );
+    assert_eq!(env[0].value.as_deref(), Some("/etc/hsmbridge/provider/primus.cfg"));
 }
 
 #[test]
 fn setup_password_only_as_a_0400_file_from_the_secret_volume() {
     let job = enrollment_job(&owner(), &ppin_plan(), "j", "1");
-    let pod = job
-        .spec
-        .unwrap_or_default()
-        .template
-        .spec
-        .unwrap_or_default();
+    let pod = job.spec.unwrap_or_default().template.spec.unwrap_or_default();
     let volumes = pod.volumes.unwrap_or_default();
     let setup = volumes
         .iter()
@@ -209,10 +182,7 @@ fn credential_secret_is_metadata_only_and_unowned_when_retained() {
     assert_eq!(s.metadata.name.as_deref(), Some("payments-credentials"));
     assert!(s.data.is_none() && s.string_data.is_none() && s.type_.is_none());
     assert!(s.metadata.owner_references.is_some());
-    assert!(credential_secret(&owner(), true)
-        .metadata
-        .owner_references
-        .is_none());
+    assert!(credential_secret(&owner(), true).metadata.owner_references.is_none());
 }
 
 #[test]
@@ -220,9 +190,7 @@ fn objects_carry_the_partition_labels() {
     let cm = provider_config_map(&owner(), BTreeMap::new());
     let labels = cm.metadata.labels.unwrap_or_default();
     assert_eq!(
-        labels
-            .get("app.kubernetes.io/managed-by")
-            .map(String::as_str),
+        labels.get("app.kubernetes.io/managed-by").map(String::as_str),
         Some("hsm-operator")
     );
     assert_eq!(
@@ -268,12 +236,28 @@ fn enrollment_job_meets_the_restricted_pod_security_standard() {
     );
     let resources = c.resources.clone().expect("resources");
     for key in ["cpu", "memory"] {
-        assert!(resources.requests.as_ref().is_some_and(|r| r.contains_key(key)), "requests.{key}");
-        assert!(resources.limits.as_ref().is_some_and(|r| r.contains_key(key)), "limits.{key}");
+        assert!(
+            resources.requests.as_ref().is_some_and(|r| r.contains_key(key)),
+            "requests.{key}"
+        );
+        assert!(
+            resources.limits.as_ref().is_some_and(|r| r.contains_key(key)),
+            "limits.{key}"
+        );
     }
     // A writable /tmp, since the root filesystem is read-only.
-    let tmp = c.volume_mounts.iter().flatten().find(|m| m.mount_path == "/tmp").expect("/tmp mount");
-    let volume = pod.volumes.iter().flatten().find(|v| v.name == tmp.name).expect("tmp volume");
+    let tmp = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/tmp")
+        .expect("/tmp mount");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == tmp.name)
+        .expect("tmp volume");
     assert!(volume.empty_dir.is_some());
     assert_eq!(pod.host_pid, None);
     assert_eq!(pod.host_network, None);

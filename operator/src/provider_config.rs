@@ -22,11 +22,7 @@ const PRIMUS_TRACE_LEVEL: u8 = 4;
 
 /// The ConfigMap data for `provider`: `primus.cfg` for Primus, nothing for a generic module
 /// (configured out of band in its image).
-pub fn render(
-    provider: Provider,
-    cluster: Option<&ClusterSpec>,
-    partition: &str,
-) -> BTreeMap<String, String> {
+pub fn render(provider: Provider, cluster: Option<&ClusterSpec>, partition: &str) -> BTreeMap<String, String> {
     match (provider, cluster) {
         (Provider::Primus, Some(cluster)) => {
             BTreeMap::from([(KEY_PRIMUS_CFG.to_owned(), primus_cfg(cluster, partition))])
@@ -100,9 +96,7 @@ fn quote(s: &str) -> String {
 
 /// Text safe inside a `#` comment line.
 fn comment(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 #[cfg(test)]

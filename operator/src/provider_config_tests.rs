@@ -11,10 +11,7 @@ fn member(host: &str, port: u16, priority: u8) -> ClusterMember {
 
 fn cluster() -> ClusterSpec {
     ClusterSpec {
-        members: vec![
-            member("hsm1.example.net", 2310, 0),
-            member("hsm2.example.net", 2311, 1),
-        ],
+        members: vec![member("hsm1.example.net", 2310, 0), member("hsm2.example.net", 2311, 1)],
         user: "PAYMENTS".to_owned(),
         slot_id: 3,
         timeouts: Some(Timeouts {

@@ -87,9 +87,7 @@ impl Context {
 /// Reconciles one partition.
 pub async fn reconcile(partition: Arc<HsmPartition>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let namespace = partition
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = partition.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let key = ObjectRef::from_obj(partition.as_ref());
     let api: Api<HsmPartition> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer(&api, FINALIZER, partition, |event| async {
@@ -103,9 +101,7 @@ pub async fn reconcile(partition: Arc<HsmPartition>, ctx: Arc<Context>) -> Resul
         Ok(action) => Ok(action),
         // A reconcile queued before the deletion finished ran on a cached copy: the partition is
         // already gone, so there is nothing left to clean up.
-        Err(finalizer::Error::RemoveFinalizer(e)) if api_code(&e) == Some(404) => {
-            Ok(Action::await_change())
-        }
+        Err(finalizer::Error::RemoveFinalizer(e)) if api_code(&e) == Some(404) => Ok(Action::await_change()),
         Err(e) => Err(Error::Finalizer(Box::new(e))),
     };
     ctx.metrics.reconciled(started.elapsed());
@@ -120,9 +116,7 @@ pub fn error_policy(partition: Arc<HsmPartition>, error: &Error, ctx: Arc<Contex
     ctx.metrics.failed(error.metric_reason());
     let failures = {
         let mut map = ctx.failures();
-        let n = map
-            .entry(ObjectRef::from_obj(partition.as_ref()))
-            .or_insert(0);
+        let n = map.entry(ObjectRef::from_obj(partition.as_ref())).or_insert(0);
         *n = n.saturating_add(1);
         *n
     };
@@ -158,9 +152,7 @@ impl Target<'_> {
 
 async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error> {
     let name = partition.name_any();
-    let namespace = partition
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = partition.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let target = Target {
         partition,
         owner: owner_of(partition)?,
@@ -180,14 +172,9 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
                             "ConfigMap {cm_name} holds primus.cfg for {} HSM(s)",
                             cluster.members.len()
                         ),
-                        _ => format!(
-                            "ConfigMap {cm_name} rendered (provider pkcs11 needs no config file)"
-                        ),
+                        _ => format!("ConfigMap {cm_name} rendered (provider pkcs11 needs no config file)"),
                     };
-                    (
-                        Cond::new(CONFIG_RENDERED, true, reason::RENDERED, message),
-                        Some(v),
-                    )
+                    (Cond::new(CONFIG_RENDERED, true, reason::RENDERED, message), Some(v))
                 }
                 Claimed::Conflict(c) => (conflict_condition(CONFIG_RENDERED, &target, &c), None),
             }
@@ -208,14 +195,13 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
     let desired_secret = owned::credential_secret(&target.owner, retain);
     let adoption = Adoption::Credential { retained: retain };
     let secrets = target.api::<Secret>(ctx);
-    let (enrolled, enrollment) =
-        match ownership::ensure(&secrets, &desired_secret, &target.owner, adoption).await? {
-            Claimed::Ours(secret) => enroll(&target, ctx, rendered, &secret).await?,
-            Claimed::Conflict(c) => (
-                conflict_condition(ENROLLED, &target, &c),
-                target.status.enrollment.clone(),
-            ),
-        };
+    let (enrolled, enrollment) = match ownership::ensure(&secrets, &desired_secret, &target.owner, adoption).await? {
+        Claimed::Ours(secret) => enroll(&target, ctx, rendered, &secret).await?,
+        Claimed::Conflict(c) => (
+            conflict_condition(ENROLLED, &target, &c),
+            target.status.enrollment.clone(),
+        ),
+    };
     let ready = conditions::ready(&config, &enrolled);
     let requeue = if ready.status {
         REQUEUE_READY
@@ -233,12 +219,7 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
         observed_generation: partition.metadata.generation,
         credential_secret: Some(credential_name),
         enrollment,
-        conditions: conditions::merge(
-            &target.status.conditions,
-            &desired,
-            partition.metadata.generation,
-            &now,
-        ),
+        conditions: conditions::merge(&target.status.conditions, &desired, partition.metadata.generation, &now),
     };
     if partition.status.as_ref() != Some(&status) {
         patch_status(ctx, &target, &status).await?;
@@ -251,9 +232,7 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
 fn owner_of(partition: &HsmPartition) -> Result<Owner, Error> {
     Ok(Owner {
         name: partition.name_any(),
-        namespace: partition
-            .namespace()
-            .ok_or(Error::MissingField("metadata.namespace"))?,
+        namespace: partition.namespace().ok_or(Error::MissingField("metadata.namespace"))?,
         reference: partition
             .controller_owner_ref(&())
             .ok_or(Error::MissingField("metadata.uid"))?,
@@ -266,12 +245,7 @@ fn conflict_condition(type_: &'static str, target: &Target<'_>, conflict: &Confl
         partition = %format!("{}/{}", target.owner.namespace, target.owner.name),
         kind = conflict.kind, name = %conflict.name, "not the partition's; left alone"
     );
-    Cond::new(
-        type_,
-        false,
-        reason::OWNERSHIP_CONFLICT,
-        conflict.to_string(),
-    )
+    Cond::new(type_, false, reason::OWNERSHIP_CONFLICT, conflict.to_string())
 }
 
 /// The `Enrolled` condition and the enrollment bookkeeping; creates the Job when needed.
@@ -294,19 +268,16 @@ async fn enroll(
     }
     let Some(valid) = valid else {
         return Ok((
-            enrollment::pending(
-                "the provider config is not rendered (see condition ConfigRendered)",
-            ),
+            enrollment::pending("the provider config is not rendered (see condition ConfigRendered)"),
             previous,
         ));
     };
 
     let setup = read_setup(&target.api::<Secret>(ctx), setup_ref).await?;
-    let (version, job_name) =
-        match enrollment::plan(name, &credential, &setup, &bookkeeping, setup_ref) {
-            Plan::Report(cond) => return Ok((cond, previous)),
-            Plan::RunJob { version, job } => (version, job),
-        };
+    let (version, job_name) = match enrollment::plan(name, &credential, &setup, &bookkeeping, setup_ref) {
+        Plan::Report(cond) => return Ok((cond, previous)),
+        Plan::RunJob { version, job } => (version, job),
+    };
 
     let jobs: Api<Job> = target.api(ctx);
     let job_view = match read_job(&jobs, &job_name, &target.owner).await? {
@@ -331,9 +302,7 @@ async fn enroll(
         };
         reread = match again {
             Some(s) => match ownership::check(&s, &target.owner, adoption) {
-                Some(conflict) => {
-                    return Ok((conflict_condition(ENROLLED, target, &conflict), previous))
-                }
+                Some(conflict) => return Ok((conflict_condition(ENROLLED, target, &conflict), previous)),
                 None => credential_view(&s),
             },
             None => CredentialView::default(),
@@ -348,12 +317,7 @@ async fn enroll(
     if let Some(cond) = enrollment::job_outcome(&job_name, job_view, credential, setup_ref) {
         return Ok((
             cond,
-            Some(enrollment::record_attempt(
-                &bookkeeping,
-                &job_name,
-                &version,
-                false,
-            )),
+            Some(enrollment::record_attempt(&bookkeeping, &job_name, &version, false)),
         ));
     }
 
@@ -376,64 +340,38 @@ async fn enroll(
             match read_job(&jobs, &job_name, &target.owner).await? {
                 Ok(Some(_)) => false,
                 Ok(None) => return Err(Error::kube("create", "Job", job_name.clone())(source)),
-                Err(conflict) => {
-                    return Ok((conflict_condition(ENROLLED, target, &conflict), previous))
-                }
+                Err(conflict) => return Ok((conflict_condition(ENROLLED, target, &conflict), previous)),
             }
         }
         Err(e) => return Err(e),
     };
-    if bookkeeping
-        .job
-        .as_deref()
-        .is_some_and(|previous| previous != job_name)
-    {
+    if bookkeeping.job.as_deref().is_some_and(|previous| previous != job_name) {
         // Jobs of earlier setup-password versions: finished or hopeless.
-        ownership::delete_jobs(
-            &jobs,
-            &names::partition_selector(name),
-            &target.owner,
-            Some(&job_name),
-        )
-        .await?;
+        ownership::delete_jobs(&jobs, &names::partition_selector(name), &target.owner, Some(&job_name)).await?;
     }
     Ok((
         enrollment::running(&job_name),
-        Some(enrollment::record_attempt(
-            &bookkeeping,
-            &job_name,
-            &version,
-            created,
-        )),
+        Some(enrollment::record_attempt(&bookkeeping, &job_name, &version, created)),
     ))
 }
 
 /// The enrollment Job's Role, RoleBinding and ServiceAccount (the ServiceAccount last, so that
 /// a conflict on the others leaves no identity behind); the first conflict, if any.
-async fn ensure_enroll_identity(
-    target: &Target<'_>,
-    ctx: &Context,
-) -> Result<Option<Conflict>, Error> {
+async fn ensure_enroll_identity(target: &Target<'_>, ctx: &Context) -> Result<Option<Conflict>, Error> {
     let owner = &target.owner;
     let role = owned::enroll_role(owner);
     let api = target.api::<Role>(ctx);
-    if let Claimed::Conflict(c) =
-        ownership::ensure(&api, &role, owner, Adoption::Controlled).await?
-    {
+    if let Claimed::Conflict(c) = ownership::ensure(&api, &role, owner, Adoption::Controlled).await? {
         return Ok(Some(c));
     }
     let binding = owned::enroll_role_binding(owner);
     let api = target.api::<RoleBinding>(ctx);
-    if let Claimed::Conflict(c) =
-        ownership::ensure(&api, &binding, owner, Adoption::Controlled).await?
-    {
+    if let Claimed::Conflict(c) = ownership::ensure(&api, &binding, owner, Adoption::Controlled).await? {
         return Ok(Some(c));
     }
     let account = owned::enroll_service_account(owner);
     let api = target.api::<ServiceAccount>(ctx);
-    if let Claimed::Conflict(c) =
-        ownership::ensure(&api, &account, owner, Adoption::Controlled).await?
-    {
+    if let Claimed::Conflict(c) = ownership::ensure(&api, &account, owner, Adoption::Controlled).await? {
         return Ok(Some(c));
     }
     Ok(None)
@@ -447,34 +385,25 @@ fn credential_view(secret: &Secret) -> CredentialView {
         .and_then(|d| d.get(KEY_PIN))
         .is_some_and(|v| !v.0.is_empty());
     let annotations = secret.annotations();
-    let error = annotations
-        .get(ANNOTATION_ENROLLMENT_ERROR)
-        .map(|kind| ReportedError {
-            kind: kind.clone(),
-            message: annotations
-                .get(ANNOTATION_ENROLLMENT_MESSAGE)
-                .map(|m| conditions::truncate(m)),
-        });
+    let error = annotations.get(ANNOTATION_ENROLLMENT_ERROR).map(|kind| ReportedError {
+        kind: kind.clone(),
+        message: annotations
+            .get(ANNOTATION_ENROLLMENT_MESSAGE)
+            .map(|m| conditions::truncate(m)),
+    });
     CredentialView { has_pin, error }
 }
 
 /// Only the key's presence and the Secret's resourceVersion; the value is dropped unread.
-async fn read_setup(
-    secrets: &Api<Secret>,
-    setup_ref: &crate::crd::SecretKeyRef,
-) -> Result<SetupView, Error> {
-    let Some(secret) = secrets.get_opt(&setup_ref.name).await.map_err(Error::kube(
-        "get",
-        "Secret",
-        &setup_ref.name,
-    ))?
+async fn read_setup(secrets: &Api<Secret>, setup_ref: &crate::crd::SecretKeyRef) -> Result<SetupView, Error> {
+    let Some(secret) = secrets
+        .get_opt(&setup_ref.name)
+        .await
+        .map_err(Error::kube("get", "Secret", &setup_ref.name))?
     else {
         return Ok(SetupView::SecretMissing);
     };
-    let has_key = secret
-        .data
-        .as_ref()
-        .is_some_and(|d| d.contains_key(&setup_ref.key));
+    let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(&setup_ref.key));
     match (has_key, secret.resource_version()) {
         (true, Some(version)) => Ok(SetupView::Present { version }),
         _ => Ok(SetupView::KeyMissing),
@@ -482,16 +411,8 @@ async fn read_setup(
 }
 
 /// The Job `name`: `Ok(None)` when absent, `Err` when it is not the partition's.
-async fn read_job(
-    jobs: &Api<Job>,
-    name: &str,
-    owner: &Owner,
-) -> Result<Result<Option<JobView>, Conflict>, Error> {
-    let Some(job) = jobs
-        .get_opt(name)
-        .await
-        .map_err(Error::kube("get", "Job", name))?
-    else {
+async fn read_job(jobs: &Api<Job>, name: &str, owner: &Owner) -> Result<Result<Option<JobView>, Conflict>, Error> {
+    let Some(job) = jobs.get_opt(name).await.map_err(Error::kube("get", "Job", name))? else {
         return Ok(Ok(None));
     };
     if let Some(conflict) = ownership::check(&job, owner, Adoption::Controlled) {
@@ -524,11 +445,7 @@ async fn clear_enrollment_error(secrets: &Api<Secret>, secret: &Secret) -> Resul
     Ok(())
 }
 
-async fn patch_status(
-    ctx: &Context,
-    target: &Target<'_>,
-    status: &HsmPartitionStatus,
-) -> Result<(), Error> {
+async fn patch_status(ctx: &Context, target: &Target<'_>, status: &HsmPartitionStatus) -> Result<(), Error> {
     let api: Api<HsmPartition> = target.api(ctx);
     let body = serde_json::json!({
         "apiVersion": "hsmbridge.io/v1alpha1",
@@ -551,12 +468,7 @@ async fn patch_status(
 
 /// One Event per changed condition (Ready=False only repeats its cause, so it is skipped).
 /// Events are best effort: a failure is logged, not retried.
-async fn publish_transitions(
-    ctx: &Context,
-    partition: &HsmPartition,
-    old: &HsmPartitionStatus,
-    desired: &[Cond],
-) {
+async fn publish_transitions(ctx: &Context, partition: &HsmPartition, old: &HsmPartitionStatus, desired: &[Cond]) {
     let reference = partition.object_ref(&());
     for cond in conditions::transitions(&old.conditions, desired) {
         if cond.type_ == READY && !cond.status {
@@ -634,9 +546,7 @@ async fn cleanup(partition: &HsmPartition, ctx: &Context) -> Result<Action, Erro
     if partition.spec.retain_credentials_on_delete {
         // Drop the ownerReference so no garbage collector deletes the retained credential.
         let kept = owned::credential_secret(&owner, true);
-        if let Some(Claimed::Conflict(c)) =
-            ownership::update_existing(&secrets, &kept, &owner, adoption).await?
-        {
+        if let Some(Claimed::Conflict(c)) = ownership::update_existing(&secrets, &kept, &owner, adoption).await? {
             left_alone.push(Deleted::NotOurs(c));
         }
         info!(partition = %format!("{namespace}/{name}"), secret = %credential, "cleaned up; credential Secret retained");

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use crate::crd::{
-    EnrollmentMethod, HsmPartitionSpec, Provider, SecretKeyRef, CKM_VENDOR_DEFINED,
-    MAX_RAW_PARAM_MECHANISMS,
+    EnrollmentMethod, HsmPartitionSpec, Provider, SecretKeyRef, CKM_VENDOR_DEFINED, MAX_RAW_PARAM_MECHANISMS,
 };
 use crate::names::MAX_PARTITION_NAME_LEN;
 use crate::provider_config;
@@ -33,14 +32,8 @@ pub struct EnrollmentPlan {
 /// Method-specific arguments of `hsm-sidecar enroll`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EnrollMethodArgs {
-    Pkcs11InitPin {
-        module_path: String,
-        token_label: String,
-    },
-    Ppin {
-        ppin_path: Option<String>,
-        user: String,
-    },
+    Pkcs11InitPin { module_path: String, token_label: String },
+    Ppin { ppin_path: Option<String>, user: String },
 }
 
 /// Why a spec was rejected: one human-actionable sentence per problem.
@@ -54,11 +47,7 @@ impl std::fmt::Display for InvalidSpec {
 }
 
 /// Checks `spec` of the partition `namespace/name`.
-pub fn validate(
-    namespace: &str,
-    name: &str,
-    spec: &HsmPartitionSpec,
-) -> Result<ValidSpec, InvalidSpec> {
+pub fn validate(namespace: &str, name: &str, spec: &HsmPartitionSpec) -> Result<ValidSpec, InvalidSpec> {
     let mut problems = Vec::new();
 
     if name.len() > MAX_PARTITION_NAME_LEN {
@@ -68,9 +57,7 @@ pub fn validate(
         ));
     }
     if !spec.sidecar.module_path.starts_with('/') {
-        problems.push(
-            "spec.sidecar.modulePath must be an absolute path inside the sidecar image".to_owned(),
-        );
+        problems.push("spec.sidecar.modulePath must be an absolute path inside the sidecar image".to_owned());
     }
     let raw = &spec.sidecar.raw_param_mechanisms;
     if raw.len() > MAX_RAW_PARAM_MECHANISMS {
@@ -87,10 +74,7 @@ pub fn validate(
         }
     }
     if spec.sidecar.image.trim().is_empty() {
-        problems.push(
-            "spec.sidecar.image must name the image carrying hsm-sidecar and the vendor module"
-                .to_owned(),
-        );
+        problems.push("spec.sidecar.image must name the image carrying hsm-sidecar and the vendor module".to_owned());
     }
 
     match (&spec.cluster, spec.provider) {
@@ -135,7 +119,8 @@ pub fn validate(
             }
             if let Some(path) = &spec.enrollment.ppin_path {
                 if !path.starts_with('/') {
-                    problems.push("spec.enrollment.ppinPath must be an absolute path inside the sidecar image".to_owned());
+                    problems
+                        .push("spec.enrollment.ppinPath must be an absolute path inside the sidecar image".to_owned());
                 }
             }
             spec.cluster.as_ref().map(|c| EnrollMethodArgs::Ppin {
@@ -144,19 +129,19 @@ pub fn validate(
             })
         }
         EnrollmentMethod::Pkcs11InitPin => match spec.token.as_ref().map(|t| t.label.as_str()) {
-            Some(label) if !label.is_empty() && label.len() <= 32 => {
-                Some(EnrollMethodArgs::Pkcs11InitPin {
-                    module_path: spec.sidecar.module_path.clone(),
-                    token_label: label.to_owned(),
-                })
-            }
+            Some(label) if !label.is_empty() && label.len() <= 32 => Some(EnrollMethodArgs::Pkcs11InitPin {
+                module_path: spec.sidecar.module_path.clone(),
+                token_label: label.to_owned(),
+            }),
             Some(_) => {
-                problems.push("spec.token.label must be 1 to 32 bytes long (PKCS#11 token labels are 32 bytes)".to_owned());
+                problems
+                    .push("spec.token.label must be 1 to 32 bytes long (PKCS#11 token labels are 32 bytes)".to_owned());
                 None
             }
             None => {
                 problems.push(
-                    "spec.token.label is required for enrollment method pkcs11-init-pin: name the token to enroll".to_owned(),
+                    "spec.token.label is required for enrollment method pkcs11-init-pin: name the token to enroll"
+                        .to_owned(),
                 );
                 None
             }
@@ -182,11 +167,7 @@ pub fn validate(
                 setup_password: setup.clone(),
             },
         }),
-        _ if problems.is_empty() => {
-            Err(InvalidSpec(
-                vec!["spec.enrollment is incomplete".to_owned()],
-            ))
-        }
+        _ if problems.is_empty() => Err(InvalidSpec(vec!["spec.enrollment is incomplete".to_owned()])),
         _ => Err(InvalidSpec(problems)),
     }
 }

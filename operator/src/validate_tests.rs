@@ -102,8 +102,7 @@ fn primus_needs_cluster() {
 fn pkcs11_init_pin_needs_token_label() {
     let mut spec = softhsm_spec();
     spec.token = None;
-    assert!(problems(&spec)
-        .contains("spec.token.label is required for enrollment method pkcs11-init-pin"));
+    assert!(problems(&spec).contains("spec.token.label is required for enrollment method pkcs11-init-pin"));
 }
 
 #[test]

@@ -77,9 +77,14 @@ impl WebhookFlags {
                     Some(url) => vec![url_host(url).ok_or_else(|| FlagError::Url(url.clone()))?],
                     None => Vec::new(),
                 };
-                TlsMode::SelfManaged { secret_name: self.webhook_secret.clone(), extra_names }
+                TlsMode::SelfManaged {
+                    secret_name: self.webhook_secret.clone(),
+                    extra_names,
+                }
             }
-            TlsSource::CertManager => TlsMode::Files { dir: self.webhook_cert_dir.clone().ok_or(FlagError::CertDir)? },
+            TlsSource::CertManager => TlsMode::Files {
+                dir: self.webhook_cert_dir.clone().ok_or(FlagError::CertDir)?,
+            },
         };
         Ok(Some(config))
     }
@@ -102,8 +107,14 @@ mod tests {
 
     #[test]
     fn url_hosts() {
-        assert_eq!(url_host("https://127.0.0.1:9443/mutate-pods").as_deref(), Some("127.0.0.1"));
-        assert_eq!(url_host("https://hooks.example.net/x").as_deref(), Some("hooks.example.net"));
+        assert_eq!(
+            url_host("https://127.0.0.1:9443/mutate-pods").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            url_host("https://hooks.example.net/x").as_deref(),
+            Some("hooks.example.net")
+        );
         assert_eq!(url_host("https://[::1]:8443/").as_deref(), Some("::1"));
         assert_eq!(url_host("http://127.0.0.1/"), None);
         assert_eq!(url_host("https://:80/"), None);

@@ -80,7 +80,10 @@ async fn bench_reconcile_cold_start() {
                     .await
                     .unwrap_or_else(|e| panic!("creating {name}-setup: {e}"));
                 let p: DynamicObject = serde_json::from_value(pkcs11_partition(&name, &name)).expect("partition JSON");
-                partitions.create(&PostParams::default(), &p).await.unwrap_or_else(|e| panic!("creating {name}: {e}"));
+                partitions
+                    .create(&PostParams::default(), &p)
+                    .await
+                    .unwrap_or_else(|e| panic!("creating {name}: {e}"));
             }
         })
         .buffer_unordered(16)
@@ -99,7 +102,9 @@ async fn bench_reconcile_cold_start() {
         let pins_written = pins_written.clone();
         tokio::spawn(async move {
             let mut done = HashSet::new();
-            let stream = watcher(secrets.clone(), watcher::Config::default()).default_backoff().applied_objects();
+            let stream = watcher(secrets.clone(), watcher::Config::default())
+                .default_backoff()
+                .applied_objects();
             futures::pin_mut!(stream);
             while let Ok(Some(s)) = stream.try_next().await {
                 let name = s.metadata.name.clone().unwrap_or_default();
@@ -112,7 +117,10 @@ async fn bench_reconcile_cold_start() {
                 let pins_written = pins_written.clone();
                 tokio::spawn(async move {
                     let patch = json!({"data": {"pin": ByteString(format!("played-pin-{name}").into_bytes())}});
-                    match secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    match secrets
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
                         Ok(_) => {
                             pins_written.fetch_add(1, Ordering::Relaxed);
                         }
@@ -129,13 +137,18 @@ async fn bench_reconcile_cold_start() {
         let state = state.clone();
         let partitions = partitions.clone();
         tokio::spawn(async move {
-            let stream = watcher(partitions, watcher::Config::default()).default_backoff().applied_objects();
+            let stream = watcher(partitions, watcher::Config::default())
+                .default_backoff()
+                .applied_objects();
             futures::pin_mut!(stream);
             while let Ok(Some(p)) = stream.try_next().await {
                 let v = serde_json::to_value(&p).unwrap_or_default();
                 let is_true = |t: &str| condition(&v, t).is_some_and(|c| c.status == "True");
                 let name = p.metadata.name.clone().unwrap_or_default();
-                state.lock().expect("state lock").insert(name, (is_true("ConfigRendered"), is_true("Ready")));
+                state
+                    .lock()
+                    .expect("state lock")
+                    .insert(name, (is_true("ConfigRendered"), is_true("Ready")));
             }
         })
     };
@@ -143,11 +156,17 @@ async fn bench_reconcile_cold_start() {
     // 4. Cold start of the operator; the clock runs from its spawn.
     let apiserver_pid: u32 = fx.api.var("KUBE_APISERVER_PID").parse().expect("KUBE_APISERVER_PID");
     let etcd_pid: u32 = fx.api.var("ETCD_PID").parse().expect("ETCD_PID");
-    let cpu0 = (cpu_seconds(apiserver_pid).unwrap_or(0.0), cpu_seconds(etcd_pid).unwrap_or(0.0));
+    let cpu0 = (
+        cpu_seconds(apiserver_pid).unwrap_or(0.0),
+        cpu_seconds(etcd_pid).unwrap_or(0.0),
+    );
     let t0 = Instant::now();
     fx.start_operator();
     let pid = fx.operator().pid();
-    say(format!("operator pid {pid} healthy after {:.2} s", t0.elapsed().as_secs_f64()));
+    say(format!(
+        "operator pid {pid} healthy after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    ));
     let (mut all_rendered, mut all_ready) = (None, None);
     let mut last_report = Instant::now();
     while all_ready.is_none() && t0.elapsed() < limit {
@@ -172,7 +191,10 @@ async fn bench_reconcile_cold_start() {
             ));
         }
         if let Some(status) = fx.operator().exit_status() {
-            panic!("the operator exited ({status}) during the benchmark\n{}", fx.diagnostics());
+            panic!(
+                "the operator exited ({status}) during the benchmark\n{}",
+                fx.diagnostics()
+            );
         }
     }
     let cpu = (
@@ -185,7 +207,12 @@ async fn bench_reconcile_cold_start() {
     let metrics = fx.operator().http_get("/metrics").map(|r| r.1).unwrap_or_default();
     let reconciles = support::operator::metric_sum(&metrics, "hsm_operator_reconciles_total").unwrap_or(f64::NAN);
     let failures = support::operator::metric_sum(&metrics, "hsm_operator_reconcile_failures_total").unwrap_or(0.0);
-    let jobs = fx.api::<Job>().list(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0);
+    let jobs = fx
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0);
     player.abort();
     tracker.abort();
 

@@ -48,18 +48,31 @@ async fn bench_webhook_pod_creates() {
     let apiserver_before = apiserver_histogram(&env);
     let processes = [
         ("hsm-operator", env.operator.pid()),
-        ("kube-apiserver", env.fx.api.var("KUBE_APISERVER_PID").parse().expect("KUBE_APISERVER_PID")),
+        (
+            "kube-apiserver",
+            env.fx
+                .api
+                .var("KUBE_APISERVER_PID")
+                .parse()
+                .expect("KUBE_APISERVER_PID"),
+        ),
         ("etcd", env.fx.api.var("ETCD_PID").parse().expect("ETCD_PID")),
     ];
     let cpu_before: Vec<f64> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
 
     say(&format!("creating {n} labelled pods, at most {concurrency} in flight"));
-    let bodies: Vec<_> = (0..n).map(|i| app_pod(&format!("load-{i}"), true, Some(PARTITION), APP_SERVICE_ACCOUNT, &sleep)).collect();
+    let bodies: Vec<_> = (0..n)
+        .map(|i| app_pod(&format!("load-{i}"), true, Some(PARTITION), APP_SERVICE_ACCOUNT, &sleep))
+        .collect();
     let started = Instant::now();
     let results: Vec<(Duration, Result<(), String>)> = futures::stream::iter(bodies.iter())
         .map(|body| async {
             let t = Instant::now();
-            let r = env.create_pod(body).await.map(|_| ()).map_err(|(code, m)| format!("HTTP {code}: {m}"));
+            let r = env
+                .create_pod(body)
+                .await
+                .map(|_| ())
+                .map_err(|(code, m)| format!("HTTP {code}: {m}"));
             (t.elapsed(), r)
         })
         .buffer_unordered(concurrency)
@@ -67,7 +80,12 @@ async fn bench_webhook_pod_creates() {
         .await;
     let wall = started.elapsed();
     let failures: Vec<&String> = results.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
-    assert!(failures.is_empty(), "{} of {n} creates failed, e.g. {}", failures.len(), failures[0]);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} creates failed, e.g. {}",
+        failures.len(),
+        failures[0]
+    );
 
     let cpu: Vec<String> = processes
         .iter()
@@ -76,18 +94,44 @@ async fn bench_webhook_pod_creates() {
         .collect();
     let after = Histogram::parse(&env.operator.metrics(), "hsm_operator_webhook_duration_seconds", "");
     let hook = after.minus(&before);
-    assert_eq!(hook.count as usize, n, "the webhook counted {} reviews for {n} creates", hook.count);
-    let injected = env.pods().list(&Default::default()).await.expect("listing pods").items.into_iter().filter(|p| {
-        p.metadata.annotations.as_ref().and_then(|a| a.get("hsmbridge.io/inject-status")).is_some_and(|v| v == "injected")
-    });
-    assert_eq!(injected.count(), n + 1, "every pod (and the warm-up pod) is stored injected");
+    assert_eq!(
+        hook.count as usize, n,
+        "the webhook counted {} reviews for {n} creates",
+        hook.count
+    );
+    let injected = env
+        .pods()
+        .list(&Default::default())
+        .await
+        .expect("listing pods")
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("hsmbridge.io/inject-status"))
+                .is_some_and(|v| v == "injected")
+        });
+    assert_eq!(
+        injected.count(),
+        n + 1,
+        "every pod (and the warm-up pod) is stored injected"
+    );
 
     let mut client: Vec<f64> = results.iter().map(|(d, _)| d.as_secs_f64()).collect();
     client.sort_by(f64::total_cmp);
     let exact = |q: f64| client[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
     let ms = |s: f64| format!("{:.2} ms", s * 1e3);
-    let bound = |q: f64| hook.quantile_bound(q).map_or("+Inf".to_owned(), |b| format!("<= {}", ms(b)));
-    say(&format!("{n} pods created in {:.2} s ({:.0} pods/s), all injected", wall.as_secs_f64(), n as f64 / wall.as_secs_f64()));
+    let bound = |q: f64| {
+        hook.quantile_bound(q)
+            .map_or("+Inf".to_owned(), |b| format!("<= {}", ms(b)))
+    };
+    say(&format!(
+        "{n} pods created in {:.2} s ({:.0} pods/s), all injected",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64()
+    ));
     say(&format!(
         "webhook (operator's histogram, {} reviews): p50 {}, p99 {} (bucket upper bounds), mean {}",
         hook.count,
@@ -97,7 +141,10 @@ async fn bench_webhook_pod_creates() {
     ));
     if let (Some(a), Some(b)) = (apiserver_histogram(&env), apiserver_before) {
         let api = a.minus(&b);
-        let bound = |q: f64| api.quantile_bound(q).map_or("+Inf".to_owned(), |b| format!("<= {}", ms(b)));
+        let bound = |q: f64| {
+            api.quantile_bound(q)
+                .map_or("+Inf".to_owned(), |b| format!("<= {}", ms(b)))
+        };
         say(&format!(
             "webhook call as the API server sees it (incl. TLS, network; buckets 5/25/100 ms...): p50 {}, p99 {}, mean {}",
             bound(0.5),
@@ -120,7 +167,11 @@ async fn bench_webhook_pod_creates() {
     let p99 = hook.quantile_bound(0.99).unwrap_or(f64::INFINITY);
     say(&format!(
         "target webhook p99 < 10 ms: {}",
-        if p99 <= TARGET_P99 { "met (the p99 bucket's bound is within it)" } else { "NOT met" }
+        if p99 <= TARGET_P99 {
+            "met (the p99 bucket's bound is within it)"
+        } else {
+            "NOT met"
+        }
     ));
 }
 
@@ -129,7 +180,10 @@ async fn bench_webhook_pod_creates() {
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) end with ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the ')'.
     (ticks(11) + ticks(12)) / 100.0
@@ -138,7 +192,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// The API server's histogram of calls to our webhook (admin reads the API server's /metrics).
 fn apiserver_histogram(env: &Injection) -> Option<Histogram> {
     let text = env.fx.api.kubectl_ok(&["get", "--raw", "/metrics"]);
-    let h = Histogram::parse(&text, "apiserver_admission_webhook_admission_duration_seconds", "name=\"inject.hsmbridge.io\"");
+    let h = Histogram::parse(
+        &text,
+        "apiserver_admission_webhook_admission_duration_seconds",
+        "name=\"inject.hsmbridge.io\"",
+    );
     (h.count > 0.0).then_some(h)
 }
 
@@ -155,11 +213,23 @@ impl Histogram {
     fn parse(text: &str, name: &str, filter: &str) -> Histogram {
         let mut h = Histogram::default();
         for line in text.lines().filter(|l| l.starts_with(name) && l.contains(filter)) {
-            let Some((series, value)) = line.rsplit_once(' ') else { continue };
-            let Ok(value) = value.trim().parse::<f64>() else { continue };
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
             if series.starts_with(&format!("{name}_bucket")) {
-                let le = series.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
-                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+                let le = series
+                    .split("le=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("");
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::NAN)
+                };
                 match h.buckets.iter_mut().find(|(b, _)| *b == le) {
                     Some((_, n)) => *n += value,
                     None => h.buckets.push((le, value)),
@@ -187,6 +257,10 @@ impl Histogram {
     /// The upper bound of the first bucket holding quantile `q` (`None` when empty or +Inf).
     fn quantile_bound(&self, q: f64) -> Option<f64> {
         let rank = (q * self.count).ceil().max(1.0);
-        self.buckets.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le).filter(|le| le.is_finite())
+        self.buckets
+            .iter()
+            .find(|(_, n)| *n >= rank)
+            .map(|(le, _)| *le)
+            .filter(|le| le.is_finite())
     }
 }

@@ -20,21 +20,39 @@ async fn leftovers(fx: &Fixture, partition: &str, include_secret: bool) -> Vec<S
     fn describe(kind: &str, m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
         let mut s = format!("{kind}/{}", m.name.clone().unwrap_or_default());
         if m.deletion_timestamp.is_some() {
-            s.push_str(&format!(" (deleting; finalizers {:?})", m.finalizers.clone().unwrap_or_default()));
+            s.push_str(&format!(
+                " (deleting; finalizers {:?})",
+                m.finalizers.clone().unwrap_or_default()
+            ));
         }
         s
     }
     let mut out = Vec::new();
     let enroll = format!("{partition}-enroll");
-    if let Some(o) = fx.api::<ConfigMap>().get_opt(&format!("{partition}-provider")).await.expect("get ConfigMap") {
+    if let Some(o) = fx
+        .api::<ConfigMap>()
+        .get_opt(&format!("{partition}-provider"))
+        .await
+        .expect("get ConfigMap")
+    {
         out.push(describe("ConfigMap", &o.metadata));
     }
     if include_secret {
-        if let Some(o) = fx.api::<Secret>().get_opt(&format!("{partition}-credentials")).await.expect("get Secret") {
+        if let Some(o) = fx
+            .api::<Secret>()
+            .get_opt(&format!("{partition}-credentials"))
+            .await
+            .expect("get Secret")
+        {
             out.push(describe("Secret", &o.metadata));
         }
     }
-    if let Some(o) = fx.api::<ServiceAccount>().get_opt(&enroll).await.expect("get ServiceAccount") {
+    if let Some(o) = fx
+        .api::<ServiceAccount>()
+        .get_opt(&enroll)
+        .await
+        .expect("get ServiceAccount")
+    {
         out.push(describe("ServiceAccount", &o.metadata));
     }
     if let Some(o) = fx.api::<Role>().get_opt(&enroll).await.expect("get Role") {
@@ -44,7 +62,13 @@ async fn leftovers(fx: &Fixture, partition: &str, include_secret: bool) -> Vec<S
         out.push(describe("RoleBinding", &o.metadata));
     }
     let prefix = format!("{partition}-enroll-");
-    for j in fx.api::<Job>().list(&ListParams::default()).await.expect("list Jobs").items {
+    for j in fx
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .expect("list Jobs")
+        .items
+    {
         if j.metadata.name.as_deref().is_some_and(|n| n.starts_with(&prefix)) {
             out.push(describe("Job", &j.metadata));
         }
@@ -73,30 +97,43 @@ async fn deletion_removes_what_the_operator_made() {
     // A primus partition too: it has a provider ConfigMap (no enrollment needed to delete it).
     fx.create_setup_secret("cfg-setup", SETUP_PASSWORD).await;
     fx.create_partition(&primus_partition("cfg")).await;
-    fx.wait_condition("cfg", "ConfigRendered", "True", Some("Rendered")).await;
-    fx.api::<ConfigMap>().get("cfg-provider").await.expect("the primus partition's ConfigMap");
+    fx.wait_condition("cfg", "ConfigRendered", "True", Some("Rendered"))
+        .await;
+    fx.api::<ConfigMap>()
+        .get("cfg-provider")
+        .await
+        .expect("the primus partition's ConfigMap");
 
     let kept_pin = fx.secret_value("keep-credentials", "pin").await.expect("keep's pin");
     let finalizers = fx.partition("drop").await.expect("drop")["metadata"]["finalizers"].clone();
     assert!(
-        finalizers.as_array().is_some_and(|f| f.iter().any(|x| x == "hsmbridge.io/cleanup")),
+        finalizers
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "hsmbridge.io/cleanup")),
         "the partition must carry the finalizer hsmbridge.io/cleanup: {finalizers}"
     );
 
     for name in ["drop", "keep", "cfg"] {
-        fx.partitions().delete(name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+        fx.partitions()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
     }
     let fxr = &fx;
     for name in ["drop", "keep", "cfg"] {
-        fx.eventually(&format!("HsmPartition {name} to be gone (finalizer removed)"), WAIT, || async move {
-            match fxr.partition(name).await {
-                None => Ok(()),
-                Some(p) => Err(format!(
-                    "still there: deletionTimestamp {}, finalizers {}, status {}",
-                    p["metadata"]["deletionTimestamp"], p["metadata"]["finalizers"], p["status"]
-                )),
-            }
-        })
+        fx.eventually(
+            &format!("HsmPartition {name} to be gone (finalizer removed)"),
+            WAIT,
+            || async move {
+                match fxr.partition(name).await {
+                    None => Ok(()),
+                    Some(p) => Err(format!(
+                        "still there: deletionTimestamp {}, finalizers {}, status {}",
+                        p["metadata"]["deletionTimestamp"], p["metadata"]["finalizers"], p["status"]
+                    )),
+                }
+            },
+        )
         .await;
     }
 
@@ -113,10 +150,19 @@ async fn deletion_removes_what_the_operator_made() {
 
     // retainCredentialsOnDelete: the Secret stays, with its PIN, and no longer points at the
     // deleted partition (a real cluster's garbage collector would delete it otherwise).
-    let kept = fx.api::<Secret>().get_opt("keep-credentials").await.expect("get Secret");
+    let kept = fx
+        .api::<Secret>()
+        .get_opt("keep-credentials")
+        .await
+        .expect("get Secret");
     let kept = kept.expect("keep-credentials was deleted although retainCredentialsOnDelete: true");
     assert_eq!(
-        kept.data.clone().unwrap_or_default().get("pin").map(|b| b.0.clone()).as_ref(),
+        kept.data
+            .clone()
+            .unwrap_or_default()
+            .get("pin")
+            .map(|b| b.0.clone())
+            .as_ref(),
         Some(&kept_pin),
         "the retained PIN changed"
     );
@@ -126,7 +172,10 @@ async fn deletion_removes_what_the_operator_made() {
         "the retained Secret still has an ownerReference to the deleted partition, so a garbage collector would delete it: {refs:?}"
     );
     tokens[1]
-        .login("user", &String::from_utf8_lossy(&kept.data.unwrap_or_default()["pin"].0))
+        .login(
+            "user",
+            &String::from_utf8_lossy(&kept.data.unwrap_or_default()["pin"].0),
+        )
         .expect("the retained PIN still logs in");
 
     // Re-creating the partition adopts the retained credential: Ready without a new enrollment
@@ -141,7 +190,10 @@ async fn deletion_removes_what_the_operator_made() {
         "re-creating the partition started an enrollment although its credential was retained: {:?}",
         jobs.iter().map(|j| j.metadata.name.clone()).collect::<Vec<_>>()
     );
-    let again = fx.secret_value("keep-credentials", "pin").await.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let again = fx
+        .secret_value("keep-credentials", "pin")
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
     assert_eq!(
         again.as_deref(),
         Some(String::from_utf8_lossy(&kept_pin).as_ref()),
@@ -151,6 +203,9 @@ async fn deletion_removes_what_the_operator_made() {
 
     // The user's own objects are not the operator's to delete.
     for s in ["drop-setup", "keep-setup", "cfg-setup"] {
-        assert!(fx.api::<Secret>().get_opt(s).await.expect("get").is_some(), "the setup Secret {s} was deleted");
+        assert!(
+            fx.api::<Secret>().get_opt(s).await.expect("get").is_some(),
+            "the setup Secret {s} was deleted"
+        );
     }
 }

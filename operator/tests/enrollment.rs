@@ -28,16 +28,29 @@ fn check_job_shape(job: &Job, ns: &str, partition: &str, setup_password: &str) {
         Some(0),
         "Job {name}: backoffLimit must be 0 (HSMs lock out after bad setup passwords)"
     );
-    let pod = spec.template.spec.as_ref().unwrap_or_else(|| panic!("Job {name} has no pod spec"));
-    assert_eq!(pod.restart_policy.as_deref(), Some("Never"), "Job {name}: restartPolicy");
+    let pod = spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap_or_else(|| panic!("Job {name} has no pod spec"));
+    assert_eq!(
+        pod.restart_policy.as_deref(),
+        Some("Never"),
+        "Job {name}: restartPolicy"
+    );
     assert_eq!(
         pod.service_account_name.as_deref(),
         Some(format!("{partition}-enroll").as_str()),
         "Job {name}: serviceAccountName"
     );
     let c = &pod.containers[0];
-    let argv: Vec<String> =
-        c.command.clone().unwrap_or_default().into_iter().chain(c.args.clone().unwrap_or_default()).collect();
+    let argv: Vec<String> = c
+        .command
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(c.args.clone().unwrap_or_default())
+        .collect();
     let line = argv.join(" ");
     for want in [
         "hsm-sidecar enroll".to_owned(),
@@ -48,27 +61,57 @@ fn check_job_shape(job: &Job, ns: &str, partition: &str, setup_password: &str) {
         format!("--secret {partition}-credentials"),
         format!("--namespace {ns}"),
     ] {
-        assert!(line.contains(&want), "Job {name}: the command line lacks `{want}`: {line}");
+        assert!(
+            line.contains(&want),
+            "Job {name}: the command line lacks `{want}`: {line}"
+        );
     }
-    assert_eq!(c.image.as_deref(), Some(support::SIDECAR_IMAGE), "Job {name}: image must be spec.sidecar.image");
+    assert_eq!(
+        c.image.as_deref(),
+        Some(support::SIDECAR_IMAGE),
+        "Job {name}: image must be spec.sidecar.image"
+    );
     let whole = serde_json::to_string(job).expect("job JSON");
-    assert!(!whole.contains(setup_password), "Job {name} carries the setup password in its spec: {whole}");
+    assert!(
+        !whole.contains(setup_password),
+        "Job {name} carries the setup password in its spec: {whole}"
+    );
     let setup_volume = pod
         .volumes
         .iter()
         .flatten()
-        .find(|v| v.secret.as_ref().is_some_and(|s| s.secret_name.as_deref() == Some(&format!("{partition}-setup"))))
+        .find(|v| {
+            v.secret
+                .as_ref()
+                .is_some_and(|s| s.secret_name.as_deref() == Some(&format!("{partition}-setup")))
+        })
         .unwrap_or_else(|| {
-            panic!("Job {name} mounts no volume of the setup Secret {partition}-setup: {:?}", pod.volumes)
+            panic!(
+                "Job {name} mounts no volume of the setup Secret {partition}-setup: {:?}",
+                pod.volumes
+            )
         });
-    let items = setup_volume.secret.as_ref().and_then(|s| s.items.clone()).unwrap_or_default();
+    let items = setup_volume
+        .secret
+        .as_ref()
+        .and_then(|s| s.items.clone())
+        .unwrap_or_default();
     assert!(
-        items.iter().any(|i| i.key == support::SETUP_KEY && i.path == "setup-password"),
+        items
+            .iter()
+            .any(|i| i.key == support::SETUP_KEY && i.path == "setup-password"),
         "Job {name}: the setup Secret volume must map key {} to setup-password: {items:?}",
         support::SETUP_KEY
     );
-    let mode = items.iter().find_map(|i| i.mode).or(setup_volume.secret.as_ref().and_then(|s| s.default_mode));
-    assert_eq!(mode, Some(0o400), "Job {name}: the setup password file must be mode 0400");
+    let mode = items
+        .iter()
+        .find_map(|i| i.mode)
+        .or(setup_volume.secret.as_ref().and_then(|s| s.default_mode));
+    assert_eq!(
+        mode,
+        Some(0o400),
+        "Job {name}: the setup password file must be mode 0400"
+    );
     check_restricted(job);
 }
 
@@ -91,13 +134,24 @@ fn check_restricted(job: &Job) {
         "Job {name}: ttlSecondsAfterFinished {:?}",
         spec.ttl_seconds_after_finished
     );
-    let pod = spec.template.spec.as_ref().unwrap_or_else(|| panic!("Job {name} has no pod spec"));
-    let psc = pod.security_context.clone().unwrap_or_else(|| panic!("Job {name}: no pod securityContext"));
+    let pod = spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap_or_else(|| panic!("Job {name} has no pod spec"));
+    let psc = pod
+        .security_context
+        .clone()
+        .unwrap_or_else(|| panic!("Job {name}: no pod securityContext"));
     assert_eq!(psc.run_as_non_root, Some(true), "Job {name}: pod runAsNonRoot");
     let uid = psc.run_as_user.unwrap_or_else(|| panic!("Job {name}: pod runAsUser"));
     assert!(uid > 0, "Job {name}: runAsUser {uid}");
     assert_eq!(psc.run_as_group, Some(uid), "Job {name}: pod runAsGroup");
-    assert_eq!(psc.fs_group, Some(uid), "Job {name}: fsGroup (the 0400 setup-password file is readable through it)");
+    assert_eq!(
+        psc.fs_group,
+        Some(uid),
+        "Job {name}: fsGroup (the 0400 setup-password file is readable through it)"
+    );
     assert_eq!(
         psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
         Some("RuntimeDefault"),
@@ -112,10 +166,21 @@ fn check_restricted(job: &Job) {
         );
     }
     let c = &pod.containers[0];
-    let sc = c.security_context.clone().unwrap_or_else(|| panic!("Job {name}: no container securityContext"));
-    assert_eq!(sc.allow_privilege_escalation, Some(false), "Job {name}: allowPrivilegeEscalation");
+    let sc = c
+        .security_context
+        .clone()
+        .unwrap_or_else(|| panic!("Job {name}: no container securityContext"));
+    assert_eq!(
+        sc.allow_privilege_escalation,
+        Some(false),
+        "Job {name}: allowPrivilegeEscalation"
+    );
     assert_eq!(sc.run_as_non_root, Some(true), "Job {name}: runAsNonRoot");
-    assert_eq!(sc.read_only_root_filesystem, Some(true), "Job {name}: readOnlyRootFilesystem");
+    assert_eq!(
+        sc.read_only_root_filesystem,
+        Some(true),
+        "Job {name}: readOnlyRootFilesystem"
+    );
     assert_ne!(sc.privileged, Some(true), "Job {name}: privileged");
     let caps = sc.capabilities.clone().unwrap_or_default();
     assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]), "Job {name}: capabilities.drop");
@@ -125,25 +190,49 @@ fn check_restricted(job: &Job) {
         Some("RuntimeDefault"),
         "Job {name}: container seccompProfile"
     );
-    let resources = c.resources.clone().unwrap_or_else(|| panic!("Job {name}: no resources"));
+    let resources = c
+        .resources
+        .clone()
+        .unwrap_or_else(|| panic!("Job {name}: no resources"));
     for key in ["cpu", "memory"] {
-        assert!(resources.requests.as_ref().is_some_and(|r| r.contains_key(key)), "Job {name}: requests.{key}");
+        assert!(
+            resources.requests.as_ref().is_some_and(|r| r.contains_key(key)),
+            "Job {name}: requests.{key}"
+        );
     }
-    assert!(resources.limits.as_ref().is_some_and(|r| r.contains_key("memory")), "Job {name}: limits.memory");
+    assert!(
+        resources.limits.as_ref().is_some_and(|r| r.contains_key("memory")),
+        "Job {name}: limits.memory"
+    );
     let tmp = c.volume_mounts.iter().flatten().find(|m| m.mount_path == "/tmp");
-    assert!(tmp.is_some(), "Job {name}: no writable /tmp under a read-only root filesystem");
+    assert!(
+        tmp.is_some(),
+        "Job {name}: no writable /tmp under a read-only root filesystem"
+    );
 }
 
 /// The Role may only get/update/patch the one credential Secret; the binding gives it to the
 /// Job's ServiceAccount and nothing else.
 async fn check_enroll_rbac(fx: &Fixture, partition: &str) {
     let role_name = format!("{partition}-enroll");
-    let role = fx.api::<Role>().get(&role_name).await.unwrap_or_else(|e| panic!("Role {role_name}: {e}"));
+    let role = fx
+        .api::<Role>()
+        .get(&role_name)
+        .await
+        .unwrap_or_else(|e| panic!("Role {role_name}: {e}"));
     let rules = role.rules.clone().unwrap_or_default();
     assert_eq!(rules.len(), 1, "Role {role_name} must have exactly one rule: {rules:?}");
     let r = &rules[0];
-    assert_eq!(r.api_groups.clone().unwrap_or_default(), vec![String::new()], "Role {role_name}: apiGroups");
-    assert_eq!(r.resources.clone().unwrap_or_default(), vec!["secrets".to_owned()], "Role {role_name}: resources");
+    assert_eq!(
+        r.api_groups.clone().unwrap_or_default(),
+        vec![String::new()],
+        "Role {role_name}: apiGroups"
+    );
+    assert_eq!(
+        r.resources.clone().unwrap_or_default(),
+        vec!["secrets".to_owned()],
+        "Role {role_name}: resources"
+    );
     assert_eq!(
         r.resource_names.clone().unwrap_or_default(),
         vec![format!("{partition}-credentials")],
@@ -156,7 +245,11 @@ async fn check_enroll_rbac(fx: &Fixture, partition: &str) {
         "Role {role_name}: verbs {verbs:?} must be within {allowed:?}"
     );
 
-    let rb = fx.api::<RoleBinding>().get(&role_name).await.unwrap_or_else(|e| panic!("RoleBinding {role_name}: {e}"));
+    let rb = fx
+        .api::<RoleBinding>()
+        .get(&role_name)
+        .await
+        .unwrap_or_else(|e| panic!("RoleBinding {role_name}: {e}"));
     assert_eq!(
         (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
         ("Role", role_name.as_str()),
@@ -183,7 +276,10 @@ async fn check_enroll_rbac(fx: &Fixture, partition: &str) {
     );
     assert!(!fx.can_i(&sa, "list", "secrets"), "{sa} can list Secrets");
     assert!(!fx.can_i(&sa, "create", "secrets"), "{sa} can create Secrets");
-    assert!(!fx.can_i(&sa, "update", "secrets/someone-elses"), "{sa} can update other Secrets");
+    assert!(
+        !fx.can_i(&sa, "update", "secrets/someone-elses"),
+        "{sa} can update other Secrets"
+    );
 }
 
 /// Every object the operator made for the partition carries an ownerReference to it.
@@ -192,21 +288,53 @@ async fn check_owner_references(fx: &Fixture, partition: &str, uid: &str, job: &
         |kind: &str, name: &str, refs: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
             let refs = refs.unwrap_or_default();
             assert!(
-                refs.iter().any(|r| r.uid == uid && r.kind == "HsmPartition" && r.name == partition),
+                refs.iter()
+                    .any(|r| r.uid == uid && r.kind == "HsmPartition" && r.name == partition),
                 "{kind} {name} has no ownerReference to HsmPartition {partition} (uid {uid}): {refs:?}"
             );
         };
     let n = format!("{partition}-enroll");
     let c = format!("{partition}-credentials");
-    owned("Secret", &c, fx.api::<Secret>().get(&c).await.expect("credential Secret").metadata.owner_references);
+    owned(
+        "Secret",
+        &c,
+        fx.api::<Secret>()
+            .get(&c)
+            .await
+            .expect("credential Secret")
+            .metadata
+            .owner_references,
+    );
     owned(
         "ServiceAccount",
         &n,
-        fx.api::<ServiceAccount>().get(&n).await.expect("ServiceAccount").metadata.owner_references,
+        fx.api::<ServiceAccount>()
+            .get(&n)
+            .await
+            .expect("ServiceAccount")
+            .metadata
+            .owner_references,
     );
-    owned("Role", &n, fx.api::<Role>().get(&n).await.expect("Role").metadata.owner_references);
-    owned("RoleBinding", &n, fx.api::<RoleBinding>().get(&n).await.expect("RoleBinding").metadata.owner_references);
-    owned("Job", job, fx.api::<Job>().get(job).await.expect("Job").metadata.owner_references);
+    owned(
+        "Role",
+        &n,
+        fx.api::<Role>().get(&n).await.expect("Role").metadata.owner_references,
+    );
+    owned(
+        "RoleBinding",
+        &n,
+        fx.api::<RoleBinding>()
+            .get(&n)
+            .await
+            .expect("RoleBinding")
+            .metadata
+            .owner_references,
+    );
+    owned(
+        "Job",
+        job,
+        fx.api::<Job>().get(job).await.expect("Job").metadata.owner_references,
+    );
 }
 
 fn expected_job_name(partition: &str, setup_version: &str) -> String {
@@ -243,7 +371,12 @@ async fn enrollment_writes_a_pin_that_logs_in() {
         conditions_summary(&p)
     );
     let ready = condition(&p, "Ready").expect("Ready condition");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "NotEnrolled"), "{}", conditions_summary(&p));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NotEnrolled"),
+        "{}",
+        conditions_summary(&p)
+    );
     let empty = fx
         .api::<Secret>()
         .get("payments-credentials")
@@ -261,9 +394,18 @@ async fn enrollment_writes_a_pin_that_logs_in() {
 
     let p = fx.wait_condition("payments", "Ready", "True", Some("Ready")).await;
     let generation = int_at(&p, "/metadata/generation").expect("generation");
-    for (t, reason) in [("ConfigRendered", "Rendered"), ("Enrolled", "Enrolled"), ("Ready", "Ready")] {
+    for (t, reason) in [
+        ("ConfigRendered", "Rendered"),
+        ("Enrolled", "Enrolled"),
+        ("Ready", "Ready"),
+    ] {
         let c = condition(&p, t).unwrap_or_else(|| panic!("no {t} condition: {}", conditions_summary(&p)));
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason), "{t}: {}", conditions_summary(&p));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", reason),
+            "{t}: {}",
+            conditions_summary(&p)
+        );
     }
     assert_eq!(
         int_at(&p, "/status/observedGeneration"),
@@ -276,9 +418,15 @@ async fn enrollment_writes_a_pin_that_logs_in() {
         Some("payments-credentials"),
         "status.credentialSecret"
     );
-    assert_eq!(int_at(&p, "/status/enrollment/attempts"), Some(1), "status.enrollment.attempts: {}", p["status"]);
     assert_eq!(
-        p.pointer("/status/enrollment/setupPasswordVersion").and_then(Value::as_str),
+        int_at(&p, "/status/enrollment/attempts"),
+        Some(1),
+        "status.enrollment.attempts: {}",
+        p["status"]
+    );
+    assert_eq!(
+        p.pointer("/status/enrollment/setupPasswordVersion")
+            .and_then(Value::as_str),
         Some(setup_version.as_str()),
         "status.enrollment.setupPasswordVersion"
     );
@@ -291,12 +439,18 @@ async fn enrollment_writes_a_pin_that_logs_in() {
     // The PIN in the Secret is the token's user PIN now; the initial one is gone.
     let pin = pin_of(fx.secret_value("payments-credentials", "pin").await);
     assert!(pin.len() >= 16, "the permanent secret is short ({} chars)", pin.len());
-    token.login("user", &pin).unwrap_or_else(|e| panic!("the enrolled PIN does not log in: {e}"));
+    token
+        .login("user", &pin)
+        .unwrap_or_else(|e| panic!("the enrolled PIN does not log in: {e}"));
     assert!(
         token.login("user", INITIAL_USER_PIN).is_err(),
         "the token's initial user PIN still works after enrollment"
     );
-    let secret = fx.api::<Secret>().get("payments-credentials").await.expect("credential Secret");
+    let secret = fx
+        .api::<Secret>()
+        .get("payments-credentials")
+        .await
+        .expect("credential Secret");
     let annotations = secret.metadata.annotations.unwrap_or_default();
     assert!(
         !annotations.contains_key("hsmbridge.io/enrollment-error"),
@@ -314,7 +468,13 @@ async fn enrollment_writes_a_pin_that_logs_in() {
             }
         })
         .await;
-    eprintln!("events: {:?}", events.iter().map(|e| (e.reason.clone(), e.message.clone())).collect::<Vec<_>>());
+    eprintln!(
+        "events: {:?}",
+        events
+            .iter()
+            .map(|e| (e.reason.clone(), e.message.clone()))
+            .collect::<Vec<_>>()
+    );
 
     // Never enrolls twice: more reconciles leave the one Job and the PIN alone.
     for n in 1..=3 {
@@ -335,8 +495,18 @@ async fn enrollment_writes_a_pin_that_logs_in() {
         "the PIN changed after more reconciles"
     );
     let p = fx.partition("payments").await.expect("partition");
-    assert_eq!(int_at(&p, "/status/enrollment/attempts"), Some(1), "attempts after more reconciles: {}", p["status"]);
-    assert_eq!(condition(&p, "Ready").map(|c| c.status), Some("True".to_owned()), "{}", conditions_summary(&p));
+    assert_eq!(
+        int_at(&p, "/status/enrollment/attempts"),
+        Some(1),
+        "attempts after more reconciles: {}",
+        p["status"]
+    );
+    assert_eq!(
+        condition(&p, "Ready").map(|c| c.status),
+        Some("True".to_owned()),
+        "{}",
+        conditions_summary(&p)
+    );
 
     // Someone deletes the credential Secret: the setup password is spent, so the operator must
     // not enroll again on its own (that would fail and count towards the HSM's lockout); it
@@ -347,7 +517,12 @@ async fn enrollment_writes_a_pin_that_logs_in() {
         .expect("deleting the credential Secret");
     let p = fx.wait_condition("payments", "Enrolled", "False", None).await;
     eprintln!("after the credential Secret was deleted: {}", conditions_summary(&p));
-    assert_eq!(condition(&p, "Ready").map(|c| c.status), Some("False".to_owned()), "{}", conditions_summary(&p));
+    assert_eq!(
+        condition(&p, "Ready").map(|c| c.status),
+        Some("False".to_owned()),
+        "{}",
+        conditions_summary(&p)
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let jobs = fx.enrollment_jobs("payments").await;
     assert_eq!(
@@ -375,8 +550,17 @@ async fn rejected_setup_password_is_not_retried_until_the_secret_changes() {
     let job1 = fx.wait_for_new_job("payments", &[]).await;
     assert_eq!(job1, expected_job_name("payments", &v1));
     let run = fx.play_enrollment(&job1, &token).await;
-    assert_eq!(run.code(), Some(3), "a wrong setup password must exit 3 (CONTRACT.md):\n{}", run.describe());
-    let secret = fx.api::<Secret>().get("payments-credentials").await.expect("credential Secret");
+    assert_eq!(
+        run.code(),
+        Some(3),
+        "a wrong setup password must exit 3 (CONTRACT.md):\n{}",
+        run.describe()
+    );
+    let secret = fx
+        .api::<Secret>()
+        .get("payments-credentials")
+        .await
+        .expect("credential Secret");
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
         annotations.get("hsmbridge.io/enrollment-error").map(String::as_str),
@@ -384,9 +568,14 @@ async fn rejected_setup_password_is_not_retried_until_the_secret_changes() {
         "the Job must annotate the credential Secret with the failure: {annotations:?}\n{}",
         run.describe()
     );
-    assert!(!secret.data.unwrap_or_default().contains_key("pin"), "a pin was written although enrollment failed");
+    assert!(
+        !secret.data.unwrap_or_default().contains_key("pin"),
+        "a pin was written although enrollment failed"
+    );
 
-    let p = fx.wait_condition("payments", "Enrolled", "False", Some("SetupPasswordRejected")).await;
+    let p = fx
+        .wait_condition("payments", "Enrolled", "False", Some("SetupPasswordRejected"))
+        .await;
     let c = condition(&p, "Enrolled").expect("Enrolled");
     eprintln!("Enrolled=False/SetupPasswordRejected: {}", c.message);
     assert!(
@@ -394,10 +583,24 @@ async fn rejected_setup_password_is_not_retried_until_the_secret_changes() {
         "the SetupPasswordRejected message must say which Secret to update (payments-setup): {:?}",
         c.message
     );
-    assert!(!c.message.contains(WRONG_SETUP_PASSWORD), "the message leaks the setup password: {:?}", c.message);
+    assert!(
+        !c.message.contains(WRONG_SETUP_PASSWORD),
+        "the message leaks the setup password: {:?}",
+        c.message
+    );
     let ready = condition(&p, "Ready").expect("Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "NotEnrolled"), "{}", conditions_summary(&p));
-    assert_eq!(int_at(&p, "/status/enrollment/attempts"), Some(1), "attempts: {}", p["status"]);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NotEnrolled"),
+        "{}",
+        conditions_summary(&p)
+    );
+    assert_eq!(
+        int_at(&p, "/status/enrollment/attempts"),
+        Some(1),
+        "attempts: {}",
+        p["status"]
+    );
 
     // Force reconciles: label changes, then an operator restart (a fresh process re-lists all).
     let before = support::operator::metric_sum(&fx.metrics(), "hsm_operator_reconciles_total");
@@ -423,7 +626,12 @@ async fn rejected_setup_password_is_not_retried_until_the_secret_changes() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("reconciles by the restarted operator: {restarted}");
 
-    let jobs: Vec<String> = fx.enrollment_jobs("payments").await.into_iter().filter_map(|j| j.metadata.name).collect();
+    let jobs: Vec<String> = fx
+        .enrollment_jobs("payments")
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
     assert_eq!(
         jobs,
         vec![job1.clone()],
@@ -431,7 +639,12 @@ async fn rejected_setup_password_is_not_retried_until_the_secret_changes() {
         fx.diagnostics()
     );
     let p = fx.partition("payments").await.expect("partition");
-    assert_eq!(int_at(&p, "/status/enrollment/attempts"), Some(1), "attempts after forced reconciles: {}", p["status"]);
+    assert_eq!(
+        int_at(&p, "/status/enrollment/attempts"),
+        Some(1),
+        "attempts after forced reconciles: {}",
+        p["status"]
+    );
     let c = condition(&p, "Enrolled").expect("Enrolled");
     assert_eq!(
         (c.status.as_str(), c.reason.as_str()),
@@ -441,10 +654,21 @@ async fn rejected_setup_password_is_not_retried_until_the_secret_changes() {
     );
 
     // A TTL controller (or a person) deletes the failed Job: still no retry.
-    fx.api::<Job>().delete(&job1, &kube::api::DeleteParams::background()).await.expect("deleting the failed Job");
+    fx.api::<Job>()
+        .delete(&job1, &kube::api::DeleteParams::background())
+        .await
+        .expect("deleting the failed Job");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let jobs: Vec<String> = fx.enrollment_jobs("payments").await.into_iter().filter_map(|j| j.metadata.name).collect();
-    assert!(jobs.is_empty(), "deleting the failed Job made the operator retry the rejected setup password: {jobs:?}");
+    let jobs: Vec<String> = fx
+        .enrollment_jobs("payments")
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert!(
+        jobs.is_empty(),
+        "deleting the failed Job made the operator retry the rejected setup password: {jobs:?}"
+    );
     let p = fx.partition("payments").await.expect("partition");
     assert_eq!(
         int_at(&p, "/status/enrollment/attempts"),
@@ -465,19 +689,40 @@ async fn rejected_setup_password_is_not_retried_until_the_secret_changes() {
     let job2 = fx.wait_for_new_job("payments", std::slice::from_ref(&job1)).await;
     assert_eq!(job2, expected_job_name("payments", &v2));
     let run = fx.play_enrollment(&job2, &token).await;
-    assert_eq!(run.code(), Some(0), "enrollment with the new setup password failed:\n{}", run.describe());
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "enrollment with the new setup password failed:\n{}",
+        run.describe()
+    );
     let p = fx.wait_condition("payments", "Ready", "True", Some("Ready")).await;
-    assert_eq!(condition(&p, "Enrolled").map(|c| c.reason), Some("Enrolled".to_owned()), "{}", conditions_summary(&p));
+    assert_eq!(
+        condition(&p, "Enrolled").map(|c| c.reason),
+        Some("Enrolled".to_owned()),
+        "{}",
+        conditions_summary(&p)
+    );
     eprintln!("status after the second setup password: {}", p["status"]);
     let pin = pin_of(fx.secret_value("payments-credentials", "pin").await);
-    token.login("user", &pin).unwrap_or_else(|e| panic!("the enrolled PIN does not log in: {e}"));
-    let secret = fx.api::<Secret>().get("payments-credentials").await.expect("credential Secret");
+    token
+        .login("user", &pin)
+        .unwrap_or_else(|e| panic!("the enrolled PIN does not log in: {e}"));
+    let secret = fx
+        .api::<Secret>()
+        .get("payments-credentials")
+        .await
+        .expect("credential Secret");
     let annotations = secret.metadata.annotations.unwrap_or_default();
     assert!(
         !annotations.contains_key("hsmbridge.io/enrollment-error"),
         "the failure annotation survived a successful enrollment: {annotations:?}"
     );
-    let jobs: Vec<String> = fx.enrollment_jobs("payments").await.into_iter().filter_map(|j| j.metadata.name).collect();
+    let jobs: Vec<String> = fx
+        .enrollment_jobs("payments")
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
     assert_eq!(jobs, vec![job2], "Jobs after the second enrollment");
 }
 
@@ -496,9 +741,21 @@ async fn operator_restart_mid_enrollment_loses_nothing() {
 
     fx.start_operator();
     let p = fx.wait_condition("payments", "Ready", "True", Some("Ready")).await;
-    let jobs: Vec<String> = fx.enrollment_jobs("payments").await.into_iter().filter_map(|j| j.metadata.name).collect();
+    let jobs: Vec<String> = fx
+        .enrollment_jobs("payments")
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
     assert_eq!(jobs, vec![job.clone()], "the restarted operator created another Job");
-    assert_eq!(int_at(&p, "/status/enrollment/attempts"), Some(1), "attempts: {}", p["status"]);
+    assert_eq!(
+        int_at(&p, "/status/enrollment/attempts"),
+        Some(1),
+        "attempts: {}",
+        p["status"]
+    );
     let pin = pin_of(fx.secret_value("payments-credentials", "pin").await);
-    token.login("user", &pin).unwrap_or_else(|e| panic!("the enrolled PIN does not log in: {e}"));
+    token
+        .login("user", &pin)
+        .unwrap_or_else(|e| panic!("the enrolled PIN does not log in: {e}"));
 }

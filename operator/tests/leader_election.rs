@@ -16,13 +16,18 @@ const LEASE: &str = "hsm-operator-leader";
 
 async fn holder(fx: &Fixture) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(fx.client.clone(), OPERATOR_NAMESPACE);
-    let lease = leases.get_opt(LEASE).await.unwrap_or_else(|e| panic!("reading Lease {LEASE}: {e}"))?;
+    let lease = leases
+        .get_opt(LEASE)
+        .await
+        .unwrap_or_else(|e| panic!("reading Lease {LEASE}: {e}"))?;
     lease.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty())
 }
 
 /// Identities are `<host>-<pid>-<nanos>` (operator/src/leader.rs): is `identity` this process?
 fn held_by(identity: &Option<String>, op: &Operator) -> bool {
-    identity.as_deref().is_some_and(|h| h.contains(&format!("-{}-", op.pid())))
+    identity
+        .as_deref()
+        .is_some_and(|h| h.contains(&format!("-{}-", op.pid())))
 }
 
 fn reconciles(op: &Operator) -> f64 {
@@ -45,8 +50,10 @@ fn logs(a: &Operator, b: &Operator) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_elect_one_leader_and_fail_over() {
     let fx = Fixture::without_operator("leader").await;
-    fx.create_setup_secret("first-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE").await;
-    fx.create_setup_secret("second-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE").await;
+    fx.create_setup_secret("first-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+        .await;
+    fx.create_setup_secret("second-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+        .await;
 
     let a = Operator::start_replica(&fx.api);
     a.wait_healthy(Duration::from_secs(30));
@@ -71,9 +78,22 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     fx.create_partition(&pkcs11_partition("first", "first")).await;
     fx.wait_for_new_job("first", &[]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(held_by(&holder(&fx).await, leader), "the Lease changed hands without a reason\n{}", logs(&a, &b));
-    assert!(reconciles(leader) >= 1.0, "the leader did not reconcile\n{}", logs(&a, &b));
-    assert_eq!(reconciles(follower), 0.0, "the follower reconciled too (two active controllers)\n{}", logs(&a, &b));
+    assert!(
+        held_by(&holder(&fx).await, leader),
+        "the Lease changed hands without a reason\n{}",
+        logs(&a, &b)
+    );
+    assert!(
+        reconciles(leader) >= 1.0,
+        "the leader did not reconcile\n{}",
+        logs(&a, &b)
+    );
+    assert_eq!(
+        reconciles(follower),
+        0.0,
+        "the follower reconciled too (two active controllers)\n{}",
+        logs(&a, &b)
+    );
 
     // The leader dies without releasing the Lease: the follower takes over once it expires.
     leader.kill();
@@ -91,7 +111,11 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     eprintln!("fail-over after the leader's death: {:.1} s", t.elapsed().as_secs_f64());
     fx.create_partition(&pkcs11_partition("second", "second")).await;
     fx.wait_for_new_job("second", &[]).await;
-    assert!(reconciles(follower) >= 1.0, "the new leader does not reconcile\n{}", logs(&a, &b));
+    assert!(
+        reconciles(follower) >= 1.0,
+        "the new leader does not reconcile\n{}",
+        logs(&a, &b)
+    );
 
     // A clean shutdown (SIGTERM) releases the Lease, so a successor need not wait it out.
     let status = follower.terminate(Duration::from_secs(20));
@@ -101,5 +125,9 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
         follower.log_tail(30)
     );
     let h = holder(&fx).await;
-    assert!(h.is_none(), "the Lease is still held after a clean shutdown: {h:?}\n{}", follower.log_tail(30));
+    assert!(
+        h.is_none(),
+        "the Lease is still held after a clean shutdown: {h:?}\n{}",
+        follower.log_tail(30)
+    );
 }

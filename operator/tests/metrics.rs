@@ -21,7 +21,9 @@ async fn metrics_count_reconciles_and_health_endpoints_answer() {
 
     // A partition whose setup Secret is missing: a condition a human can act on.
     fx.create_partition(&pkcs11_partition("payments", "payments")).await;
-    let p = fx.wait_condition("payments", "Enrolled", "False", Some("SetupPasswordSecretMissing")).await;
+    let p = fx
+        .wait_condition("payments", "Enrolled", "False", Some("SetupPasswordSecretMissing"))
+        .await;
     let c = condition(&p, "Enrolled").expect("Enrolled");
     eprintln!("Enrolled=False/SetupPasswordSecretMissing: {}", c.message);
     assert!(
@@ -48,11 +50,14 @@ async fn metrics_count_reconciles_and_health_endpoints_answer() {
     );
     eprintln!(
         "failures by reason while the setup Secret is missing: {:?}",
-        text.lines().filter(|l| l.starts_with("hsm_operator_reconcile_failures_total")).collect::<Vec<_>>()
+        text.lines()
+            .filter(|l| l.starts_with("hsm_operator_reconcile_failures_total"))
+            .collect::<Vec<_>>()
     );
 
     // The Secret appears: the operator notices (watch or requeue) and starts enrolling.
-    fx.create_setup_secret("payments-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE").await;
+    fx.create_setup_secret("payments-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+        .await;
     fx.wait_for_new_job("payments", &[]).await;
     let p = fx.wait_condition("payments", "Enrolled", "False", None).await;
     let reason = condition(&p, "Enrolled").map(|c| c.reason).unwrap_or_default();
@@ -71,7 +76,10 @@ async fn metrics_count_reconciles_and_health_endpoints_answer() {
     eprintln!("Enrolled reason once the Secret exists: {reason}");
 
     let later = metric_sum(&fx.metrics(), "hsm_operator_reconciles_total");
-    assert!(later > reconciles, "hsm_operator_reconciles_total did not grow: {reconciles:?} -> {later:?}");
+    assert!(
+        later > reconciles,
+        "hsm_operator_reconciles_total did not grow: {reconciles:?} -> {later:?}"
+    );
     let (code, _) = op.http_get("/no-such-path").expect("GET /no-such-path");
     assert_eq!(code, 404, "unknown paths should be 404");
 }

@@ -36,21 +36,33 @@ fn members(cfg: &Value) -> Result<Vec<Member>, String> {
     let hsms = cfg.get("hsms").and_then(Value::entries).ok_or("no `hsms` group")?;
     let mut out = Vec::new();
     for (name, hsm) in hsms {
-        let host = hsm.get("host").and_then(Value::as_str).ok_or(format!("hsms.{name}: no string `host`"))?;
+        let host = hsm
+            .get("host")
+            .and_then(Value::as_str)
+            .ok_or(format!("hsms.{name}: no string `host`"))?;
         // The Primus docs: port is a string ("2310").
         let port = match hsm.get("port") {
             Some(Value::Str(s)) => s.clone(),
             other => {
-                return Err(format!("hsms.{name}.port must be a string like \"2310\" (Primus docs), got {other:?}"))
+                return Err(format!(
+                    "hsms.{name}.port must be a string like \"2310\" (Primus docs), got {other:?}"
+                ))
             }
         };
-        let priority =
-            hsm.get("priority").and_then(Value::as_int).ok_or(format!("hsms.{name}: no integer `priority`"))?;
-        let slots = hsm.get("slots").and_then(Value::entries).ok_or(format!("hsms.{name}: no `slots` group"))?;
+        let priority = hsm
+            .get("priority")
+            .and_then(Value::as_int)
+            .ok_or(format!("hsms.{name}: no integer `priority`"))?;
+        let slots = hsm
+            .get("slots")
+            .and_then(Value::entries)
+            .ok_or(format!("hsms.{name}: no `slots` group"))?;
         let mut s = Vec::new();
         for (sname, slot) in slots {
-            let id =
-                slot.get("id").and_then(Value::as_int).ok_or(format!("hsms.{name}.slots.{sname}: no integer `id`"))?;
+            let id = slot
+                .get("id")
+                .and_then(Value::as_int)
+                .ok_or(format!("hsms.{name}.slots.{sname}: no integer `id`"))?;
             let user = slot
                 .get("user_name")
                 .and_then(Value::as_str)
@@ -81,10 +93,12 @@ async fn primus_cfg(fx: &Fixture, name: &str) -> (String, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primus_config_lists_every_cluster_member() {
     let fx = Fixture::new("primus").await;
-    fx.create_setup_secret("payments-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE").await;
+    fx.create_setup_secret("payments-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+        .await;
     let created = fx.create_partition(&primus_partition("payments")).await;
     let uid = created["metadata"]["uid"].as_str().expect("uid").to_owned();
-    fx.wait_condition("payments", "ConfigRendered", "True", Some("Rendered")).await;
+    fx.wait_condition("payments", "ConfigRendered", "True", Some("Rendered"))
+        .await;
 
     let (text, cfg) = primus_cfg(&fx, "payments").await;
     eprintln!("primus.cfg:\n{text}");
@@ -110,10 +124,17 @@ async fn primus_config_lists_every_cluster_member() {
         "wait_max_tries from timeouts.waitMaxTries:\n{text}"
     );
     let trace = cfg.get("log.trace_level").and_then(Value::as_int);
-    assert!(trace.is_some_and(|t| (0..=7).contains(&t)), "log.trace_level must be 0..7:\n{text}");
+    assert!(
+        trace.is_some_and(|t| (0..=7).contains(&t)),
+        "log.trace_level must be 0..7:\n{text}"
+    );
     let cm = fx.api::<ConfigMap>().get("payments-provider").await.expect("ConfigMap");
     assert!(
-        cm.metadata.owner_references.unwrap_or_default().iter().any(|r| r.uid == uid),
+        cm.metadata
+            .owner_references
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.uid == uid),
         "the ConfigMap has no ownerReference to the partition"
     );
 
@@ -140,12 +161,23 @@ async fn primus_config_lists_every_cluster_member() {
         "--secret payments-credentials",
         "--namespace primus",
     ] {
-        assert!(line.contains(want), "the ppin Job's command line lacks `{want}`: {line}");
+        assert!(
+            line.contains(want),
+            "the ppin Job's command line lacks `{want}`: {line}"
+        );
     }
-    let env: Vec<(String, String)> =
-        c.env.clone().unwrap_or_default().into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+    let env: Vec<(String, String)> = c
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect();
     assert!(
-        env.contains(&("SECUROSYS_PKCS11_CONF".to_owned(), "/etc/hsmbridge/provider/primus.cfg".to_owned())),
+        env.contains(&(
+            "SECUROSYS_PKCS11_CONF".to_owned(),
+            "/etc/hsmbridge/provider/primus.cfg".to_owned()
+        )),
         "the ppin Job must set SECUROSYS_PKCS11_CONF=/etc/hsmbridge/provider/primus.cfg: {env:?}"
     );
     let cm_volume = pod
@@ -153,20 +185,36 @@ async fn primus_config_lists_every_cluster_member() {
         .iter()
         .flatten()
         .find(|v| v.config_map.as_ref().is_some_and(|c| c.name == "payments-provider"))
-        .unwrap_or_else(|| panic!("the ppin Job mounts no volume of ConfigMap payments-provider: {:?}", pod.volumes));
+        .unwrap_or_else(|| {
+            panic!(
+                "the ppin Job mounts no volume of ConfigMap payments-provider: {:?}",
+                pod.volumes
+            )
+        });
     let mounted = c
         .volume_mounts
         .iter()
         .flatten()
         .any(|m| m.name == cm_volume.name && m.mount_path.trim_end_matches('/') == "/etc/hsmbridge/provider");
-    assert!(mounted, "ConfigMap payments-provider must be mounted at /etc/hsmbridge/provider: {:?}", c.volume_mounts);
+    assert!(
+        mounted,
+        "ConfigMap payments-provider must be mounted at /etc/hsmbridge/provider: {:?}",
+        c.volume_mounts
+    );
 
     // A spec change re-renders: priority of the second member, a third member.
     let mut cluster = primus_partition("x")["spec"]["cluster"].clone();
     cluster["members"][1]["priority"] = json!(5);
-    cluster["members"].as_array_mut().expect("members").push(json!({"host": "hsm3.example.net", "priority": 7}));
+    cluster["members"]
+        .as_array_mut()
+        .expect("members")
+        .push(json!({"host": "hsm3.example.net", "priority": 7}));
     fx.partitions()
-        .patch("payments", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"cluster": cluster}})))
+        .patch(
+            "payments",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"cluster": cluster}})),
+        )
         .await
         .expect("patching the cluster");
     let got = fx
@@ -198,7 +246,10 @@ async fn primus_config_lists_every_cluster_member() {
         let fx = &fx;
         async move {
             let p = fx.partition("payments").await.ok_or("gone")?;
-            let (o, g) = (int_at(&p, "/status/observedGeneration"), int_at(&p, "/metadata/generation"));
+            let (o, g) = (
+                int_at(&p, "/status/observedGeneration"),
+                int_at(&p, "/metadata/generation"),
+            );
             if o == g {
                 Ok(())
             } else {
@@ -207,7 +258,10 @@ async fn primus_config_lists_every_cluster_member() {
         }
     })
     .await;
-    assert_eq!(condition(&p, "ConfigRendered").map(|c| c.status), Some("True".to_owned()));
+    assert_eq!(
+        condition(&p, "ConfigRendered").map(|c| c.status),
+        Some("True".to_owned())
+    );
 }
 
 /// A stand-in for the Securosys `ppin` tool (`ppin -a -e USER [-c CFG] -s FILE`, the setup
@@ -264,14 +318,20 @@ async fn primus_enrollment_runs_ppin_and_stores_its_secrets_file() {
     let p = fx.wait_condition("payments", "Ready", "True", Some("Ready")).await;
     assert_eq!(condition(&p, "Enrolled").map(|c| c.reason), Some("Enrolled".to_owned()));
 
-    let pin = fx.secret_value("payments-credentials", "pin").await.expect("the credential Secret has no `pin`");
+    let pin = fx
+        .secret_value("payments-credentials", "pin")
+        .await
+        .expect("the credential Secret has no `pin`");
     let secrets_cfg = fx
         .secret_value("payments-credentials", "secrets.cfg")
         .await
         .expect("the credential Secret has no `secrets.cfg`");
     let secrets_cfg = String::from_utf8_lossy(&secrets_cfg).into_owned();
     let pin = String::from_utf8_lossy(&pin).into_owned();
-    assert!(secrets_cfg.starts_with("user=PAYMENTS "), "secrets.cfg is not what ppin wrote: {secrets_cfg:?}");
+    assert!(
+        secrets_cfg.starts_with("user=PAYMENTS "),
+        "secrets.cfg is not what ppin wrote: {secrets_cfg:?}"
+    );
     assert!(
         secrets_cfg.contains(&support::sha256_hex(&pin)[..16]),
         "secrets.cfg was written for another PKCS#11 password than `pin`"
@@ -279,8 +339,14 @@ async fn primus_enrollment_runs_ppin_and_stores_its_secrets_file() {
 
     let argv = std::fs::read_to_string(tool.join("argv")).expect("ppin ran");
     let env = std::fs::read_to_string(tool.join("env")).expect("ppin env");
-    assert!(!argv.contains(SETUP) && !env.contains(SETUP), "the setup password reached ppin's argv or environment");
-    assert!(!argv.contains(&pin) && !env.contains(&pin), "the PKCS#11 password reached ppin's argv or environment");
+    assert!(
+        !argv.contains(SETUP) && !env.contains(SETUP),
+        "the setup password reached ppin's argv or environment"
+    );
+    assert!(
+        !argv.contains(&pin) && !env.contains(&pin),
+        "the PKCS#11 password reached ppin's argv or environment"
+    );
     let seen = std::fs::read_to_string(tool.join("seen-primus.cfg")).expect("ppin saw the provider config");
     let cfg = libconfig::parse(&seen).expect("the config ppin saw parses");
     assert_eq!(members(&cfg).map(|m| m.len()), Ok(2), "the config ppin saw:\n{seen}");

@@ -19,7 +19,10 @@ fn with(base: &Value, f: impl FnOnce(&mut Value)) -> Value {
 }
 
 fn remove(v: &mut Value, parent: &str, key: &str) {
-    v.pointer_mut(parent).and_then(Value::as_object_mut).unwrap_or_else(|| panic!("no object at {parent}")).remove(key);
+    v.pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("no object at {parent}"))
+        .remove(key);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +43,10 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
         v["spec"]["sidecar"]["rawParamMechanisms"] = json!([2147483648u64, 2147483649u64, 4294967296u64]);
     });
     let created = fx.create_partition(&raw).await;
-    assert_eq!(created["spec"]["sidecar"]["rawParamMechanisms"], json!([2147483648u64, 2147483649u64, 4294967296u64]));
+    assert_eq!(
+        created["spec"]["sidecar"]["rawParamMechanisms"],
+        json!([2147483648u64, 2147483649u64, 4294967296u64])
+    );
 
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         (
@@ -110,7 +116,9 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
         ),
         (
             "raw-parameter mechanism below CKM_VENDOR_DEFINED",
-            with(&pkcs11, |v| v["spec"]["sidecar"]["rawParamMechanisms"] = json!([2147483649u64, 4226])),
+            with(&pkcs11, |v| {
+                v["spec"]["sidecar"]["rawParamMechanisms"] = json!([2147483649u64, 4226])
+            }),
             vec!["spec.sidecar.rawParamMechanisms", "greater than or equal to"],
         ),
         (
@@ -146,9 +154,17 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
             Err(e) => failures.push(format!("{what}: unexpected error {e}")),
         }
         // 2. `kubectl apply` (what a person does): refused, naming the field.
-        let out = fx.api.kubectl(&["apply", "-n", &fx.ns, "-f", "-"], Some(&body.to_string()));
+        let out = fx
+            .api
+            .kubectl(&["apply", "-n", &fx.ns, "-f", "-"], Some(&body.to_string()));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let field = fragments[0].rsplit('.').next().unwrap_or(fragments[0]).split('[').next().unwrap_or("");
+        let field = fragments[0]
+            .rsplit('.')
+            .next()
+            .unwrap_or(fragments[0])
+            .split('[')
+            .next()
+            .unwrap_or("");
         if out.status.success() || !stderr.contains(field) {
             failures.push(format!(
                 "{what}: kubectl apply exited {} with stderr {stderr:?} (expected a refusal naming {field:?})",
@@ -158,15 +174,25 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
     }
     let left = api.list(&ListParams::default()).await.expect("listing partitions");
     let names: Vec<String> = left.items.iter().filter_map(|o| o.metadata.name.clone()).collect();
-    assert!(failures.is_empty(), "schema validation gaps:\n  {}", failures.join("\n  "));
-    assert_eq!(names, vec!["valid-0", "valid-1", "valid-raw"], "only the valid partitions may exist");
+    assert!(
+        failures.is_empty(),
+        "schema validation gaps:\n  {}",
+        failures.join("\n  ")
+    );
+    assert_eq!(
+        names,
+        vec!["valid-0", "valid-1", "valid-raw"],
+        "only the valid partitions may exist"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_field_errors_are_reported_as_invalid_spec() {
     let fx = Fixture::new("invalid-spec").await;
-    fx.create_setup_secret("nocluster-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE").await;
-    fx.create_setup_secret("notoken-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE").await;
+    fx.create_setup_secret("nocluster-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+        .await;
+    fx.create_setup_secret("notoken-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+        .await;
 
     // provider primus without a cluster; pkcs11-init-pin without a token label. The API
     // server (no CEL in 1.20) accepts both; the operator must refuse them in status.
@@ -177,10 +203,16 @@ async fn cross_field_errors_are_reported_as_invalid_spec() {
     fx.create_partition(&no_token).await;
 
     for (name, field) in [("nocluster", "cluster"), ("notoken", "token")] {
-        let p = fx.wait_condition(name, "ConfigRendered", "False", Some("InvalidSpec")).await;
+        let p = fx
+            .wait_condition(name, "ConfigRendered", "False", Some("InvalidSpec"))
+            .await;
         let c = condition(&p, "ConfigRendered").expect("ConfigRendered");
         eprintln!("{name}: ConfigRendered=False/InvalidSpec: {}", c.message);
-        assert!(c.message.contains(field), "{name}: the InvalidSpec message must name `{field}`: {:?}", c.message);
+        assert!(
+            c.message.contains(field),
+            "{name}: the InvalidSpec message must name `{field}`: {:?}",
+            c.message
+        );
         let ready =
             condition(&p, "Ready").unwrap_or_else(|| panic!("{name}: no Ready condition: {}", conditions_summary(&p)));
         assert_eq!(
@@ -199,7 +231,10 @@ async fn cross_field_errors_are_reported_as_invalid_spec() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let jobs = fx.api::<Job>().list(&ListParams::default()).await.expect("jobs");
     let names: Vec<_> = jobs.items.iter().filter_map(|j| j.metadata.name.clone()).collect();
-    assert!(names.is_empty(), "enrollment Jobs were created for invalid partitions: {names:?}");
+    assert!(
+        names.is_empty(),
+        "enrollment Jobs were created for invalid partitions: {names:?}"
+    );
 
     // Fixing the spec is picked up (a new generation) and renders.
     let fix = json!({"spec": {"cluster": primus_partition("x")["spec"]["cluster"].clone()}});
@@ -207,7 +242,9 @@ async fn cross_field_errors_are_reported_as_invalid_spec() {
         .patch("nocluster", &PatchParams::default(), &Patch::Merge(&fix))
         .await
         .expect("patching the cluster in");
-    let p = fx.wait_condition("nocluster", "ConfigRendered", "True", Some("Rendered")).await;
+    let p = fx
+        .wait_condition("nocluster", "ConfigRendered", "True", Some("Rendered"))
+        .await;
     assert_eq!(
         int_at(&p, "/status/observedGeneration"),
         int_at(&p, "/metadata/generation"),

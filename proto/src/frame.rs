@@ -33,7 +33,8 @@ pub fn encode_frame(msg: &impl Message, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.reserve(4 + len);
     // MAX_FRAME < u32::MAX, so the length fits.
     buf.extend_from_slice(&(len as u32).to_le_bytes());
-    msg.encode(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    msg.encode(buf)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Writes `msg` as one frame, reusing `buf` to avoid an allocation per call.
@@ -56,7 +57,10 @@ pub fn shrink(buf: &mut Vec<u8>) {
 pub fn frame_len(header: [u8; 4]) -> io::Result<usize> {
     let len = u32::from_le_bytes(header) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame exceeds the maximum size"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame exceeds the maximum size",
+        ));
     }
     Ok(len)
 }
@@ -87,7 +91,13 @@ mod tests {
     /// length with `as u32`.
     #[test]
     fn a_message_past_the_limit_is_not_framed() {
-        let big = Request { call: Some(Call::DigestUpdate(SessionBytes { session: 1, data: vec![0; MAX_FRAME] })), caller_cpu: 0 };
+        let big = Request {
+            call: Some(Call::DigestUpdate(SessionBytes {
+                session: 1,
+                data: vec![0; MAX_FRAME],
+            })),
+            caller_cpu: 0,
+        };
         let mut out = Vec::new();
         let err = write_frame(&mut out, &big, &mut Vec::new()).expect_err("too large");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
@@ -97,13 +107,22 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_buffers_shrink() {
-        let msg = Request { call: Some(Call::GenerateRandom(GenerateRandom { session: 7, length: 32 })), caller_cpu: 1 };
+        let msg = Request {
+            call: Some(Call::GenerateRandom(GenerateRandom { session: 7, length: 32 })),
+            caller_cpu: 1,
+        };
         let mut wire = Vec::new();
         let mut buf = Vec::new();
         write_frame(&mut wire, &msg, &mut buf).expect("fits");
         let back: Request = read_frame(&mut wire.as_slice(), &mut buf).expect("decodes");
         assert_eq!(back, msg);
-        let large = Request { call: Some(Call::DigestUpdate(SessionBytes { session: 1, data: vec![1; 256 << 10] })), caller_cpu: 0 };
+        let large = Request {
+            call: Some(Call::DigestUpdate(SessionBytes {
+                session: 1,
+                data: vec![1; 256 << 10],
+            })),
+            caller_cpu: 0,
+        };
         write_frame(&mut Vec::new(), &large, &mut buf).expect("fits");
         assert!(buf.capacity() <= KEEP_CAPACITY, "capacity {} kept", buf.capacity());
     }

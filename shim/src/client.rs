@@ -104,7 +104,9 @@ pub fn initialize() -> Rv {
         return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
     }
     let client = Arc::new(Client {
-        socket: std::env::var_os(SOCKET_ENV).map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into()),
+        socket: std::env::var_os(SOCKET_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| DEFAULT_SOCKET.into()),
         timeout: env_millis(TIMEOUT_ENV, 30_000),
         fork_generation: FORK_GENERATION.load(Ordering::SeqCst),
         pool: Mutex::new(Pool {
@@ -156,7 +158,13 @@ impl Client {
         let mut pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
         let cpu = caller_cpu();
         let stale = match take_idle(&mut pool, cpu) {
-            Ok(conn) => return Ok(Lease { client: self.clone(), conn: Some(conn), epoch: pool.epoch }),
+            Ok(conn) => {
+                return Ok(Lease {
+                    client: self.clone(),
+                    conn: Some(conn),
+                    epoch: pool.epoch,
+                })
+            }
             Err(stale) => stale,
         };
         self.lease_cold(pool, stale, cpu)
@@ -185,7 +193,11 @@ impl Client {
                 pool.stale_after = stale_after;
                 drop(pool);
                 drop(stale);
-                return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
+                return Ok(Lease {
+                    client: self.clone(),
+                    conn: Some(conn),
+                    epoch,
+                });
             };
             // Joining an existing application can happen outside the lock; the
             // pool is then checked again: another thread may have adopted a new
@@ -206,7 +218,11 @@ impl Client {
                     let epoch = pool.epoch;
                     drop(pool);
                     drop(stale);
-                    return Ok(Lease { client: self.clone(), conn: Some(conn), epoch });
+                    return Ok(Lease {
+                        client: self.clone(),
+                        conn: Some(conn),
+                        epoch,
+                    });
                 }
                 Err(e) if unchanged => {
                     drop(pool);
@@ -219,7 +235,11 @@ impl Client {
                     return match stale.take() {
                         Some(mut conn) => {
                             conn.cpu = cpu;
-                            Ok(Lease { client: self.clone(), conn: Some(conn), epoch })
+                            Ok(Lease {
+                                client: self.clone(),
+                                conn: Some(conn),
+                                epoch,
+                            })
                         }
                         None => Err(e),
                     };
@@ -239,7 +259,13 @@ impl Client {
                     retried = true;
                     pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
                     stale = match take_idle(&mut pool, cpu) {
-                        Ok(conn) => return Ok(Lease { client: self.clone(), conn: Some(conn), epoch: pool.epoch }),
+                        Ok(conn) => {
+                            return Ok(Lease {
+                                client: self.clone(),
+                                conn: Some(conn),
+                                epoch: pool.epoch,
+                            })
+                        }
                         Err(stale) => stale,
                     };
                 }
@@ -251,15 +277,22 @@ impl Client {
     /// token, and after how long an idle connection counts as stale.
     fn connect(&self, join_token: Vec<u8>, cpu: u32) -> Rv<(Conn, Vec<u8>, Option<Duration>)> {
         let stream = UnixStream::connect(&self.socket).map_err(|_| CKR_DEVICE_REMOVED)?;
-        stream.set_read_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
-        stream.set_write_timeout(Some(self.timeout)).map_err(|_| CKR_DEVICE_ERROR)?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(|_| CKR_DEVICE_ERROR)?;
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(|_| CKR_DEVICE_ERROR)?;
         let mut conn = Conn {
             stream: BufReader::with_capacity(16 * 1024, stream),
             buf: Vec::with_capacity(256),
             last_used: Instant::now(),
             cpu,
         };
-        let hello = Call::Hello(Hello { protocol_version: PROTOCOL_VERSION, join_token });
+        let hello = Call::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            join_token,
+        });
         let reply = conn.round_trip(hello).map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
             Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => {
@@ -288,7 +321,10 @@ impl Client {
 #[inline(always)]
 fn take_idle(pool: &mut Pool, cpu: u32) -> Result<Conn, Option<Conn>> {
     let here = pool.idle.iter().rposition(|c| c.cpu == cpu);
-    let mut conn = here.map(|i| pool.idle.swap_remove(i)).or_else(|| pool.idle.pop()).ok_or(None)?;
+    let mut conn = here
+        .map(|i| pool.idle.swap_remove(i))
+        .or_else(|| pool.idle.pop())
+        .ok_or(None)?;
     if pool.stale_after.is_none_or(|t| conn.last_used.elapsed() < t) {
         conn.cpu = cpu;
         Ok(conn)
@@ -350,7 +386,10 @@ impl Conn {
     /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
     /// thread to have moved in between, and it would only cost one follow).
     fn round_trip(&mut self, call: Call) -> Result<Response, Failed> {
-        let mut req = Request { call: Some(call), caller_cpu: self.cpu };
+        let mut req = Request {
+            call: Some(call),
+            caller_cpu: self.cpu,
+        };
         if !hsmbridge_proto::frame::fits(&req) {
             wipe_pins(&mut req);
             return Err(Failed::TooLarge);
@@ -368,7 +407,10 @@ impl Conn {
 }
 
 fn carries_pin(req: &Request) -> bool {
-    matches!(req.call, Some(Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_)))
+    matches!(
+        req.call,
+        Some(Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_))
+    )
 }
 
 /// One connection, lent to one call.
@@ -440,4 +482,3 @@ impl Drop for Lease {
 pub fn lease() -> Rv<Lease> {
     current()?.lease()
 }
-

@@ -19,7 +19,11 @@ macro_rules! init_fn {
         /// `CK_MECHANISM` whose parameter memory is valid as the PKCS#11
         /// specification describes for its mechanism type.
         #[no_mangle]
-        pub unsafe extern "C" fn $name(session: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM, key: CK_OBJECT_HANDLE) -> CK_RV {
+        pub unsafe extern "C" fn $name(
+            session: CK_SESSION_HANDLE,
+            mech: *mut CK_MECHANISM,
+            key: CK_OBJECT_HANDLE,
+        ) -> CK_RV {
             guard(|| {
                 let mut l = lease()?;
                 let session = l.session(session)?;
@@ -28,7 +32,14 @@ macro_rules! init_fn {
                 // CK_MECHANISM with valid parameter memory, by this
                 // function's contract, which is what `from_c` requires.
                 let mechanism = Some(unsafe { mechanism::from_c(mech) }?);
-                check(l.call(Call::$call(wire::OperationInit { session, mechanism, key }))?.rv)
+                check(
+                    l.call(Call::$call(wire::OperationInit {
+                        session,
+                        mechanism,
+                        key,
+                    }))?
+                    .rv,
+                )
             })
         }
     };
@@ -62,7 +73,12 @@ macro_rules! data_output_fn {
                 // SAFETY: `out_len` is NULL or a readable CK_ULONG, by this
                 // function's contract.
                 let (capacity, length_null) = unsafe { out_spec(out, out_len) };
-                let r = l.call(Call::$call(wire::DataOutput { session, data, capacity, length_null }))?;
+                let r = l.call(Call::$call(wire::DataOutput {
+                    session,
+                    data,
+                    capacity,
+                    length_null,
+                }))?;
                 // SAFETY: `out`/`out_len` are this call's output arguments,
                 // whose capacity `out_spec` read above: `out_len` is NULL or
                 // writable, `out` NULL or valid for `capacity` bytes.
@@ -89,7 +105,11 @@ macro_rules! final_fn {
                 // SAFETY: `out_len` is NULL or a readable CK_ULONG, by this
                 // function's contract.
                 let (capacity, length_null) = unsafe { out_spec(out, out_len) };
-                let r = l.call(Call::$call(wire::SessionOutput { session, capacity, length_null }))?;
+                let r = l.call(Call::$call(wire::SessionOutput {
+                    session,
+                    capacity,
+                    length_null,
+                }))?;
                 // SAFETY: `out`/`out_len` are this call's output arguments,
                 // whose capacity `out_spec` read above: `out_len` is NULL or
                 // writable, `out` NULL or valid for `capacity` bytes.
@@ -164,7 +184,14 @@ pub unsafe extern "C" fn C_DigestInit(session: CK_SESSION_HANDLE, mech: *mut CK_
         // SAFETY: `mech` is NULL (CKR_ARGUMENTS_BAD) or a valid CK_MECHANISM
         // with valid parameter memory, by this function's contract.
         let mechanism = Some(unsafe { mechanism::from_c(mech) }?);
-        check(l.call(Call::DigestInit(wire::OperationInit { session, mechanism, key: 0 }))?.rv)
+        check(
+            l.call(Call::DigestInit(wire::OperationInit {
+                session,
+                mechanism,
+                key: 0,
+            }))?
+            .rv,
+        )
     })
 }
 
@@ -198,6 +225,13 @@ pub unsafe extern "C" fn C_Verify(
         // SAFETY: `signature` is NULL or valid for `signature_len` bytes, by
         // this function's contract.
         let signature = unsafe { input(signature, signature_len) }?;
-        check(l.call(Call::Verify(wire::Verify { session, data, signature }))?.rv)
+        check(
+            l.call(Call::Verify(wire::Verify {
+                session,
+                data,
+                signature,
+            }))?
+            .rv,
+        )
     })
 }

@@ -21,7 +21,12 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
             if !a.pReserved.is_null() {
                 return Err(CKR_ARGUMENTS_BAD);
             }
-            let given = [a.CreateMutex.is_some(), a.DestroyMutex.is_some(), a.LockMutex.is_some(), a.UnlockMutex.is_some()];
+            let given = [
+                a.CreateMutex.is_some(),
+                a.DestroyMutex.is_some(),
+                a.LockMutex.is_some(),
+                a.UnlockMutex.is_some(),
+            ];
             // All or none: a partial set of mutex callbacks is an app bug.
             // We always lock with OS primitives, which covers every valid case.
             if given.contains(&true) && given.contains(&false) {
@@ -55,7 +60,11 @@ pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
         let i = body!(l.call(Call::GetInfo(wire::Empty {}))?, Info);
         let backend = version(i.cryptoki_version);
         // We present the v2.40 function list whatever the backend speaks.
-        out.cryptokiVersion = if (backend.major, backend.minor) > (VERSION.major, VERSION.minor) { VERSION } else { backend };
+        out.cryptokiVersion = if (backend.major, backend.minor) > (VERSION.major, VERSION.minor) {
+            VERSION
+        } else {
+            backend
+        };
         fixed(&mut out.manufacturerID, &i.manufacturer_id);
         out.flags = i.flags as CK_FLAGS;
         fixed(&mut out.libraryDescription, &i.library_description);
@@ -120,7 +129,8 @@ pub unsafe extern "C" fn C_GetInterface(
         let name_ok = name.is_null() || unsafe { std::ffi::CStr::from_ptr(name as *const _) }.to_bytes() == b"PKCS 11";
         // SAFETY: `version` is NULL (None: any version) or points to a
         // readable CK_VERSION, by this function's contract.
-        let version_ok = unsafe { version.as_ref() }.is_none_or(|v| (v.major, v.minor) == (VERSION.major, VERSION.minor));
+        let version_ok =
+            unsafe { version.as_ref() }.is_none_or(|v| (v.major, v.minor) == (VERSION.major, VERSION.minor));
         // Our interface has no flags (not CKF_INTERFACE_FORK_SAFE), so any requested flag cannot match.
         if !name_ok || !version_ok || flags != 0 {
             return Err(CKR_ARGUMENTS_BAD);
@@ -139,7 +149,11 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(flags: CK_FLAGS, slot: *mut CK_SLOT_
         let mut l = lease()?;
         let call = Call::WaitForSlotEvent(wire::WaitForSlotEvent { flags: flags as u64 });
         // A blocking wait holds only its own connection: other threads lease others.
-        let r = if flags & CKF_DONT_BLOCK != 0 { l.call(call)? } else { l.call_unbounded(call)? };
+        let r = if flags & CKF_DONT_BLOCK != 0 {
+            l.call(call)?
+        } else {
+            l.call_unbounded(call)?
+        };
         let s = crate::out::ulong(r)?;
         // SAFETY: `slot` is NULL (None, not written) or an aligned, writable
         // CK_SLOT_ID, by this function's contract.

@@ -32,7 +32,11 @@ pub unsafe extern "C" fn C_GenerateKey(
         if key.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
-        let h = crate::out::ulong(l.call(Call::GenerateKey(wire::GenerateKey { session, mechanism, template }))?)?;
+        let h = crate::out::ulong(l.call(Call::GenerateKey(wire::GenerateKey {
+            session,
+            mechanism,
+            template,
+        }))?)?;
         // SAFETY: `key` is not NULL (checked above) and, by this function's
         // contract, an aligned pointer valid for writes.
         unsafe { put(key, l.tag(h)) }
@@ -75,7 +79,12 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
         if public_key.is_null() || private_key.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
-        let call = Call::GenerateKeyPair(wire::GenerateKeyPair { session, mechanism, public_template, private_template });
+        let call = Call::GenerateKeyPair(wire::GenerateKeyPair {
+            session,
+            mechanism,
+            public_template,
+            private_template,
+        });
         let pair = body!(l.call(call)?, KeyPair);
         // SAFETY: `public_key` and `private_key` are not NULL (checked above)
         // and, by this function's contract, aligned pointers valid for writes.
@@ -112,7 +121,14 @@ pub unsafe extern "C" fn C_WrapKey(
         // SAFETY: `wrapped_len` is NULL or a readable CK_ULONG, by this
         // function's contract.
         let (capacity, length_null) = unsafe { out_spec(wrapped, wrapped_len) };
-        let call = Call::WrapKey(wire::WrapKey { session, mechanism, wrapping_key, key, capacity, length_null });
+        let call = Call::WrapKey(wire::WrapKey {
+            session,
+            mechanism,
+            wrapping_key,
+            key,
+            capacity,
+            length_null,
+        });
         let r = l.call(call)?;
         // SAFETY: `wrapped`/`wrapped_len` are this call's output arguments,
         // whose capacity `out_spec` read above: `wrapped_len` is NULL or
@@ -157,7 +173,13 @@ pub unsafe extern "C" fn C_UnwrapKey(
         if key.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
-        let call = Call::UnwrapKey(wire::UnwrapKey { session, mechanism, unwrapping_key, wrapped_key, template });
+        let call = Call::UnwrapKey(wire::UnwrapKey {
+            session,
+            mechanism,
+            unwrapping_key,
+            wrapped_key,
+            template,
+        });
         let h = crate::out::ulong(l.call(call)?)?;
         // SAFETY: `key` is not NULL (checked above) and, by this function's
         // contract, an aligned pointer valid for writes.
@@ -195,7 +217,12 @@ pub unsafe extern "C" fn C_DeriveKey(
         if key.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
-        let h = crate::out::ulong(l.call(Call::DeriveKey(wire::DeriveKey { session, mechanism, base_key, template }))?)?;
+        let h = crate::out::ulong(l.call(Call::DeriveKey(wire::DeriveKey {
+            session,
+            mechanism,
+            base_key,
+            template,
+        }))?)?;
         // SAFETY: `key` is not NULL (checked above) and, by this function's
         // contract, an aligned pointer valid for writes.
         unsafe { put(key, l.tag(h)) }

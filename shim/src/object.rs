@@ -57,7 +57,11 @@ pub unsafe extern "C" fn C_CopyObject(
         if new_object.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
-        let h = crate::out::ulong(l.call(Call::CopyObject(wire::ObjectTemplate { session, object, template }))?)?;
+        let h = crate::out::ulong(l.call(Call::CopyObject(wire::ObjectTemplate {
+            session,
+            object,
+            template,
+        }))?)?;
         // SAFETY: `new_object` is not NULL (checked above) and, by this function's
         // contract, an aligned pointer valid for writes.
         unsafe { put(new_object, l.tag(h)) }
@@ -78,7 +82,11 @@ pub extern "C" fn C_DestroyObject(session: CK_SESSION_HANDLE, object: CK_OBJECT_
 /// PKCS#11 caller contract: `size` is NULL or valid for writes of a
 /// `CK_ULONG`.
 #[no_mangle]
-pub unsafe extern "C" fn C_GetObjectSize(session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE, size: *mut CK_ULONG) -> CK_RV {
+pub unsafe extern "C" fn C_GetObjectSize(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    size: *mut CK_ULONG,
+) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         let session = l.session(session)?;
@@ -112,7 +120,11 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         // function's contract; `request_from_c` reads only their types,
         // lengths and pointers, never the (possibly uninitialised) values.
         let template = unsafe { template::request_from_c(tmpl, count) }?;
-        let r = l.call(Call::GetAttributeValue(wire::ObjectTemplate { session, object, template }))?;
+        let r = l.call(Call::GetAttributeValue(wire::ObjectTemplate {
+            session,
+            object,
+            template,
+        }))?;
         // The template is written back whatever the CK_RV: per-attribute
         // results accompany CKR_ATTRIBUTE_SENSITIVE, _TYPE_INVALID, _BUFFER_TOO_SMALL.
         if let Some(Body::Template(answer)) = &r.result {
@@ -144,7 +156,14 @@ pub unsafe extern "C" fn C_SetAttributeValue(
         // values, by this function's contract, which is what
         // `values_from_c` requires.
         let template = unsafe { template::values_from_c(tmpl, count) }?;
-        check(l.call(Call::SetAttributeValue(wire::ObjectTemplate { session, object, template }))?.rv)
+        check(
+            l.call(Call::SetAttributeValue(wire::ObjectTemplate {
+                session,
+                object,
+                template,
+            }))?
+            .rv,
+        )
     })
 }
 
@@ -153,7 +172,11 @@ pub unsafe extern "C" fn C_SetAttributeValue(
 /// `pValue` NULL or valid for reads of `ulValueLen` bytes (attribute arrays
 /// likewise, recursively).
 #[no_mangle]
-pub unsafe extern "C" fn C_FindObjectsInit(session: CK_SESSION_HANDLE, tmpl: *mut CK_ATTRIBUTE, count: CK_ULONG) -> CK_RV {
+pub unsafe extern "C" fn C_FindObjectsInit(
+    session: CK_SESSION_HANDLE,
+    tmpl: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         let session = l.session(session)?;
@@ -161,7 +184,10 @@ pub unsafe extern "C" fn C_FindObjectsInit(session: CK_SESSION_HANDLE, tmpl: *mu
         // values, by this function's contract, which is what
         // `values_from_c` requires.
         let template = unsafe { template::values_from_c(tmpl, count) }?;
-        check(l.call(Call::FindObjectsInit(wire::SessionTemplate { session, template }))?.rv)
+        check(
+            l.call(Call::FindObjectsInit(wire::SessionTemplate { session, template }))?
+                .rv,
+        )
     })
 }
 
@@ -182,7 +208,13 @@ pub unsafe extern "C" fn C_FindObjects(
         if count.is_null() || (objects.is_null() && max_count != 0) {
             return Err(CKR_ARGUMENTS_BAD);
         }
-        let found = body!(l.call(Call::FindObjects(wire::FindObjects { session, max_count: max_count as u64 }))?, Ulongs);
+        let found = body!(
+            l.call(Call::FindObjects(wire::FindObjects {
+                session,
+                max_count: max_count as u64
+            }))?,
+            Ulongs
+        );
         let n = found.values.len().min(max_count as usize);
         for (i, h) in found.values.iter().take(n).enumerate() {
             // SAFETY: `i < n <= max_count`, so `max_count` is not 0 and

@@ -24,7 +24,10 @@ pub(crate) use body;
 
 pub fn version(v: Option<wire::Version>) -> CK_VERSION {
     let v = v.unwrap_or_default();
-    CK_VERSION { major: v.major as u8, minor: v.minor as u8 }
+    CK_VERSION {
+        major: v.major as u8,
+        minor: v.minor as u8,
+    }
 }
 
 /// `*p = v` for an output argument the app must supply; NULL is

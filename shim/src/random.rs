@@ -27,7 +27,10 @@ pub unsafe extern "C" fn C_GenerateRandom(session: CK_SESSION_HANDLE, out: *mut 
         if out.is_null() && len != 0 {
             return Err(CKR_ARGUMENTS_BAD);
         }
-        let r = l.call(Call::GenerateRandom(wire::GenerateRandom { session, length: len as u64 }))?;
+        let r = l.call(Call::GenerateRandom(wire::GenerateRandom {
+            session,
+            length: len as u64,
+        }))?;
         let o = body!(r, Output);
         if o.data.len() as u64 != len as u64 {
             return Err(CKR_DEVICE_ERROR);

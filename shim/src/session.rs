@@ -20,7 +20,10 @@ pub unsafe extern "C" fn C_OpenSession(
         }
         // Notify callbacks cannot cross the socket; PKCS#11 lets a library
         // never call them (SoftHSM does not either).
-        let r = l.call(Call::OpenSession(wire::OpenSession { slot: slot as u64, flags: flags as u64 }))?;
+        let r = l.call(Call::OpenSession(wire::OpenSession {
+            slot: slot as u64,
+            flags: flags as u64,
+        }))?;
         let h = crate::out::ulong(r)?;
         // SAFETY: `session` is not NULL (checked above) and, by this
         // function's contract, an aligned pointer valid for writes.
@@ -69,14 +72,22 @@ pub unsafe extern "C" fn C_GetSessionInfo(session: CK_SESSION_HANDLE, info: *mut
 /// PKCS#11 caller contract: `len` is NULL or valid for reads and writes of a
 /// `CK_ULONG`; `state` is NULL or valid for writes of `*len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn C_GetOperationState(session: CK_SESSION_HANDLE, state: *mut CK_BYTE, len: *mut CK_ULONG) -> CK_RV {
+pub unsafe extern "C" fn C_GetOperationState(
+    session: CK_SESSION_HANDLE,
+    state: *mut CK_BYTE,
+    len: *mut CK_ULONG,
+) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         let session = l.session(session)?;
         // SAFETY: `len` is NULL or a readable CK_ULONG, by this function's
         // contract.
         let (capacity, length_null) = unsafe { out_spec(state, len) };
-        let r = l.call(Call::GetOperationState(wire::SessionOutput { session, capacity, length_null }))?;
+        let r = l.call(Call::GetOperationState(wire::SessionOutput {
+            session,
+            capacity,
+            length_null,
+        }))?;
         // SAFETY: `state`/`len` are this call's output arguments, whose
         // capacity `out_spec` read above: `len` is NULL or writable, `state`
         // NULL or valid for `capacity` bytes.
@@ -103,7 +114,12 @@ pub unsafe extern "C" fn C_SetOperationState(
         // SAFETY: `state` is NULL or valid for `len` bytes, by this
         // function's contract.
         let state = unsafe { input(state, len) }?;
-        let call = Call::SetOperationState(wire::SetOperationState { session, state, encryption_key, authentication_key });
+        let call = Call::SetOperationState(wire::SetOperationState {
+            session,
+            state,
+            encryption_key,
+            authentication_key,
+        });
         check(l.call(call)?.rv)
     })
 }
@@ -112,14 +128,26 @@ pub unsafe extern "C" fn C_SetOperationState(
 /// PKCS#11 caller contract: `pin` is NULL (protected authentication path) or
 /// valid for reads of `pin_len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn C_Login(session: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: *mut CK_UTF8CHAR, pin_len: CK_ULONG) -> CK_RV {
+pub unsafe extern "C" fn C_Login(
+    session: CK_SESSION_HANDLE,
+    user_type: CK_USER_TYPE,
+    pin: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         let session = l.session(session)?;
         // SAFETY: `pin` is NULL or valid for `pin_len` bytes, by this
         // function's contract.
         let pin = unsafe { optional_input(pin, pin_len) };
-        check(l.call(Call::Login(wire::Login { session, user_type: user_type as u64, pin }))?.rv)
+        check(
+            l.call(Call::Login(wire::Login {
+                session,
+                user_type: user_type as u64,
+                pin,
+            }))?
+            .rv,
+        )
     })
 }
 

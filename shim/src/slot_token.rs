@@ -14,7 +14,11 @@ pub unsafe extern "C" fn C_GetSlotList(token_present: CK_BBOOL, list: *mut CK_SL
         // SAFETY: `count` is NULL or a readable CK_ULONG, by this function's
         // contract.
         let (capacity, length_null) = unsafe { out_spec(list, count) };
-        let r = l.call(Call::GetSlotList(wire::GetSlotList { token_present: token_present != 0, capacity, length_null }))?;
+        let r = l.call(Call::GetSlotList(wire::GetSlotList {
+            token_present: token_present != 0,
+            capacity,
+            length_null,
+        }))?;
         // SAFETY: `list`/`count` are this call's output arguments, whose
         // capacity `out_spec` read above: `count` is NULL or writable, `list`
         // NULL or valid for `capacity` elements.
@@ -80,13 +84,21 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
 /// a `CK_ULONG`; `list` is NULL or valid for writes of `*count` mechanism
 /// types.
 #[no_mangle]
-pub unsafe extern "C" fn C_GetMechanismList(slot: CK_SLOT_ID, list: *mut CK_MECHANISM_TYPE, count: *mut CK_ULONG) -> CK_RV {
+pub unsafe extern "C" fn C_GetMechanismList(
+    slot: CK_SLOT_ID,
+    list: *mut CK_MECHANISM_TYPE,
+    count: *mut CK_ULONG,
+) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         // SAFETY: `count` is NULL or a readable CK_ULONG, by this function's
         // contract.
         let (capacity, length_null) = unsafe { out_spec(list, count) };
-        let r = l.call(Call::GetMechanismList(wire::GetMechanismList { slot: slot as u64, capacity, length_null }))?;
+        let r = l.call(Call::GetMechanismList(wire::GetMechanismList {
+            slot: slot as u64,
+            capacity,
+            length_null,
+        }))?;
         // SAFETY: `list`/`count` are this call's output arguments, whose
         // capacity `out_spec` read above: `count` is NULL or writable, `list`
         // NULL or valid for `capacity` elements.
@@ -98,13 +110,20 @@ pub unsafe extern "C" fn C_GetMechanismList(slot: CK_SLOT_ID, list: *mut CK_MECH
 /// PKCS#11 caller contract: `info` is NULL or valid for writes of a
 /// `CK_MECHANISM_INFO`.
 #[no_mangle]
-pub unsafe extern "C" fn C_GetMechanismInfo(slot: CK_SLOT_ID, mechanism: CK_MECHANISM_TYPE, info: *mut CK_MECHANISM_INFO) -> CK_RV {
+pub unsafe extern "C" fn C_GetMechanismInfo(
+    slot: CK_SLOT_ID,
+    mechanism: CK_MECHANISM_TYPE,
+    info: *mut CK_MECHANISM_INFO,
+) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         // SAFETY: `info` is NULL (CKR_ARGUMENTS_BAD) or an aligned, writable
         // CK_MECHANISM_INFO, by this function's contract.
         let out = unsafe { info.as_mut() }.ok_or(CKR_ARGUMENTS_BAD)?;
-        let call = Call::GetMechanismInfo(wire::GetMechanismInfo { slot: slot as u64, mechanism: mechanism as u64 });
+        let call = Call::GetMechanismInfo(wire::GetMechanismInfo {
+            slot: slot as u64,
+            mechanism: mechanism as u64,
+        });
         let m = body!(l.call(call)?, MechanismInfo);
         out.ulMinKeySize = m.min_key_size as CK_ULONG;
         out.ulMaxKeySize = m.max_key_size as CK_ULONG;
@@ -117,7 +136,12 @@ pub unsafe extern "C" fn C_GetMechanismInfo(slot: CK_SLOT_ID, mechanism: CK_MECH
 /// PKCS#11 caller contract: `pin` is NULL or valid for reads of `pin_len`
 /// bytes; `label` is NULL or valid for reads of 32 bytes.
 #[no_mangle]
-pub unsafe extern "C" fn C_InitToken(slot: CK_SLOT_ID, pin: *mut CK_UTF8CHAR, pin_len: CK_ULONG, label: *mut CK_UTF8CHAR) -> CK_RV {
+pub unsafe extern "C" fn C_InitToken(
+    slot: CK_SLOT_ID,
+    pin: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+    label: *mut CK_UTF8CHAR,
+) -> CK_RV {
     guard(|| {
         let mut l = lease()?;
         // The label is a blank-padded 32-byte field.
@@ -127,7 +151,14 @@ pub unsafe extern "C" fn C_InitToken(slot: CK_SLOT_ID, pin: *mut CK_UTF8CHAR, pi
         // SAFETY: `pin` is NULL or valid for `pin_len` bytes, by this
         // function's contract.
         let so_pin = unsafe { optional_input(pin, pin_len) };
-        check(l.call(Call::InitToken(wire::InitToken { slot: slot as u64, so_pin, label }))?.rv)
+        check(
+            l.call(Call::InitToken(wire::InitToken {
+                slot: slot as u64,
+                so_pin,
+                label,
+            }))?
+            .rv,
+        )
     })
 }
 
@@ -163,6 +194,13 @@ pub unsafe extern "C" fn C_SetPIN(
         // SAFETY: `old` and `new` are each NULL or valid for their length, by
         // this function's contract.
         let (old_pin, new_pin) = unsafe { (optional_input(old, old_len), optional_input(new, new_len)) };
-        check(l.call(Call::SetPin(wire::SetPin { session, old_pin, new_pin }))?.rv)
+        check(
+            l.call(Call::SetPin(wire::SetPin {
+                session,
+                old_pin,
+                new_pin,
+            }))?
+            .rv,
+        )
     })
 }

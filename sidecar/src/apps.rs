@@ -87,7 +87,11 @@ impl App {
 
     /// The slot of one of this application's sessions.
     pub fn slot_of(&self, session: u64) -> Result<CK_SLOT_ID, CK_RV> {
-        self.sessions().open.get(&session).copied().ok_or(CKR_SESSION_HANDLE_INVALID)
+        self.sessions()
+            .open
+            .get(&session)
+            .copied()
+            .ok_or(CKR_SESSION_HANDLE_INVALID)
     }
 
     /// Room for one more session, before C_OpenSession: `CKR_SESSION_COUNT`
@@ -97,7 +101,13 @@ impl App {
         let mut s = self.sessions();
         let refused = if s.open.len() + s.opening >= MAX_SESSIONS_PER_APP {
             Some(MAX_SESSIONS_PER_APP)
-        } else if self.all_sessions.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < MAX_SESSIONS).then_some(n + 1)).is_err() {
+        } else if self
+            .all_sessions
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_SESSIONS).then_some(n + 1)
+            })
+            .is_err()
+        {
             Some(MAX_SESSIONS)
         } else {
             None
@@ -105,13 +115,23 @@ impl App {
         if let Some(cap) = refused {
             drop(s);
             if !self.sessions_refused.swap(true, Ordering::Relaxed) {
-                let whose = if cap == MAX_SESSIONS { "the sidecar's" } else { "the application's" };
-                warn!(app = self.id, cap, "C_OpenSession refused (CKR_SESSION_COUNT): {whose} sessions are at the cap");
+                let whose = if cap == MAX_SESSIONS {
+                    "the sidecar's"
+                } else {
+                    "the application's"
+                };
+                warn!(
+                    app = self.id,
+                    cap, "C_OpenSession refused (CKR_SESSION_COUNT): {whose} sessions are at the cap"
+                );
             }
             return Err(CKR_SESSION_COUNT);
         }
         s.opening += 1;
-        Ok(SessionRoom { app: self, opened: false })
+        Ok(SessionRoom {
+            app: self,
+            opened: false,
+        })
     }
 
     pub fn remove_session(&self, session: u64) {
@@ -121,7 +141,12 @@ impl App {
     }
 
     pub fn sessions_on(&self, slot: CK_SLOT_ID) -> Vec<u64> {
-        self.sessions().open.iter().filter(|(_, s)| **s == slot).map(|(h, _)| *h).collect()
+        self.sessions()
+            .open
+            .iter()
+            .filter(|(_, s)| **s == slot)
+            .map(|(h, _)| *h)
+            .collect()
     }
 
     /// All the application's sessions, no longer its own: their room is
@@ -268,9 +293,18 @@ mod tests {
         assert_eq!(apps.all_sessions.load(Ordering::SeqCst), 0);
 
         // Across applications: rooms taken (not yet opened) count too.
-        let others: Vec<_> = (0..MAX_SESSIONS / MAX_SESSIONS_PER_APP).map(|_| apps.create().expect("app")).collect();
-        let rooms: Vec<_> = others.iter().flat_map(|o| (0..MAX_SESSIONS_PER_APP).map(|_| o.reserve_session().expect("room"))).collect();
-        assert_eq!(a.reserve_session().err(), Some(CKR_SESSION_COUNT), "past the sidecar's cap");
+        let others: Vec<_> = (0..MAX_SESSIONS / MAX_SESSIONS_PER_APP)
+            .map(|_| apps.create().expect("app"))
+            .collect();
+        let rooms: Vec<_> = others
+            .iter()
+            .flat_map(|o| (0..MAX_SESSIONS_PER_APP).map(|_| o.reserve_session().expect("room")))
+            .collect();
+        assert_eq!(
+            a.reserve_session().err(),
+            Some(CKR_SESSION_COUNT),
+            "past the sidecar's cap"
+        );
         drop(rooms);
         assert!(a.reserve_session().is_ok());
     }

@@ -49,14 +49,18 @@ impl Backend {
         // PKCS#11 module the operator configured (`--module`), which is trusted
         // code by design: the sidecar exists to run it. It is never unloaded
         // (leaked below), so none of its code or data goes away while in use.
-        let lib = unsafe { libloading::Library::new(path) }
-            .map_err(|source| LoadError::Open { path: shown.clone(), source })?;
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|source| LoadError::Open {
+            path: shown.clone(),
+            source,
+        })?;
         let lib: &'static libloading::Library = Box::leak(Box::new(lib));
         // SAFETY: the type given is C_GetFunctionList's signature in the PKCS#11
         // headers (CK_C_GetFunctionList), which every PKCS#11 module exports.
         let get: libloading::Symbol<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
-            unsafe { lib.get(b"C_GetFunctionList\0") }
-                .map_err(|e| LoadError::NotPkcs11 { path: shown.clone(), reason: e.to_string() })?;
+            unsafe { lib.get(b"C_GetFunctionList\0") }.map_err(|e| LoadError::NotPkcs11 {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
         let mut list = std::ptr::null_mut();
         // SAFETY: `get` is the module's C_GetFunctionList (typed above); its one
         // argument is `&mut list`, a live, aligned location for the pointer it writes.
@@ -79,12 +83,18 @@ impl Backend {
             });
         };
         let backend = Backend { f, _lib: lib };
-        let mut args = CK_C_INITIALIZE_ARGS { flags: CKF_OS_LOCKING_OK, ..Default::default() };
+        let mut args = CK_C_INITIALIZE_ARGS {
+            flags: CKF_OS_LOCKING_OK,
+            ..Default::default()
+        };
         // SAFETY: `args` is a live CK_C_INITIALIZE_ARGS for the call: no mutex
         // callbacks (all None), CKF_OS_LOCKING_OK, pReserved NULL (Default).
         let rv = unsafe { p11!(backend, C_Initialize(&mut args as *mut _ as *mut _)) };
         if rv != CKR_OK {
-            return Err(LoadError::Initialize { path: shown, rv: crate::rv::Rv(rv) });
+            return Err(LoadError::Initialize {
+                path: shown,
+                rv: crate::rv::Rv(rv),
+            });
         }
         Ok(backend)
     }

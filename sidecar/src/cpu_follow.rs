@@ -22,7 +22,12 @@ pub struct CpuFollower {
 
 impl CpuFollower {
     pub fn new(enabled: bool) -> Self {
-        CpuFollower { enabled, bound: 0, refused: 0, original: None }
+        CpuFollower {
+            enabled,
+            bound: 0,
+            refused: 0,
+            original: None,
+        }
     }
 
     /// `caller_cpu` is the request's field: the caller's CPU plus one, or 0. CPUs beyond
@@ -86,7 +91,9 @@ mod tests {
     fn allowed_cpus() -> Vec<usize> {
         let set = current_affinity().expect("sched_getaffinity");
         // SAFETY: CPU_ISSET reads the set below its size.
-        (0..libc::CPU_SETSIZE as usize).filter(|c| unsafe { libc::CPU_ISSET(*c, &set) }).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
+            .collect()
     }
 
     // Each test runs in a thread of its own: binding changes the calling thread only.
@@ -96,7 +103,9 @@ mod tests {
 
     /// A CPU number this process may not use.
     fn outside(allowed: &[usize]) -> usize {
-        (0..libc::CPU_SETSIZE as usize - 1).find(|c| !allowed.contains(c)).expect("a CPU not ours")
+        (0..libc::CPU_SETSIZE as usize - 1)
+            .find(|c| !allowed.contains(c))
+            .expect("a CPU not ours")
     }
 
     #[test]
@@ -139,7 +148,11 @@ mod tests {
             assert_eq!(allowed_cpus(), vec![before[0]]);
             let refused = outside(&before) as u32 + 1;
             f.follow(refused);
-            assert_eq!(allowed_cpus(), before, "back to all its CPUs, not stuck on the last one followed");
+            assert_eq!(
+                allowed_cpus(),
+                before,
+                "back to all its CPUs, not stuck on the last one followed"
+            );
             assert_eq!(f.refused, refused);
             f.follow(*before.last().expect("a CPU") as u32 + 1);
             assert_eq!(allowed_cpus(), vec![*before.last().expect("a CPU")], "follows again");

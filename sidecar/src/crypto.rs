@@ -38,7 +38,9 @@ impl Service {
     ) -> Answer {
         let s = self.session(app, c.session)?;
         let (data, len) = (c.data.as_mut_ptr(), c.data.len() as CK_ULONG);
-        Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| f(s, data, len, out, out_len)))
+        Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| {
+            f(s, data, len, out, out_len)
+        }))
     }
 
     /// Runs `f` with the app's session and the output arguments of
@@ -50,7 +52,9 @@ impl Service {
         f: impl FnOnce(CK_SESSION_HANDLE, *mut u8, *mut CK_ULONG) -> CK_RV,
     ) -> Answer {
         let s = self.session(app, c.session)?;
-        Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| f(s, out, out_len)))
+        Ok(reply::with_output(c.capacity, c.length_null, |out, out_len| {
+            f(s, out, out_len)
+        }))
     }
 
     /// Runs `f` with the app's session and the request's bytes (`c.data`'s
@@ -81,7 +85,17 @@ impl Service {
         crate::answer_budget::reserve(c.length as usize)?;
         let mut buf = vec![0u8; c.length as usize];
         // SAFETY: `buf` holds `c.length` bytes (at most MAX_DATA, checked above), the length given; it outlives the call.
-        let rv = unsafe { p11!(self.backend, C_GenerateRandom(s, buf.as_mut_ptr(), c.length as CK_ULONG)) };
-        Ok(reply::on_ok(rv, || Body::Output(wire::Output { length: buf.len() as u64, data: buf })))
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_GenerateRandom(s, buf.as_mut_ptr(), c.length as CK_ULONG)
+            )
+        };
+        Ok(reply::on_ok(rv, || {
+            Body::Output(wire::Output {
+                length: buf.len() as u64,
+                data: buf,
+            })
+        }))
     }
 }

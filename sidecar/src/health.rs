@@ -24,7 +24,11 @@ pub async fn serve(addr: SocketAddr, service: Arc<Service>, shutdown: impl std::
             let s = service.clone();
             let usable =
                 tokio::task::spawn_blocking(move || !s.logins.held_pin_rejected() && s.backend.token_reachable()).await;
-            let status = if matches!(usable, Ok(true)) { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if matches!(usable, Ok(true)) {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             if last != Some(status) {
                 info!(?status, "backend health changed");
                 last = Some(status);
@@ -34,7 +38,11 @@ pub async fn serve(addr: SocketAddr, service: Arc<Service>, shutdown: impl std::
         }
     });
     info!(%addr, "serving grpc.health.v1");
-    if let Err(e) = tonic::transport::Server::builder().add_service(health).serve_with_shutdown(addr, shutdown).await {
+    if let Err(e) = tonic::transport::Server::builder()
+        .add_service(health)
+        .serve_with_shutdown(addr, shutdown)
+        .await
+    {
         warn!(error = %e, "health server stopped");
     }
     check.abort();

@@ -39,14 +39,25 @@ struct State {
 
 /// Answers that condemn the PIN itself (as opposed to the session or token).
 fn rejects_pin(rv: CK_RV) -> bool {
-    matches!(rv, CKR_PIN_INCORRECT | CKR_PIN_LOCKED | CKR_PIN_EXPIRED | CKR_PIN_INVALID | CKR_PIN_LEN_RANGE)
+    matches!(
+        rv,
+        CKR_PIN_INCORRECT | CKR_PIN_LOCKED | CKR_PIN_EXPIRED | CKR_PIN_INVALID | CKR_PIN_LEN_RANGE
+    )
 }
 
 impl HeldPin {
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let pin = secret_file::read(path)?;
-        let state = Mutex::new(State { pin, rejected: HashMap::new(), accepted: false });
-        Ok(HeldPin { path: path.to_path_buf(), state, rejected_seen: AtomicBool::new(false) })
+        let state = Mutex::new(State {
+            pin,
+            rejected: HashMap::new(),
+            accepted: false,
+        });
+        Ok(HeldPin {
+            path: path.to_path_buf(),
+            state,
+            rejected_seen: AtomicBool::new(false),
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

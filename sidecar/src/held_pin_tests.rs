@@ -34,14 +34,26 @@ fn a_rejected_pin_is_not_offered_again_until_the_file_changes() {
     assert_eq!(tries.get(), 1);
     std::fs::write(dir.path().join("pin"), "right").expect("fix");
     assert!(!held.is_rejected());
-    let offered = held.attempt(0, |pin| if pin.as_slice() == b"right" { CKR_OK } else { CKR_PIN_INCORRECT });
+    let offered = held.attempt(0, |pin| {
+        if pin.as_slice() == b"right" {
+            CKR_OK
+        } else {
+            CKR_PIN_INCORRECT
+        }
+    });
     assert_eq!(offered, CKR_OK);
 }
 
 #[test]
 fn other_answers_do_not_condemn_the_pin() {
     let (_dir, held) = held("pin");
-    for rv in [CKR_OK, CKR_USER_ALREADY_LOGGED_IN, CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_ERROR, CKR_TOKEN_NOT_PRESENT] {
+    for rv in [
+        CKR_OK,
+        CKR_USER_ALREADY_LOGGED_IN,
+        CKR_SESSION_HANDLE_INVALID,
+        CKR_DEVICE_ERROR,
+        CKR_TOKEN_NOT_PRESENT,
+    ] {
         assert_eq!(held.attempt(0, |_| rv), rv);
     }
     assert!(!held.is_rejected());
@@ -53,7 +65,15 @@ fn a_rejection_on_another_slot_does_not_condemn_the_pin() {
     let (_dir, held) = held("pin");
     assert_eq!(held.attempt(1, |_| CKR_OK), CKR_OK);
     assert_eq!(held.attempt(2, |_| CKR_PIN_INCORRECT), CKR_PIN_INCORRECT);
-    assert_eq!(held.attempt(2, |_| CKR_OK), CKR_PIN_INCORRECT, "slot 2 is not asked again");
-    assert_eq!(held.attempt(1, |_| CKR_USER_ALREADY_LOGGED_IN), CKR_USER_ALREADY_LOGGED_IN, "slot 1 still is");
+    assert_eq!(
+        held.attempt(2, |_| CKR_OK),
+        CKR_PIN_INCORRECT,
+        "slot 2 is not asked again"
+    );
+    assert_eq!(
+        held.attempt(1, |_| CKR_USER_ALREADY_LOGGED_IN),
+        CKR_USER_ALREADY_LOGGED_IN,
+        "slot 1 still is"
+    );
     assert!(!held.is_rejected(), "the PIN logged in on slot 1: health stays SERVING");
 }

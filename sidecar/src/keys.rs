@@ -5,8 +5,8 @@ use hsmbridge_proto::template::OwnedTemplate;
 use hsmbridge_proto::wire::{self, response::Result as Body};
 
 use crate::apps::App;
-use crate::objects::token_attribute;
 use crate::backend::p11;
+use crate::objects::token_attribute;
 use crate::reply;
 use crate::service::{Answer, Service};
 
@@ -20,7 +20,12 @@ impl Service {
         let mut h: CK_OBJECT_HANDLE = 0;
         // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and every
         // buffer they point into, and outlive the call; `h` is live.
-        let rv = unsafe { p11!(self.backend, C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h)) };
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_GenerateKey(s, m.as_ptr(), t.as_mut_ptr(), t.count(), &mut h)
+            )
+        };
         if rv == CKR_OK {
             room.created(c.session, h, token);
         }
@@ -59,7 +64,10 @@ impl Service {
             room.created(c.session, privh, private_token);
         }
         Ok(reply::on_ok(rv, || {
-            Body::KeyPair(wire::KeyPair { public_key: pubh as u64, private_key: privh as u64 })
+            Body::KeyPair(wire::KeyPair {
+                public_key: pubh as u64,
+                private_key: privh as u64,
+            })
         }))
     }
 
@@ -70,7 +78,9 @@ impl Service {
         let (capacity, length_null) = (c.capacity, c.length_null);
         // SAFETY: `m` (OwnedMechanism) owns the mechanism and its parameter buffers and outlives the call;
         // `out`/`len` are `with_output`'s, valid for the call (see there).
-        Ok(reply::with_output(capacity, length_null, |out, len| unsafe { p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len)) }))
+        Ok(reply::with_output(capacity, length_null, |out, len| unsafe {
+            p11!(self.backend, C_WrapKey(s, m.as_ptr(), wrapping, key, out, len))
+        }))
     }
 
     pub(crate) fn unwrap_key(&self, app: &App, mut c: wire::UnwrapKey) -> Answer {
@@ -115,7 +125,12 @@ impl Service {
         let mut room = self.objects.room(app, &[token])?;
         // SAFETY: `m` (OwnedMechanism) and `t` (OwnedTemplate) own the mechanism, the template and every
         // buffer they point into, and outlive the call; `h` is live.
-        let rv = unsafe { p11!(self.backend, C_DeriveKey(s, m.as_ptr(), base, t.as_mut_ptr(), t.count(), &mut h)) };
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_DeriveKey(s, m.as_ptr(), base, t.as_mut_ptr(), t.count(), &mut h)
+            )
+        };
         if rv == CKR_OK {
             room.created(c.session, h, token);
         }

@@ -37,7 +37,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Logins {
     pub fn new(managed_pin: Option<HeldPin>) -> Self {
-        Logins { slots: Mutex::new(HashMap::new()), managed_pin }
+        Logins {
+            slots: Mutex::new(HashMap::new()),
+            managed_pin,
+        }
     }
 
     pub fn managed(&self) -> bool {
@@ -71,9 +74,9 @@ impl Logins {
             // nor offer it as another (vendor-defined) user's.
             Some(_) if !matches!(user_type, CKU_USER | CKU_CONTEXT_SPECIFIC) => CKR_USER_TYPE_INVALID,
             // Rejected before and unchanged since: the module is not asked again.
-            Some(held) => {
-                held.attempt(slot, |pin| self.login_with(backend, app, session, slot, user_type, &Some(pin.clone())))
-            }
+            Some(held) => held.attempt(slot, |pin| {
+                self.login_with(backend, app, session, slot, user_type, &Some(pin.clone()))
+            }),
             None => self.login_with(backend, app, session, slot, user_type, &presented),
         }
     }
@@ -94,29 +97,50 @@ impl Logins {
         if user_type == CKU_CONTEXT_SPECIFIC {
             // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
             // C_Login only reads them (the `*mut` is the C signature's).
-            return unsafe { p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)) };
+            return unsafe {
+                p11!(
+                    backend,
+                    C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)
+                )
+            };
         }
         let mut slots = self.slots();
         let Some(s) = slots.get_mut(&slot) else {
             // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
             // C_Login only reads them (the `*mut` is the C signature's).
-            let rv = unsafe { p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)) };
+            let rv = unsafe {
+                p11!(
+                    backend,
+                    C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)
+                )
+            };
             if rv == CKR_OK {
                 let kept = pin.clone().unwrap_or_default();
-                slots.insert(slot, SlotLogin { user_type, apps: HashSet::from([app.id]), pin: kept });
+                slots.insert(
+                    slot,
+                    SlotLogin {
+                        user_type,
+                        apps: HashSet::from([app.id]),
+                        pin: kept,
+                    },
+                );
             }
             return rv;
         };
-        let judged_by_backend = s.apps.contains(&app.id)
-            || !matches!(user_type, CKU_USER | CKU_SO)
-            || (pin.is_none() && !self.managed());
+        let judged_by_backend =
+            s.apps.contains(&app.id) || !matches!(user_type, CKU_USER | CKU_SO) || (pin.is_none() && !self.managed());
         if judged_by_backend {
             // The app's own repeated login, an unknown user type or a NULL
             // PIN: the backend's answer is the exact CK_RV (it is logged in
             // already, so this cannot change its state).
             // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
             // C_Login only reads them (the `*mut` is the C signature's).
-            return unsafe { p11!(backend, C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)) };
+            return unsafe {
+                p11!(
+                    backend,
+                    C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)
+                )
+            };
         }
         if s.user_type != user_type {
             return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;

@@ -5,8 +5,8 @@ use hsmbridge_proto::template::OwnedTemplate;
 use hsmbridge_proto::wire::{self, response::Result as Body};
 
 use crate::apps::App;
-use crate::objects::token_attribute;
 use crate::backend::p11;
+use crate::objects::token_attribute;
 use crate::reply;
 use crate::service::{Answer, Service};
 
@@ -15,7 +15,10 @@ const MAX_FIND: u64 = hsmbridge_proto::limits::MAX_LIST as u64;
 
 /// The CK_RVs of C_GetAttributeValue that come with per-attribute results.
 fn has_attribute_results(rv: CK_RV) -> bool {
-    matches!(rv, CKR_OK | CKR_ATTRIBUTE_SENSITIVE | CKR_ATTRIBUTE_TYPE_INVALID | CKR_BUFFER_TOO_SMALL)
+    matches!(
+        rv,
+        CKR_OK | CKR_ATTRIBUTE_SENSITIVE | CKR_ATTRIBUTE_TYPE_INVALID | CKR_BUFFER_TOO_SMALL
+    )
 }
 
 impl Service {
@@ -84,7 +87,12 @@ impl Service {
                 let mut query = OwnedTemplate::lengths(c.template.as_ref())?;
                 // SAFETY: `query` (OwnedTemplate::lengths) owns the attribute array, every value NULL, and
                 // outlives the call: the module writes only the lengths.
-                let rv = unsafe { p11!(self.backend, C_GetAttributeValue(s, o, query.as_mut_ptr(), query.count())) };
+                let rv = unsafe {
+                    p11!(
+                        self.backend,
+                        C_GetAttributeValue(s, o, query.as_mut_ptr(), query.count())
+                    )
+                };
                 if !has_attribute_results(rv) {
                     return Ok(reply::rv(rv));
                 }
@@ -99,7 +107,10 @@ impl Service {
         if !has_attribute_results(rv) {
             return Ok(reply::rv(rv));
         }
-        Ok(wire::Response { rv: rv as u64, result: Some(Body::Template(t.read_back())) })
+        Ok(wire::Response {
+            rv: rv as u64,
+            result: Some(Body::Template(t.read_back())),
+        })
     }
 
     pub(crate) fn set_attribute_value(&self, app: &App, c: wire::ObjectTemplate) -> Answer {
@@ -108,7 +119,9 @@ impl Service {
         let mut t = OwnedTemplate::values(c.template.as_ref())?;
         // SAFETY: the template and every buffer it points into are owned by `t` (built by OwnedTemplate
         // from the request) and outlive the call.
-        Ok(reply::rv(unsafe { p11!(self.backend, C_SetAttributeValue(s, o, t.as_mut_ptr(), t.count())) }))
+        Ok(reply::rv(unsafe {
+            p11!(self.backend, C_SetAttributeValue(s, o, t.as_mut_ptr(), t.count()))
+        }))
     }
 
     pub(crate) fn find_objects_init(&self, app: &App, c: wire::SessionTemplate) -> Answer {
@@ -138,7 +151,11 @@ impl Service {
                 return Ok(reply::rv(rv));
             }
             let got = &batch[..(n as usize).min(batch.len())];
-            found.extend(got.iter().map(|h| *h as u64).filter(|h| self.objects.visible(app.id, *h)));
+            found.extend(
+                got.iter()
+                    .map(|h| *h as u64)
+                    .filter(|h| self.objects.visible(app.id, *h)),
+            );
             if got.is_empty() {
                 break;
             }
@@ -150,6 +167,11 @@ impl Service {
             let rv = unsafe { p11!(self.backend, C_FindObjects(s, batch.as_mut_ptr(), 0, &mut n)) };
             return Ok(reply::on_ok(rv, || Body::Ulongs(wire::Ulongs::default())));
         }
-        Ok(reply::on_ok(CKR_OK, || Body::Ulongs(wire::Ulongs { count: found.len() as u64, values: found })))
+        Ok(reply::on_ok(CKR_OK, || {
+            Body::Ulongs(wire::Ulongs {
+                count: found.len() as u64,
+                values: found,
+            })
+        }))
     }
 }

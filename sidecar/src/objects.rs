@@ -64,10 +64,13 @@ pub struct Room<'a> {
 /// Whether a template makes a token object (CKA_TOKEN true); `None` when
 /// it does not say.
 pub fn token_attribute(t: Option<&Template>) -> Option<bool> {
-    t?.attributes.iter().find(|a| a.r#type == CKA_TOKEN as u64).map(|a| match &a.value {
-        Some(Value::Bytes(b)) => b.iter().any(|x| *x != 0),
-        _ => false,
-    })
+    t?.attributes
+        .iter()
+        .find(|a| a.r#type == CKA_TOKEN as u64)
+        .map(|a| match &a.value {
+            Some(Value::Bytes(b)) => b.iter().any(|x| *x != 0),
+            _ => false,
+        })
 }
 
 impl Table {
@@ -124,14 +127,25 @@ impl SessionObjects {
                 let sidecar_full = table.total + n > MAX_SESSION_OBJECTS;
                 drop(table);
                 if app.first_object_refusal() {
-                    let whose = if sidecar_full { "the sidecar's" } else { "the application's" };
-                    warn!(app = app.id, "object refused (CKR_HOST_MEMORY): {whose} session objects are at the cap");
+                    let whose = if sidecar_full {
+                        "the sidecar's"
+                    } else {
+                        "the application's"
+                    };
+                    warn!(
+                        app = app.id,
+                        "object refused (CKR_HOST_MEMORY): {whose} session objects are at the cap"
+                    );
                 }
                 return Err(CKR_HOST_MEMORY);
             }
             table.take(app.id, n);
         }
-        Ok(Room { objects: self, app, left: n })
+        Ok(Room {
+            objects: self,
+            app,
+            left: n,
+        })
     }
 
     pub fn is_session_object(&self, object: u64) -> bool {
@@ -180,7 +194,13 @@ impl Room<'_> {
             // object is still recorded, so it stays hidden from others.
             table.take(self.app.id, 1);
         }
-        table.owners.insert(object, Owner { app: self.app.id, session });
+        table.owners.insert(
+            object,
+            Owner {
+                app: self.app.id,
+                session,
+            },
+        );
         table.by_session.entry(session).or_default().insert(object);
     }
 }
@@ -209,10 +229,17 @@ mod tests {
         }
         assert_eq!(objects.room(&a, &[false]).err(), Some(CKR_HOST_MEMORY));
         // Token objects are neither capped nor recorded.
-        objects.room(&a, &[true, true]).expect("token objects").created(7, 1_000_000, true);
+        objects
+            .room(&a, &[true, true])
+            .expect("token objects")
+            .created(7, 1_000_000, true);
         assert!(!objects.is_session_object(1_000_000));
         objects.destroyed(1);
-        assert_eq!(objects.room(&a, &[false, false]).err(), Some(CKR_HOST_MEMORY), "a pair with room for one");
+        assert_eq!(
+            objects.room(&a, &[false, false]).err(),
+            Some(CKR_HOST_MEMORY),
+            "a pair with room for one"
+        );
         // Unused room (a failed call) is given back.
         drop(objects.room(&a, &[false]).expect("room after a destroy"));
         objects.room(&a, &[false]).expect("room").created(7, 1, false);
@@ -230,12 +257,16 @@ mod tests {
     fn the_sidecar_cap_holds_across_applications() {
         let apps = Apps::default();
         let objects = SessionObjects::default();
-        let all: Vec<_> = (0..=MAX_SESSION_OBJECTS / MAX_SESSION_OBJECTS_PER_APP).map(|_| apps.create().expect("app")).collect();
+        let all: Vec<_> = (0..=MAX_SESSION_OBJECTS / MAX_SESSION_OBJECTS_PER_APP)
+            .map(|_| apps.create().expect("app"))
+            .collect();
         let (last, full) = all.split_last().expect("apps");
         for (i, app) in full.iter().enumerate() {
             let session = i as u64 + 1;
             app.reserve_session().expect("room").opened(session, 0);
-            let mut room = objects.room(app, &vec![false; MAX_SESSION_OBJECTS_PER_APP]).expect("room");
+            let mut room = objects
+                .room(app, &vec![false; MAX_SESSION_OBJECTS_PER_APP])
+                .expect("room");
             for h in 0..MAX_SESSION_OBJECTS_PER_APP {
                 room.created(session, (session << 32 | h as u64) as CK_OBJECT_HANDLE, false);
             }

@@ -30,7 +30,10 @@ pub fn limit_heap() {
 /// Raises the soft limit on open files to the hard one: each connection
 /// holds a descriptor, and the connection cap is above the usual soft 1024.
 pub fn raise_open_files() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is a valid rlimit for getrlimit to fill and setrlimit to read.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {

@@ -53,7 +53,13 @@ mod tests {
             assert_eq!(s.start(session, || CKR_OK), CKR_OK);
         }
         let mut called = false;
-        assert_eq!(s.start(1000, || { called = true; CKR_OK }), CKR_HOST_MEMORY);
+        assert_eq!(
+            s.start(1000, || {
+                called = true;
+                CKR_OK
+            }),
+            CKR_HOST_MEMORY
+        );
         assert!(!called);
         // The module's own answer for a session that searches already.
         assert_eq!(s.start(0, || CKR_OPERATION_ACTIVE), CKR_OPERATION_ACTIVE);

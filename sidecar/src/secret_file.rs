@@ -18,7 +18,10 @@ pub fn read(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
         }
     }
     if data.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is empty", path.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is empty", path.display()),
+        ));
     }
     if let Ok(meta) = fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
@@ -30,7 +33,12 @@ pub fn read(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
 
 /// Writes a secret to a new or truncated file with mode 0600.
 pub fn write(path: &Path, secret: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     // An existing file keeps its mode on open: make sure it is 0600.
     f.set_permissions(fs::Permissions::from_mode(0o600))?;
     f.write_all(secret)?;

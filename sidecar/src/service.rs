@@ -12,8 +12,8 @@ use crate::apps::{App, Apps};
 use crate::backend::{p11, Backend};
 use crate::login::Logins;
 use crate::objects::SessionObjects;
-use crate::searches::Searches;
 use crate::reply;
+use crate::searches::Searches;
 
 pub struct Service {
     pub backend: Backend,
@@ -29,7 +29,14 @@ pub type Answer = Result<Response, CK_RV>;
 
 impl Service {
     pub fn new(backend: Backend, logins: Logins, raw_params: RawParamMechanisms) -> Arc<Self> {
-        Arc::new(Service { backend, apps: Apps::default(), logins, objects: SessionObjects::default(), searches: Searches::default(), raw_params })
+        Arc::new(Service {
+            backend,
+            apps: Apps::default(),
+            logins,
+            objects: SessionObjects::default(),
+            searches: Searches::default(),
+            raw_params,
+        })
     }
 
     /// A call's mechanism rebuilt in C memory, in the layout its type prescribes.
@@ -77,7 +84,13 @@ impl Service {
             GetSessionInfo(c) => self.get_session_info(app, c.session),
             GetOperationState(c) => self.get_operation_state(app, c),
             SetOperationState(c) => self.set_operation_state(app, c),
-            Login(c) => Ok(reply::rv(self.logins.login(&self.backend, app, c.session, c.user_type as CK_USER_TYPE, c.pin))),
+            Login(c) => Ok(reply::rv(self.logins.login(
+                &self.backend,
+                app,
+                c.session,
+                c.user_type as CK_USER_TYPE,
+                c.pin,
+            ))),
             Logout(c) => Ok(reply::rv(self.logins.logout(&self.backend, app, c.session))),
             CreateObject(c) => self.create_object(app, c),
             CopyObject(c) => self.copy_object(app, c),
@@ -95,26 +108,44 @@ impl Service {
                 }
                 rv
             }),
-            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
-            EncryptInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_EncryptInit(s, m, k)) }),
+            EncryptInit(c) => {
+                // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+                self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_EncryptInit(s, m, k)) })
+            }
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-            Encrypt(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Encrypt(s, d, n, o, ol)) }),
+            Encrypt(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                p11!(self.backend, C_Encrypt(s, d, n, o, ol))
+            }),
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-            EncryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_EncryptUpdate(s, d, n, o, ol)) }),
+            EncryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                p11!(self.backend, C_EncryptUpdate(s, d, n, o, ol))
+            }),
             // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
-            EncryptFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_EncryptFinal(s, o, ol)) }),
-            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
-            DecryptInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_DecryptInit(s, m, k)) }),
+            EncryptFinal(c) => self.final_output(app, c, |s, o, ol| unsafe {
+                p11!(self.backend, C_EncryptFinal(s, o, ol))
+            }),
+            DecryptInit(c) => {
+                // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+                self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_DecryptInit(s, m, k)) })
+            }
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-            Decrypt(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Decrypt(s, d, n, o, ol)) }),
+            Decrypt(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                p11!(self.backend, C_Decrypt(s, d, n, o, ol))
+            }),
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-            DecryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DecryptUpdate(s, d, n, o, ol)) }),
+            DecryptUpdate(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                p11!(self.backend, C_DecryptUpdate(s, d, n, o, ol))
+            }),
             // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
-            DecryptFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_DecryptFinal(s, o, ol)) }),
+            DecryptFinal(c) => self.final_output(app, c, |s, o, ol| unsafe {
+                p11!(self.backend, C_DecryptFinal(s, o, ol))
+            }),
             // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
             DigestInit(c) => self.operation_init(app, c, |s, m, _| unsafe { p11!(self.backend, C_DigestInit(s, m)) }),
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-            Digest(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Digest(s, d, n, o, ol)) }),
+            Digest(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                p11!(self.backend, C_Digest(s, d, n, o, ol))
+            }),
             // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
             DigestUpdate(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_DigestUpdate(s, d, n)) }),
             DigestKey(c) => {
@@ -126,21 +157,31 @@ impl Service {
                 })
             }
             // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
-            DigestFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_DigestFinal(s, o, ol)) }),
+            DigestFinal(c) => self.final_output(app, c, |s, o, ol| unsafe {
+                p11!(self.backend, C_DigestFinal(s, o, ol))
+            }),
             // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
             SignInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_SignInit(s, m, k)) }),
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-            Sign(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_Sign(s, d, n, o, ol)) }),
+            Sign(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                p11!(self.backend, C_Sign(s, d, n, o, ol))
+            }),
             // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
             SignUpdate(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_SignUpdate(s, d, n)) }),
             // SAFETY: `final_output` passes `with_output`'s output arguments, valid for the call (see there).
             SignFinal(c) => self.final_output(app, c, |s, o, ol| unsafe { p11!(self.backend, C_SignFinal(s, o, ol)) }),
             // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
-            SignRecoverInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_SignRecoverInit(s, m, k)) }),
+            SignRecoverInit(c) => self.operation_init(app, c, |s, m, k| unsafe {
+                p11!(self.backend, C_SignRecoverInit(s, m, k))
+            }),
             // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-            SignRecover(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_SignRecover(s, d, n, o, ol)) }),
-            // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
-            VerifyInit(c) => self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_VerifyInit(s, m, k)) }),
+            SignRecover(c) => self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                p11!(self.backend, C_SignRecover(s, d, n, o, ol))
+            }),
+            VerifyInit(c) => {
+                // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
+                self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_VerifyInit(s, m, k)) })
+            }
             Verify(c) => self.verify(app, c),
             // SAFETY: `data_in` passes `c.data` and its length, valid for the call (see there).
             VerifyUpdate(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_VerifyUpdate(s, d, n)) }),
@@ -148,27 +189,39 @@ impl Service {
             VerifyFinal(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_VerifyFinal(s, d, n)) }),
             VerifyRecoverInit(c) => {
                 // SAFETY: `operation_init` passes the request's OwnedMechanism, which owns its parameter buffers (see there).
-                self.operation_init(app, c, |s, m, k| unsafe { p11!(self.backend, C_VerifyRecoverInit(s, m, k)) })
+                self.operation_init(app, c, |s, m, k| unsafe {
+                    p11!(self.backend, C_VerifyRecoverInit(s, m, k))
+                })
             }
             VerifyRecover(c) => {
                 // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_VerifyRecover(s, d, n, o, ol)) })
+                self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                    p11!(self.backend, C_VerifyRecover(s, d, n, o, ol))
+                })
             }
             DigestEncryptUpdate(c) => {
                 // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DigestEncryptUpdate(s, d, n, o, ol)) })
+                self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                    p11!(self.backend, C_DigestEncryptUpdate(s, d, n, o, ol))
+                })
             }
             DecryptDigestUpdate(c) => {
                 // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DecryptDigestUpdate(s, d, n, o, ol)) })
+                self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                    p11!(self.backend, C_DecryptDigestUpdate(s, d, n, o, ol))
+                })
             }
             SignEncryptUpdate(c) => {
                 // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_SignEncryptUpdate(s, d, n, o, ol)) })
+                self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                    p11!(self.backend, C_SignEncryptUpdate(s, d, n, o, ol))
+                })
             }
             DecryptVerifyUpdate(c) => {
                 // SAFETY: `data_output` passes `c.data` and `with_output`'s output arguments, valid for the call (see there).
-                self.data_output(app, c, |s, d, n, o, ol| unsafe { p11!(self.backend, C_DecryptVerifyUpdate(s, d, n, o, ol)) })
+                self.data_output(app, c, |s, d, n, o, ol| unsafe {
+                    p11!(self.backend, C_DecryptVerifyUpdate(s, d, n, o, ol))
+                })
             }
             GenerateKey(c) => self.generate_key(app, c),
             GenerateKeyPair(c) => self.generate_key_pair(app, c),
@@ -179,9 +232,13 @@ impl Service {
             SeedRandom(c) => self.data_in(app, c, |s, d, n| unsafe { p11!(self.backend, C_SeedRandom(s, d, n)) }),
             GenerateRandom(c) => self.generate_random(app, c),
             // SAFETY: only the session handle (the app's, checked by `session_call`); no pointers.
-            GetFunctionStatus(c) => self.session_call(app, c.session, |s| unsafe { p11!(self.backend, C_GetFunctionStatus(s)) }),
-            // SAFETY: only the session handle (the app's, checked by `session_call`); no pointers.
-            CancelFunction(c) => self.session_call(app, c.session, |s| unsafe { p11!(self.backend, C_CancelFunction(s)) }),
+            GetFunctionStatus(c) => self.session_call(app, c.session, |s| unsafe {
+                p11!(self.backend, C_GetFunctionStatus(s))
+            }),
+            CancelFunction(c) => {
+                // SAFETY: only the session handle (the app's, checked by `session_call`); no pointers.
+                self.session_call(app, c.session, |s| unsafe { p11!(self.backend, C_CancelFunction(s)) })
+            }
             WaitForSlotEvent(c) => Ok(self.wait_for_slot_event(c.flags)),
         };
         answer.unwrap_or_else(reply::rv)
@@ -220,7 +277,12 @@ impl Service {
     fn wait_for_slot_event(&self, flags: u64) -> Response {
         let mut slot: CK_SLOT_ID = 0;
         // SAFETY: `slot` is a live CK_SLOT_ID for the module to write; pReserved is NULL as required.
-        let rv = unsafe { p11!(self.backend, C_WaitForSlotEvent(flags as CK_FLAGS, &mut slot, std::ptr::null_mut())) };
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_WaitForSlotEvent(flags as CK_FLAGS, &mut slot, std::ptr::null_mut())
+            )
+        };
         reply::ulong(rv, slot)
     }
 }

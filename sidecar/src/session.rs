@@ -17,7 +17,12 @@ impl Service {
         let room = app.reserve_session()?;
         let mut h: CK_SESSION_HANDLE = 0;
         // SAFETY: `h` is a live handle for the module to write; no application pointer (NULL) and no notify callback.
-        let rv = unsafe { p11!(self.backend, C_OpenSession(slot, c.flags as CK_FLAGS, std::ptr::null_mut(), None, &mut h)) };
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_OpenSession(slot, c.flags as CK_FLAGS, std::ptr::null_mut(), None, &mut h)
+            )
+        };
         if rv == CKR_OK {
             room.opened(h as u64, slot);
         }
@@ -61,11 +66,17 @@ impl Service {
         let mut i = CK_SESSION_INFO::default();
         // SAFETY: `i` is a live, aligned CK_SESSION_INFO for the module to fill; `s` is the app's (`self.session`).
         let rv = unsafe { p11!(self.backend, C_GetSessionInfo(s, &mut i)) };
-        let logged_in_elsewhere = matches!(i.state, CKS_RO_USER_FUNCTIONS | CKS_RW_USER_FUNCTIONS | CKS_RW_SO_FUNCTIONS)
-            && !self.logins.is_logged_in(app, i.slotID);
+        let logged_in_elsewhere = matches!(
+            i.state,
+            CKS_RO_USER_FUNCTIONS | CKS_RW_USER_FUNCTIONS | CKS_RW_SO_FUNCTIONS
+        ) && !self.logins.is_logged_in(app, i.slotID);
         if logged_in_elsewhere {
             // The backend is logged in for another application, not this one.
-            i.state = if i.flags & CKF_RW_SESSION != 0 { CKS_RW_PUBLIC_SESSION } else { CKS_RO_PUBLIC_SESSION };
+            i.state = if i.flags & CKF_RW_SESSION != 0 {
+                CKS_RW_PUBLIC_SESSION
+            } else {
+                CKS_RO_PUBLIC_SESSION
+            };
         }
         Ok(reply::on_ok(rv, || {
             Body::SessionInfo(wire::SessionInfo {
@@ -80,7 +91,9 @@ impl Service {
     pub(crate) fn get_operation_state(&self, app: &App, c: wire::SessionOutput) -> Answer {
         let s = self.session(app, c.session)?;
         // SAFETY: `with_output`'s buffer and length are valid for the call (see there); `s` is the app's.
-        Ok(reply::with_output(c.capacity, c.length_null, |p, n| unsafe { p11!(self.backend, C_GetOperationState(s, p, n)) }))
+        Ok(reply::with_output(c.capacity, c.length_null, |p, n| unsafe {
+            p11!(self.backend, C_GetOperationState(s, p, n))
+        }))
     }
 
     /// In managed mode refused: a state blob is the module's own format, and

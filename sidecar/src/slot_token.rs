@@ -9,7 +9,10 @@ use crate::reply;
 use crate::service::{Answer, Service};
 
 fn version(v: CK_VERSION) -> Option<wire::Version> {
-    Some(wire::Version { major: v.major as u32, minor: v.minor as u32 })
+    Some(wire::Version {
+        major: v.major as u32,
+        minor: v.minor as u32,
+    })
 }
 
 impl Service {
@@ -31,7 +34,9 @@ impl Service {
     pub(crate) fn get_slot_list(&self, c: wire::GetSlotList) -> Answer {
         let present = c.token_present as CK_BBOOL;
         // SAFETY: `with_ulongs`'s buffer and count are valid for the call (see there).
-        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| unsafe { p11!(self.backend, C_GetSlotList(present, p, n)) }))
+        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| unsafe {
+            p11!(self.backend, C_GetSlotList(present, p, n))
+        }))
     }
 
     pub(crate) fn get_slot_info(&self, slot: u64) -> Answer {
@@ -85,13 +90,20 @@ impl Service {
     pub(crate) fn get_mechanism_list(&self, c: wire::GetMechanismList) -> Answer {
         let slot = c.slot as CK_SLOT_ID;
         // SAFETY: `with_ulongs`'s buffer and count are valid for the call (see there).
-        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| unsafe { p11!(self.backend, C_GetMechanismList(slot, p, n)) }))
+        Ok(reply::with_ulongs(c.capacity, c.length_null, |p, n| unsafe {
+            p11!(self.backend, C_GetMechanismList(slot, p, n))
+        }))
     }
 
     pub(crate) fn get_mechanism_info(&self, c: wire::GetMechanismInfo) -> Answer {
         let mut m = CK_MECHANISM_INFO::default();
         // SAFETY: `m` is a live, aligned CK_MECHANISM_INFO for the module to fill.
-        let rv = unsafe { p11!(self.backend, C_GetMechanismInfo(c.slot as CK_SLOT_ID, c.mechanism as CK_MECHANISM_TYPE, &mut m)) };
+        let rv = unsafe {
+            p11!(
+                self.backend,
+                C_GetMechanismInfo(c.slot as CK_SLOT_ID, c.mechanism as CK_MECHANISM_TYPE, &mut m)
+            )
+        };
         Ok(reply::on_ok(rv, || {
             Body::MechanismInfo(wire::MechanismInfo {
                 min_key_size: m.ulMinKeySize as u64,
@@ -136,7 +148,9 @@ impl Service {
         }
         let mut pin = zeroize::Zeroizing::new(c.data);
         // SAFETY: `pin` owns the PIN bytes given with their length and outlives the call; `s` is the app's.
-        Ok(reply::rv(unsafe { p11!(self.backend, C_InitPIN(s, pin.as_mut_ptr(), pin.len() as CK_ULONG)) }))
+        Ok(reply::rv(unsafe {
+            p11!(self.backend, C_InitPIN(s, pin.as_mut_ptr(), pin.len() as CK_ULONG))
+        }))
     }
 
     pub(crate) fn set_pin(&self, app: &App, c: wire::SetPin) -> Answer {

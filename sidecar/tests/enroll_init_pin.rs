@@ -30,10 +30,25 @@ impl Token {
         let tokens = dir.path().join("tokens");
         fs::create_dir(&tokens).expect("tokens dir");
         let conf = dir.path().join("softhsm2.conf");
-        fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()))
-            .expect("softhsm2.conf");
+        fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("softhsm2.conf");
         let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", LABEL, "--so-pin", SETUP, "--pin", "throwaway-1234"])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                LABEL,
+                "--so-pin",
+                SETUP,
+                "--pin",
+                "throwaway-1234",
+            ])
             .env("SOFTHSM2_CONF", &conf)
             .output()
             .expect("running softhsm2-util (is softhsm2 installed?)");
@@ -56,8 +71,14 @@ impl Token {
     fn enroll_to(&self, setup_file: &Path, pin_out: &Path) -> Output {
         let m = module();
         self.enroll(&[
-            "--module", path_str(&m), "--token", LABEL,
-            "--setup-password-file", path_str(setup_file), "--pin-out", path_str(pin_out),
+            "--module",
+            path_str(&m),
+            "--token",
+            LABEL,
+            "--setup-password-file",
+            path_str(setup_file),
+            "--pin-out",
+            path_str(pin_out),
         ])
     }
 
@@ -65,13 +86,25 @@ impl Token {
     fn login(&self, user: &str, pin: &str) -> Result<String, String> {
         let m = module();
         let mut cmd = Command::new("pkcs11-tool");
-        cmd.args(["--module", path_str(&m), "--token-label", LABEL, "--login", "--login-type", user]);
+        cmd.args([
+            "--module",
+            path_str(&m),
+            "--token-label",
+            LABEL,
+            "--login",
+            "--login-type",
+            user,
+        ]);
         if user == "so" {
             cmd.args(["--so-pin", pin, "--session-rw"]);
         } else {
             cmd.args(["--pin", pin]);
         }
-        let out = cmd.arg("--list-objects").env("SOFTHSM2_CONF", &self.conf).output().expect("running pkcs11-tool");
+        let out = cmd
+            .arg("--list-objects")
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .expect("running pkcs11-tool");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
         if out.status.success() {
             Ok(text)
@@ -90,7 +123,10 @@ fn success_writes_a_pin_that_logs_in_and_spends_the_setup_password() {
     assert_eq!(code(&out), 0, "{log}");
     assert_eq!(mode(&pin_file), 0o600);
     let pin = fs::read_to_string(&pin_file).expect("pin file");
-    assert!(pin.len() >= 32 && pin.bytes().all(|b| b.is_ascii_hexdigit()), "a long random hex PIN");
+    assert!(
+        pin.len() >= 32 && pin.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a long random hex PIN"
+    );
 
     if let Err(e) = t.login("user", &pin) {
         panic!("the enrolled PIN does not log in: {e}");
@@ -99,7 +135,10 @@ fn success_writes_a_pin_that_logs_in_and_spends_the_setup_password() {
         Ok(o) => panic!("the setup password still logs in as SO: {o}"),
         Err(e) => assert!(e.contains("CKR_PIN_INCORRECT"), "{e}"),
     }
-    assert!(!log.contains(SETUP) && !log.contains(&pin), "a secret leaked into the log:\n{log}");
+    assert!(
+        !log.contains(SETUP) && !log.contains(&pin),
+        "a secret leaked into the log:\n{log}"
+    );
 
     // Enrolling again with the spent setup password is refused (3) and keeps the credential.
     let again = t.enroll_to(&t.path("setup-password"), &t.path("out/pin2"));
@@ -114,8 +153,16 @@ fn explicit_method_works_the_same() {
     let m = module();
     let (setup, pin_file) = (t.path("setup-password"), t.path("out/pin"));
     let out = t.enroll(&[
-        "--method", "pkcs11-init-pin", "--module", path_str(&m), "--token", LABEL,
-        "--setup-password-file", path_str(&setup), "--pin-out", path_str(&pin_file),
+        "--method",
+        "pkcs11-init-pin",
+        "--module",
+        path_str(&m),
+        "--token",
+        LABEL,
+        "--setup-password-file",
+        path_str(&setup),
+        "--pin-out",
+        path_str(&pin_file),
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let pin = fs::read_to_string(&pin_file).expect("pin file");
@@ -132,8 +179,14 @@ fn a_wrong_setup_password_exits_3_and_writes_nothing() {
     let log = stderr(&out);
     assert_eq!(code(&out), 3, "{log}");
     assert!(!pin_file.exists(), "a PIN file was written");
-    assert!(log.contains("SetupPasswordRejected") && log.contains("CKR_PIN_INCORRECT"), "{log}");
-    assert!(!log.contains("WRONG-WRONG"), "the setup password leaked into the log:\n{log}");
+    assert!(
+        log.contains("SetupPasswordRejected") && log.contains("CKR_PIN_INCORRECT"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("WRONG-WRONG"),
+        "the setup password leaked into the log:\n{log}"
+    );
     // Nothing was changed: the real setup password still works, and so does the old user PIN.
     assert!(t.login("so", SETUP).is_ok());
     assert!(t.login("user", "throwaway-1234").is_ok());
@@ -145,8 +198,14 @@ fn an_unknown_token_exits_4() {
     let m = module();
     let (setup, pin_file) = (t.path("setup-password"), t.path("out/pin"));
     let out = t.enroll(&[
-        "--module", path_str(&m), "--token", "no-such-token",
-        "--setup-password-file", path_str(&setup), "--pin-out", path_str(&pin_file),
+        "--module",
+        path_str(&m),
+        "--token",
+        "no-such-token",
+        "--setup-password-file",
+        path_str(&setup),
+        "--pin-out",
+        path_str(&pin_file),
     ]);
     let log = stderr(&out);
     assert_eq!(code(&out), 4, "{log}");
@@ -170,8 +229,14 @@ fn configuration_errors_exit_2() {
     let pin_file = t.path("out/pin");
     // No such module.
     let out = t.enroll(&[
-        "--module", "/nonexistent/libnothing.so", "--token", LABEL,
-        "--setup-password-file", path_str(&t.path("setup-password")), "--pin-out", path_str(&pin_file),
+        "--module",
+        "/nonexistent/libnothing.so",
+        "--token",
+        LABEL,
+        "--setup-password-file",
+        path_str(&t.path("setup-password")),
+        "--pin-out",
+        path_str(&pin_file),
     ]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     // No setup password file.

@@ -44,11 +44,25 @@ impl Fixture {
 
     /// Runs enroll with files output; `extra` goes after the common arguments.
     fn enroll(&self, extra: &[&str]) -> Output {
-        let (ppin, setup, pin, cfg) =
-            (self.path("ppin"), self.path("setup-password"), self.path("out/pin"), self.path("out/secrets.cfg"));
+        let (ppin, setup, pin, cfg) = (
+            self.path("ppin"),
+            self.path("setup-password"),
+            self.path("out/pin"),
+            self.path("out/secrets.cfg"),
+        );
         let mut args = vec![
-            "--method", "ppin", "--ppin", path_str(&ppin), "--user", USER,
-            "--setup-password-file", path_str(&setup), "--pin-out", path_str(&pin), "--secrets-out", path_str(&cfg),
+            "--method",
+            "ppin",
+            "--ppin",
+            path_str(&ppin),
+            "--user",
+            USER,
+            "--setup-password-file",
+            path_str(&setup),
+            "--pin-out",
+            path_str(&pin),
+            "--secrets-out",
+            path_str(&cfg),
         ];
         args.extend_from_slice(extra);
         // Point ppin's tmp dir into the fixture so the test can see it is gone afterwards.
@@ -115,7 +129,11 @@ fn success_writes_the_pin_and_the_secrets_file() {
     assert!(secrets_path.starts_with(f.path("tmp")), "{}", secrets_path.display());
     assert_eq!(argv.len(), 7, "{argv:?}");
     assert_eq!(f.read("secrets-dir-mode").trim(), "700");
-    assert_eq!(f.read("secrets-env"), argv[6], "SECUROSYS_SECRETS_CONF names the same file");
+    assert_eq!(
+        f.read("secrets-env"),
+        argv[6],
+        "SECUROSYS_SECRETS_CONF names the same file"
+    );
     assert_eq!(f.read("config-arg"), path_str(&cfg));
     f.temp_cleaned();
 
@@ -167,7 +185,10 @@ fn success_without_a_secrets_file_is_a_failure() {
     let log = stderr(&out);
     assert_eq!(code(&out), 1, "{log}");
     f.nothing_written();
-    assert!(log.contains("wrote no secrets file") || log.contains("secrets file"), "{log}");
+    assert!(
+        log.contains("wrote no secrets file") || log.contains("secrets file"),
+        "{log}"
+    );
     f.temp_cleaned();
 }
 
@@ -191,7 +212,11 @@ fn a_hanging_ppin_is_stopped() {
     let out = f.enroll(&["--ppin-timeout-secs", "1"]);
     let log = stderr(&out);
     assert_eq!(code(&out), 1, "{log}");
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(log.contains("did not finish within 1 s"), "{log}");
     f.nothing_written();
     f.temp_cleaned();
@@ -214,8 +239,16 @@ fn files_output_needs_secrets_out_and_nothing_runs_without_it() {
     let (ppin, setup, pin) = (f.path("ppin"), f.path("setup-password"), f.path("out/pin"));
     let out = enroll(
         &[
-            "--method", "ppin", "--ppin", path_str(&ppin), "--user", USER,
-            "--setup-password-file", path_str(&setup), "--pin-out", path_str(&pin),
+            "--method",
+            "ppin",
+            "--ppin",
+            path_str(&ppin),
+            "--user",
+            USER,
+            "--setup-password-file",
+            path_str(&setup),
+            "--pin-out",
+            path_str(&pin),
         ],
         &[],
     );
@@ -232,12 +265,25 @@ fn a_missing_output_directory_is_refused_before_ppin_runs() {
     let (pin, cfg) = (f.path("nowhere/pin"), f.path("nowhere/secrets.cfg"));
     let out = enroll(
         &[
-            "--method", "ppin", "--ppin", path_str(&ppin), "--user", USER, "--setup-password-file",
-            path_str(&setup), "--pin-out", path_str(&pin), "--secrets-out", path_str(&cfg),
+            "--method",
+            "ppin",
+            "--ppin",
+            path_str(&ppin),
+            "--user",
+            USER,
+            "--setup-password-file",
+            path_str(&setup),
+            "--pin-out",
+            path_str(&pin),
+            "--secrets-out",
+            path_str(&cfg),
         ],
         &[],
     );
     let log = stderr(&out);
     assert_eq!(code(&out), 2, "{log}");
-    assert!(!f.path("argv").exists(), "ppin ran although the result had nowhere to go");
+    assert!(
+        !f.path("argv").exists(),
+        "ppin ran although the result had nowhere to go"
+    );
 }

@@ -56,9 +56,8 @@ fn main() -> ExitCode {
             print!("{}", args::USAGE);
             Ok(())
         }
-        Some("__setup") => args::ChildOptions::parse(&args[1..]).and_then(|o| {
-            setup::run(&o.module, run::TOKEN_LABEL, &env(run::SO_PIN_ENV)?, &env(run::PIN_ENV)?)
-        }),
+        Some("__setup") => args::ChildOptions::parse(&args[1..])
+            .and_then(|o| setup::run(&o.module, run::TOKEN_LABEL, &env(run::SO_PIN_ENV)?, &env(run::PIN_ENV)?)),
         Some("__worker") => args::ChildOptions::parse(&args[1..]).and_then(|o| {
             let plan = worker::Plan {
                 workloads: o.workloads,
@@ -72,7 +71,9 @@ fn main() -> ExitCode {
         }),
         Some("__rss") => args::ChildOptions::parse(&args[1..])
             .and_then(|o| rss::run(&o.module, run::TOKEN_LABEL, &env(run::PIN_ENV)?)),
-        _ => args::Options::parse(&args).and_then(|o| run::run(&o)).map(|report| report.print()),
+        _ => args::Options::parse(&args)
+            .and_then(|o| run::run(&o))
+            .map(|report| report.print()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,8 +7,8 @@ use hsmbridge_conformance::calls::{Api, Out, BAD_HANDLE, BAD_SLOT, RW};
 use hsmbridge_conformance::keys::{Key, Keyring};
 use hsmbridge_conformance::mechs::Mech;
 use hsmbridge_conformance::oracle::{differential, on_shim};
-use hsmbridge_conformance::sidecar::Sidecar;
 use hsmbridge_conformance::setup;
+use hsmbridge_conformance::sidecar::Sidecar;
 use hsmbridge_conformance::sweep::every_function;
 use hsmbridge_conformance::template::Template;
 
@@ -484,7 +484,12 @@ fn wrong_size_parameter_structs_are_param_invalid() {
         let rsa = ring.get(api, Key::RsaPrivate);
         let s = api.must_open_session(ready.slot, RW);
         for m in [Mech::bytes(CKM_AES_GCM, &[0u8; 7]), Mech::bytes(CKM_AES_CTR, &[0u8; 9])] {
-            assert_eq!(api.encrypt_init(s, &m, aes), CKR_MECHANISM_PARAM_INVALID, "{}", m.desc());
+            assert_eq!(
+                api.encrypt_init(s, &m, aes),
+                CKR_MECHANISM_PARAM_INVALID,
+                "{}",
+                m.desc()
+            );
         }
         let oaep = Mech::bytes(CKM_RSA_PKCS_OAEP, &[1, 2, 3]);
         assert_eq!(api.decrypt_init(s, &oaep, rsa), CKR_MECHANISM_PARAM_INVALID);
@@ -516,7 +521,9 @@ fn null_arguments_end_operations() {
         // SAFETY: `f` as noted at the top; pData is `d`, the 16 bytes of `data` (only read);
         // pEncryptedData is `o`, `out`'s 64 bytes; pulEncryptedDataLen is NULL, refused before any
         // write.
-        api.raw("C_Encrypt(s, data, 16, out, NULL)", |f| unsafe { f.C_Encrypt.expect("C_Encrypt")(s, d, 16, o, null_mut()) });
+        api.raw("C_Encrypt(s, data, 16, out, NULL)", |f| unsafe {
+            f.C_Encrypt.expect("C_Encrypt")(s, d, 16, o, null_mut())
+        });
         api.encrypt(s, &data, Out::Query);
 
         let s = api.must_open_session(ready.slot, RW);
@@ -533,7 +540,9 @@ fn null_arguments_end_operations() {
         api.encrypt_init(s, &ecb, aes);
         // SAFETY: `f` as noted at the top; pLastEncryptedPart is `o`, `out`'s 64 bytes;
         // pulLastEncryptedPartLen is NULL, refused before any write.
-        api.raw("C_EncryptFinal(s, out, NULL)", |f| unsafe { f.C_EncryptFinal.expect("C_EncryptFinal")(s, o, null_mut()) });
+        api.raw("C_EncryptFinal(s, out, NULL)", |f| unsafe {
+            f.C_EncryptFinal.expect("C_EncryptFinal")(s, o, null_mut())
+        });
         api.encrypt_final(s, Out::Query);
 
         let s = api.must_open_session(ready.slot, RW);
@@ -549,27 +558,35 @@ fn null_arguments_end_operations() {
         let s = api.must_open_session(ready.slot, RW);
         api.digest_init(s, &Mech::new(CKM_SHA256));
         // SAFETY: `f` as noted at the top; pPart is NULL with length 16, refused before any read.
-        api.raw("C_DigestUpdate(s, NULL, 16)", |f| unsafe { f.C_DigestUpdate.expect("C_DigestUpdate")(s, null_mut(), 16) });
+        api.raw("C_DigestUpdate(s, NULL, 16)", |f| unsafe {
+            f.C_DigestUpdate.expect("C_DigestUpdate")(s, null_mut(), 16)
+        });
         api.digest_final(s, Out::Query);
 
         let s = api.must_open_session(ready.slot, RW);
         api.sign_init(s, &Mech::new(CKM_SHA256_HMAC), hmac);
         // SAFETY: `f` as noted at the top; pData is `d`, the 16 bytes of `data` (only read);
         // pSignature is `o`, `out`'s 64 bytes; pulSignatureLen is NULL, refused before any write.
-        api.raw("C_Sign(s, data, 16, out, NULL)", |f| unsafe { f.C_Sign.expect("C_Sign")(s, d, 16, o, null_mut()) });
+        api.raw("C_Sign(s, data, 16, out, NULL)", |f| unsafe {
+            f.C_Sign.expect("C_Sign")(s, d, 16, o, null_mut())
+        });
         api.sign(s, &data, Out::Query);
 
         let s = api.must_open_session(ready.slot, RW);
         api.sign_init(s, &Mech::new(CKM_SHA256_HMAC), hmac);
         // SAFETY: `f` as noted at the top; pPart is NULL with length 16, refused before any read.
-        api.raw("C_SignUpdate(s, NULL, 16)", |f| unsafe { f.C_SignUpdate.expect("C_SignUpdate")(s, null_mut(), 16) });
+        api.raw("C_SignUpdate(s, NULL, 16)", |f| unsafe {
+            f.C_SignUpdate.expect("C_SignUpdate")(s, null_mut(), 16)
+        });
         api.sign_final(s, Out::Query);
 
         let s = api.must_open_session(ready.slot, RW);
         api.verify_init(s, &Mech::new(CKM_SHA256_HMAC), hmac);
         // SAFETY: `f` as noted at the top; pSignature is NULL with length 32, refused before any
         // read.
-        api.raw("C_VerifyFinal(s, NULL, 32)", |f| unsafe { f.C_VerifyFinal.expect("C_VerifyFinal")(s, null_mut(), 32) });
+        api.raw("C_VerifyFinal(s, NULL, 32)", |f| unsafe {
+            f.C_VerifyFinal.expect("C_VerifyFinal")(s, null_mut(), 32)
+        });
         api.verify_final(s, &[0u8; 32]);
     });
 }

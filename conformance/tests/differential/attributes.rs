@@ -195,8 +195,10 @@ fn attribute_arrays() {
         for m in [CKM_AES_CBC, CKM_AES_ECB] {
             allowed.extend_from_slice(&m.to_ne_bytes());
         }
-        let (rv, restricted) =
-            api.create_object(s, &keys::secret(CKK_AES, keys::AES128, "restricted").bytes(CKA_ALLOWED_MECHANISMS, &allowed));
+        let (rv, restricted) = api.create_object(
+            s,
+            &keys::secret(CKK_AES, keys::AES128, "restricted").bytes(CKA_ALLOWED_MECHANISMS, &allowed),
+        );
         if rv == CKR_OK {
             api.attribute_values(s, restricted, &[CKA_ALLOWED_MECHANISMS]);
             api.encrypt_init(s, &Mech::new(CKM_AES_ECB), restricted);

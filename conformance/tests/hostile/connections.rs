@@ -12,7 +12,10 @@ use super::support::{Raw, Target};
 const HOSTILE: usize = 1100;
 
 fn raise_open_files() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is a valid rlimit for getrlimit to fill and setrlimit to read.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
@@ -70,13 +73,21 @@ fn connections_without_hello_do_not_lock_out_a_real_client() {
 /// the idle timeout; one holding the application's sessions is kept.
 #[test]
 fn idle_connections_are_closed_unless_they_hold_sessions() {
-    let mut t = Target::start_with(super::support::Options { args: &["--idle-timeout-secs", "1"], ..Default::default() });
+    let mut t = Target::start_with(super::support::Options {
+        args: &["--idle-timeout-secs", "1"],
+        ..Default::default()
+    });
     let mut idle = t.client();
     let mut busy = t.client();
     let s = busy.session();
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(idle.closed_within(Duration::from_millis(500)), "an idle connection without sessions stays open");
-    let r = busy.call(Call::GetSessionInfo(wire::Session { session: s })).expect("the session's connection is kept");
+    assert!(
+        idle.closed_within(Duration::from_millis(500)),
+        "an idle connection without sessions stays open"
+    );
+    let r = busy
+        .call(Call::GetSessionInfo(wire::Session { session: s }))
+        .expect("the session's connection is kept");
     assert_eq!(r.rv, 0);
     t.assert_still_serves("idle connections");
 }

@@ -37,18 +37,32 @@ fn oversized_truncated_and_garbage_frames_close_the_connection() {
 fn requests_before_hello_are_refused() {
     let mut t = Target::start();
     let mut raw = Raw::connect(&t.socket).expect("connect");
-    let open = Request { call: Some(Call::OpenSession(wire::OpenSession { slot: 0, flags: 6 })), caller_cpu: 0 };
+    let open = Request {
+        call: Some(Call::OpenSession(wire::OpenSession { slot: 0, flags: 6 })),
+        caller_cpu: 0,
+    };
     raw.send_frame(&open.encode_to_vec()).expect("send");
     assert!(raw.closed_within(Duration::from_secs(5)), "a call before hello");
     let mut raw = Raw::connect(&t.socket).expect("connect");
-    let hello = Request { call: Some(Call::Hello(wire::Hello { protocol_version: 99, join_token: vec![] })), caller_cpu: 0 };
+    let hello = Request {
+        call: Some(Call::Hello(wire::Hello {
+            protocol_version: 99,
+            join_token: vec![],
+        })),
+        caller_cpu: 0,
+    };
     raw.send_frame(&hello.encode_to_vec()).expect("send");
     let r = raw.read_response().expect("an answer");
     assert_ne!(r.rv, 0, "unknown protocol version");
     assert!(raw.closed_within(Duration::from_secs(5)));
     // A second Hello on a connection that has one.
     let mut raw = t.client();
-    let r = raw.call(Call::Hello(wire::Hello { protocol_version: 1, join_token: vec![] })).expect("answer");
+    let r = raw
+        .call(Call::Hello(wire::Hello {
+            protocol_version: 1,
+            join_token: vec![],
+        }))
+        .expect("answer");
     assert_ne!(r.rv, 0, "a second hello");
     t.assert_still_serves("requests before hello");
 }
@@ -67,12 +81,17 @@ fn length_prefixes_without_bytes_cost_no_memory() {
         held.push(raw);
     }
     let mut hello_then_claim = t.client();
-    hello_then_claim.send_bytes(&(MAX_FRAME as u32).to_le_bytes()).expect("send");
+    hello_then_claim
+        .send_bytes(&(MAX_FRAME as u32).to_le_bytes())
+        .expect("send");
     held.push(hello_then_claim);
     std::thread::sleep(Duration::from_millis(500));
     let during = t.rss_kib();
     println!("hostile frames: RSS {before} KiB before, {during} KiB with 5 connections claiming 1-64 MiB frames");
-    assert!(during < before + 8 * 1024, "RSS grew from {before} to {during} KiB on length prefixes alone");
+    assert!(
+        during < before + 8 * 1024,
+        "RSS grew from {before} to {during} KiB on length prefixes alone"
+    );
     t.assert_still_serves("length prefixes without bytes");
 }
 
@@ -82,7 +101,11 @@ fn length_prefixes_without_bytes_cost_no_memory() {
 fn a_frame_sent_a_byte_at_a_time_is_cut_off() {
     let mut t = Target::start();
     let mut raw = t.client();
-    let body = Request { call: Some(Call::GetInfo(wire::Empty {})), caller_cpu: 0 }.encode_to_vec();
+    let body = Request {
+        call: Some(Call::GetInfo(wire::Empty {})),
+        caller_cpu: 0,
+    }
+    .encode_to_vec();
     let mut frame = (body.len() as u32 + 200).to_le_bytes().to_vec();
     frame.extend_from_slice(&body);
     let start = Instant::now();
@@ -135,7 +158,13 @@ fn unread_large_answers_are_bounded() {
     for _ in 0..100 {
         let mut raw = t.client();
         let s = raw.session();
-        let req = Request { call: Some(Call::GenerateRandom(wire::GenerateRandom { session: s, length: 1 << 20 })), caller_cpu: 0 };
+        let req = Request {
+            call: Some(Call::GenerateRandom(wire::GenerateRandom {
+                session: s,
+                length: 1 << 20,
+            })),
+            caller_cpu: 0,
+        };
         raw.send_frame(&req.encode_to_vec()).expect("send");
         held.push(raw);
     }
@@ -160,5 +189,8 @@ fn unread_large_answers_are_bounded() {
             closed += 1;
         }
     }
-    assert!(closed > 0, "a connection that does not read its answer is kept past the write deadline");
+    assert!(
+        closed > 0,
+        "a connection that does not read its answer is kept past the write deadline"
+    );
 }

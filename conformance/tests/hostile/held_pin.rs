@@ -18,14 +18,28 @@ use super::support::{Options, Raw, Target};
 const WRONG_PIN: &str = "wrong-held-pin-Zq81";
 
 fn backend_logins(spy_log: &std::path::Path) -> usize {
-    std::fs::read_to_string(spy_log).unwrap_or_default().lines().filter(|l| l.contains("C_Login")).count()
+    std::fs::read_to_string(spy_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("C_Login"))
+        .count()
 }
 
 fn health(addr: &str) -> Option<ServingStatus> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
     rt.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
-        let resp = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let resp = HealthClient::new(channel)
+            .check(HealthCheckRequest { service: String::new() })
+            .await
+            .ok()?;
         ServingStatus::try_from(resp.into_inner().status).ok()
     })
 }
@@ -44,7 +58,11 @@ fn wait_health(addr: &str, want: ServingStatus) {
 }
 
 fn login(raw: &mut Raw, session: u64) -> CK_RV {
-    raw.rv(Call::Login(wire::Login { session, user_type: CKU_USER as u64, pin: None }))
+    raw.rv(Call::Login(wire::Login {
+        session,
+        user_type: CKU_USER as u64,
+        pin: None,
+    }))
 }
 
 /// Audit finding 5: every app C_Login retried the held PIN after
@@ -52,11 +70,18 @@ fn login(raw: &mut Raw, session: u64) -> CK_RV {
 /// crash-looping app locked a real partition out within seconds.
 #[test]
 fn a_rejected_held_pin_reaches_the_token_once() {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
     let addr = format!("127.0.0.1:{port}");
     let dir = hsmbridge_conformance::paths::fresh_temp_dir("spy");
     let spy = dir.join("spy.log");
-    let mut t = Target::start_with(Options { pin: WRONG_PIN, spy_log: Some(&spy), args: &["--health-addr", &addr] });
+    let mut t = Target::start_with(Options {
+        pin: WRONG_PIN,
+        spy_log: Some(&spy),
+        args: &["--health-addr", &addr],
+    });
     let base = backend_logins(&spy);
     // 30 applications log in at once, as replicas of a crash-looping app would.
     let barrier = std::sync::Barrier::new(30);
@@ -67,7 +92,11 @@ fn a_rejected_held_pin_reaches_the_token_once() {
                 let mut raw = t.client();
                 let session = raw.session_without_login();
                 barrier.wait();
-                assert_eq!(login(&mut raw, session), CKR_PIN_INCORRECT, "login {i} with the wrong held PIN");
+                assert_eq!(
+                    login(&mut raw, session),
+                    CKR_PIN_INCORRECT,
+                    "login {i} with the wrong held PIN"
+                );
             });
         }
     });

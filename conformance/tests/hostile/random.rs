@@ -50,7 +50,12 @@ fn template(rng: &mut Rng, depth: u32) -> wire::Template {
                     _ => maybe_bytes(rng).map(Value::Bytes),
                 };
                 let capacity = (rng.below(2) == 0).then(|| small(rng) % (1 << 21));
-                wire::Attribute { r#type: t, value, capacity, length: small(rng) }
+                wire::Attribute {
+                    r#type: t,
+                    value,
+                    capacity,
+                    length: small(rng),
+                }
             })
             .collect(),
     }
@@ -92,11 +97,26 @@ fn mechanism(rng: &mut Rng) -> wire::Mechanism {
         0 => None,
         1 => Some(Parameter::Bytes(rng.bytes_upto(64))),
         2 => Some(Parameter::Ulong(small(rng))),
-        3 => Some(Parameter::Gcm(wire::Gcm { iv: maybe_bytes(rng), iv_bits: small(rng), aad: maybe_bytes(rng), tag_bits: small(rng) })),
+        3 => Some(Parameter::Gcm(wire::Gcm {
+            iv: maybe_bytes(rng),
+            iv_bits: small(rng),
+            aad: maybe_bytes(rng),
+            tag_bits: small(rng),
+        })),
         4 => Some(Parameter::KeyDerivationString(rng.bytes_upto(64))),
-        5 => Some(Parameter::AesCtr(wire::AesCtr { counter_bits: small(rng), counter_block: rng.bytes_upto(20) })),
-        6 => Some(Parameter::Ecdh1Derive(wire::Ecdh1Derive { kdf: small(rng), shared_data: maybe_bytes(rng), public_data: maybe_bytes(rng) })),
-        7 => Some(Parameter::CbcEncryptData(wire::CbcEncryptData { iv: rng.bytes_upto(20), data: maybe_bytes(rng) })),
+        5 => Some(Parameter::AesCtr(wire::AesCtr {
+            counter_bits: small(rng),
+            counter_block: rng.bytes_upto(20),
+        })),
+        6 => Some(Parameter::Ecdh1Derive(wire::Ecdh1Derive {
+            kdf: small(rng),
+            shared_data: maybe_bytes(rng),
+            public_data: maybe_bytes(rng),
+        })),
+        7 => Some(Parameter::CbcEncryptData(wire::CbcEncryptData {
+            iv: rng.bytes_upto(20),
+            data: maybe_bytes(rng),
+        })),
         _ => Some(Parameter::RsaPkcsOaep(wire::RsaPkcsOaep {
             hash_alg: small(rng),
             mgf: small(rng),
@@ -113,17 +133,64 @@ fn request(rng: &mut Rng, s: u64, k: u64) -> Request {
     let key = if rng.below(4) == 0 { small(rng) } else { k };
     let cap = |rng: &mut Rng| (rng.below(3) != 0).then(|| small(rng) % (1 << 22));
     let call = match rng.below(16) {
-        0 => Call::CreateObject(wire::SessionTemplate { session, template: Some(template(rng, 0)) }),
-        1 => Call::GetAttributeValue(wire::ObjectTemplate { session, object: key, template: Some(template(rng, 0)) }),
-        2 => Call::FindObjectsInit(wire::SessionTemplate { session, template: Some(template(rng, 0)) }),
-        3 => Call::FindObjects(wire::FindObjects { session, max_count: small(rng) }),
-        4 => Call::EncryptInit(wire::OperationInit { session, mechanism: Some(mechanism(rng)), key }),
-        5 => Call::Encrypt(wire::DataOutput { session, data: rng.bytes_upto(100), capacity: cap(rng), length_null: rng.below(8) == 0 }),
-        6 => Call::SignInit(wire::OperationInit { session, mechanism: Some(mechanism(rng)), key }),
-        7 => Call::Sign(wire::DataOutput { session, data: rng.bytes_upto(100), capacity: cap(rng), length_null: false }),
-        8 => Call::DeriveKey(wire::DeriveKey { session, mechanism: Some(mechanism(rng)), base_key: key, template: Some(template(rng, 0)) }),
-        9 => Call::GenerateKey(wire::GenerateKey { session, mechanism: Some(mechanism(rng)), template: Some(template(rng, 0)) }),
-        10 => Call::WrapKey(wire::WrapKey { session, mechanism: Some(mechanism(rng)), wrapping_key: key, key, capacity: cap(rng), length_null: false }),
+        0 => Call::CreateObject(wire::SessionTemplate {
+            session,
+            template: Some(template(rng, 0)),
+        }),
+        1 => Call::GetAttributeValue(wire::ObjectTemplate {
+            session,
+            object: key,
+            template: Some(template(rng, 0)),
+        }),
+        2 => Call::FindObjectsInit(wire::SessionTemplate {
+            session,
+            template: Some(template(rng, 0)),
+        }),
+        3 => Call::FindObjects(wire::FindObjects {
+            session,
+            max_count: small(rng),
+        }),
+        4 => Call::EncryptInit(wire::OperationInit {
+            session,
+            mechanism: Some(mechanism(rng)),
+            key,
+        }),
+        5 => Call::Encrypt(wire::DataOutput {
+            session,
+            data: rng.bytes_upto(100),
+            capacity: cap(rng),
+            length_null: rng.below(8) == 0,
+        }),
+        6 => Call::SignInit(wire::OperationInit {
+            session,
+            mechanism: Some(mechanism(rng)),
+            key,
+        }),
+        7 => Call::Sign(wire::DataOutput {
+            session,
+            data: rng.bytes_upto(100),
+            capacity: cap(rng),
+            length_null: false,
+        }),
+        8 => Call::DeriveKey(wire::DeriveKey {
+            session,
+            mechanism: Some(mechanism(rng)),
+            base_key: key,
+            template: Some(template(rng, 0)),
+        }),
+        9 => Call::GenerateKey(wire::GenerateKey {
+            session,
+            mechanism: Some(mechanism(rng)),
+            template: Some(template(rng, 0)),
+        }),
+        10 => Call::WrapKey(wire::WrapKey {
+            session,
+            mechanism: Some(mechanism(rng)),
+            wrapping_key: key,
+            key,
+            capacity: cap(rng),
+            length_null: false,
+        }),
         11 => Call::UnwrapKey(wire::UnwrapKey {
             session,
             mechanism: Some(mechanism(rng)),
@@ -131,12 +198,26 @@ fn request(rng: &mut Rng, s: u64, k: u64) -> Request {
             wrapped_key: rng.bytes_upto(64),
             template: Some(template(rng, 0)),
         }),
-        12 => Call::GenerateRandom(wire::GenerateRandom { session, length: small(rng) % (1 << 21) }),
-        13 => Call::GetMechanismList(wire::GetMechanismList { slot: small(rng), capacity: cap(rng), length_null: false }),
-        14 => Call::SetAttributeValue(wire::ObjectTemplate { session, object: key, template: Some(template(rng, 0)) }),
+        12 => Call::GenerateRandom(wire::GenerateRandom {
+            session,
+            length: small(rng) % (1 << 21),
+        }),
+        13 => Call::GetMechanismList(wire::GetMechanismList {
+            slot: small(rng),
+            capacity: cap(rng),
+            length_null: false,
+        }),
+        14 => Call::SetAttributeValue(wire::ObjectTemplate {
+            session,
+            object: key,
+            template: Some(template(rng, 0)),
+        }),
         _ => Call::GetSessionInfo(wire::Session { session }),
     };
-    Request { call: Some(call), caller_cpu: rng.below(4) as u32 }
+    Request {
+        call: Some(call),
+        caller_cpu: rng.below(4) as u32,
+    }
 }
 
 fn connect(t: &Target) -> (Raw, u64, u64) {
@@ -182,7 +263,10 @@ fn random_messages_never_crash_the_sidecar() {
             closed += 1;
             if !t.alive() || Raw::hello(&t.socket).is_err() {
                 std::thread::sleep(Duration::from_millis(200));
-                let last: Vec<String> = recent.iter().map(|b| format!("{:?}", Request::decode(b.as_slice()))).collect();
+                let last: Vec<String> = recent
+                    .iter()
+                    .map(|b| format!("{:?}", Request::decode(b.as_slice())))
+                    .collect();
                 panic!(
                     "the sidecar died ({}) after {sent} messages (seed {seed}); the last ones:\n{}\n{}",
                     t.exit_status(),
@@ -193,7 +277,11 @@ fn random_messages_never_crash_the_sidecar() {
             (raw, s, k) = connect(&t);
         }
         if sent % 5000 == 0 {
-            assert!(t.alive(), "the sidecar died after {sent} messages (seed {seed}):\n{}", t.log());
+            assert!(
+                t.alive(),
+                "the sidecar died after {sent} messages (seed {seed}):\n{}",
+                t.log()
+            );
             max_rss = max_rss.max(t.rss_kib());
         }
     }
@@ -204,4 +292,3 @@ fn random_messages_never_crash_the_sidecar() {
     assert!(sent >= MESSAGES, "only {sent} messages in {MAX_TIME:?}");
     t.assert_still_serves(&format!("{sent} random messages (seed {seed})"));
 }
-

@@ -35,7 +35,12 @@ fn joined(t: &Target, token: &[u8]) -> Raw {
 }
 
 fn join(raw: &mut Raw, join_token: Vec<u8>) -> Vec<u8> {
-    let r = raw.call(Call::Hello(wire::Hello { protocol_version: 1, join_token })).expect("hello");
+    let r = raw
+        .call(Call::Hello(wire::Hello {
+            protocol_version: 1,
+            join_token,
+        }))
+        .expect("hello");
     assert_eq!(r.rv, 0, "hello");
     match r.result {
         Some(Body::Hello(h)) => h.app_token,
@@ -44,7 +49,11 @@ fn join(raw: &mut Raw, join_token: Vec<u8>) -> Vec<u8> {
 }
 
 fn first_slot(raw: &mut Raw) -> u64 {
-    let r = raw.call(Call::GetSlotList(wire::GetSlotList { token_present: true, capacity: Some(8), length_null: false }));
+    let r = raw.call(Call::GetSlotList(wire::GetSlotList {
+        token_present: true,
+        capacity: Some(8),
+        length_null: false,
+    }));
     match r.ok().and_then(|r| r.result) {
         Some(Body::Ulongs(u)) => u.values.first().copied().unwrap_or(0),
         other => panic!("C_GetSlotList: {other:?}"),
@@ -53,7 +62,10 @@ fn first_slot(raw: &mut Raw) -> u64 {
 
 fn open(raw: &mut Raw, slot: u64) -> Result<u64, CK_RV> {
     let r = raw
-        .call(Call::OpenSession(wire::OpenSession { slot, flags: (CKF_SERIAL_SESSION | CKF_RW_SESSION) as u64 }))
+        .call(Call::OpenSession(wire::OpenSession {
+            slot,
+            flags: (CKF_SERIAL_SESSION | CKF_RW_SESSION) as u64,
+        }))
         .expect("C_OpenSession answered");
     match (r.rv as CK_RV, r.result) {
         (CKR_OK, Some(Body::Ulong(s))) => Ok(s),
@@ -85,7 +97,11 @@ fn wait_ended(t: &Target, closed: usize) -> Duration {
     let start = Instant::now();
     let needle = format!("sessions_closed={closed}");
     while !t.log().split_whitespace().any(|w| w == needle) {
-        assert!(start.elapsed() < PROMPTLY, "no application ended with {needle} within {PROMPTLY:?}:\n{}", t.log());
+        assert!(
+            start.elapsed() < PROMPTLY,
+            "no application ended with {needle} within {PROMPTLY:?}:\n{}",
+            t.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
@@ -93,7 +109,10 @@ fn wait_ended(t: &Target, closed: usize) -> Duration {
 
 fn assert_rss(t: &Target, after: &str) -> u64 {
     let rss = t.rss_kib();
-    assert!(rss < MAX_RSS_KIB, "sidecar RSS {rss} KiB after {after} (bound {MAX_RSS_KIB} KiB)");
+    assert!(
+        rss < MAX_RSS_KIB,
+        "sidecar RSS {rss} KiB after {after} (bound {MAX_RSS_KIB} KiB)"
+    );
     rss
 }
 
@@ -109,7 +128,10 @@ fn sessions_stop_at_the_per_application_cap() {
     conns.extend((0..3).map(|_| joined(&t, &token)));
     let start = Instant::now();
     let results: Vec<(Vec<u64>, Option<CK_RV>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = conns.iter_mut().map(|raw| s.spawn(move || open_until_refused(raw, slot, SESSIONS_PER_APP + 64))).collect();
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .map(|raw| s.spawn(move || open_until_refused(raw, slot, SESSIONS_PER_APP + 64)))
+            .collect();
         handles.into_iter().map(|h| h.join().expect("opening thread")).collect()
     });
     let opened: usize = results.iter().map(|(s, _)| s.len()).sum();
@@ -119,16 +141,32 @@ fn sessions_stop_at_the_per_application_cap() {
         start.elapsed().as_secs_f64() * 1e3
     );
     for (i, (_, refused)) in results.iter().enumerate() {
-        assert_eq!(*refused, Some(CKR_SESSION_COUNT), "connection {i}: refusal after {opened} sessions in all");
+        assert_eq!(
+            *refused,
+            Some(CKR_SESSION_COUNT),
+            "connection {i}: refusal after {opened} sessions in all"
+        );
     }
     assert_eq!(opened, SESSIONS_PER_APP, "sessions one application opened");
 
     // Still refused; one close makes room for exactly one.
-    assert_eq!(open(&mut conns[1], slot), Err(CKR_SESSION_COUNT), "C_OpenSession at the cap");
+    assert_eq!(
+        open(&mut conns[1], slot),
+        Err(CKR_SESSION_COUNT),
+        "C_OpenSession at the cap"
+    );
     let victim = results[0].0[0];
-    assert_eq!(close(&mut conns[2], victim), CKR_OK, "C_CloseSession of a session of the application");
+    assert_eq!(
+        close(&mut conns[2], victim),
+        CKR_OK,
+        "C_CloseSession of a session of the application"
+    );
     let again = open(&mut conns[3], slot).expect("C_OpenSession after a close");
-    assert_eq!(open(&mut conns[0], slot), Err(CKR_SESSION_COUNT), "C_OpenSession at the cap again");
+    assert_eq!(
+        open(&mut conns[0], slot),
+        Err(CKR_SESSION_COUNT),
+        "C_OpenSession at the cap again"
+    );
     // Another application is not held to this one's cap.
     let mut other = t.client();
     let s = open(&mut other, slot).expect("another application's C_OpenSession");
@@ -138,9 +176,14 @@ fn sessions_stop_at_the_per_application_cap() {
 
     drop(conns);
     let took = wait_ended(&t, SESSIONS_PER_APP);
-    println!("sessions: the application's {SESSIONS_PER_APP} sessions closed {:.0} ms after it disconnected", took.as_secs_f64() * 1e3);
+    println!(
+        "sessions: the application's {SESSIONS_PER_APP} sessions closed {:.0} ms after it disconnected",
+        took.as_secs_f64() * 1e3
+    );
     let start = Instant::now();
-    t.assert_still_serves(&format!("an application with {SESSIONS_PER_APP} sessions disconnecting"));
+    t.assert_still_serves(&format!(
+        "an application with {SESSIONS_PER_APP} sessions disconnecting"
+    ));
     assert!(start.elapsed() < PROMPTLY, "a real client took {:?}", start.elapsed());
 }
 
@@ -156,7 +199,11 @@ fn sessions_stop_at_the_sidecar_cap() {
         let mut raw = t.client();
         slot = first_slot(&mut raw);
         let (sessions, refused) = open_until_refused(&mut raw, slot, SESSIONS_PER_APP + 16);
-        assert_eq!((sessions.len(), refused), (SESSIONS_PER_APP, Some(CKR_SESSION_COUNT)), "application {i}");
+        assert_eq!(
+            (sessions.len(), refused),
+            (SESSIONS_PER_APP, Some(CKR_SESSION_COUNT)),
+            "application {i}"
+        );
         apps.push(raw);
     }
     let rss = assert_rss(&t, &format!("{SESSIONS} sessions"));
@@ -166,7 +213,11 @@ fn sessions_stop_at_the_sidecar_cap() {
         start.elapsed().as_secs_f64() * 1e3
     );
     let mut late = t.client();
-    assert_eq!(open(&mut late, slot), Err(CKR_SESSION_COUNT), "C_OpenSession past the sidecar's cap");
+    assert_eq!(
+        open(&mut late, slot),
+        Err(CKR_SESSION_COUNT),
+        "C_OpenSession past the sidecar's cap"
+    );
     drop(apps.pop());
     wait_ended(&t, SESSIONS_PER_APP);
     let s = open(&mut late, slot).expect("C_OpenSession once an application ended");
@@ -174,8 +225,15 @@ fn sessions_stop_at_the_sidecar_cap() {
     drop(late);
     drop(apps);
     let start = Instant::now();
-    t.assert_still_serves(&format!("{SESSIONS} sessions of {} applications closing", SESSIONS / SESSIONS_PER_APP));
-    assert!(start.elapsed() < PROMPTLY + PROMPTLY, "a real client took {:?}", start.elapsed());
+    t.assert_still_serves(&format!(
+        "{SESSIONS} sessions of {} applications closing",
+        SESSIONS / SESSIONS_PER_APP
+    ));
+    assert!(
+        start.elapsed() < PROMPTLY + PROMPTLY,
+        "a real client took {:?}",
+        start.elapsed()
+    );
 }
 
 fn data_object(token: bool) -> wire::Template {
@@ -188,7 +246,12 @@ fn data_object(token: bool) -> wire::Template {
 }
 
 fn create(raw: &mut Raw, session: u64, token: bool) -> Result<u64, CK_RV> {
-    let r = raw.call(Call::CreateObject(wire::SessionTemplate { session, template: Some(data_object(token)) })).expect("C_CreateObject answered");
+    let r = raw
+        .call(Call::CreateObject(wire::SessionTemplate {
+            session,
+            template: Some(data_object(token)),
+        }))
+        .expect("C_CreateObject answered");
     match (r.rv as CK_RV, r.result) {
         (CKR_OK, Some(Body::Ulong(h))) => Ok(h),
         (CKR_OK, other) => panic!("C_CreateObject: {other:?}"),
@@ -197,9 +260,23 @@ fn create(raw: &mut Raw, session: u64, token: bool) -> Result<u64, CK_RV> {
 }
 
 fn aes_key(raw: &mut Raw, session: u64) -> Result<u64, CK_RV> {
-    let aes = wire::Mechanism { r#type: CKM_AES_KEY_GEN as u64, parameter: None };
-    let key = template(&[(CKA_VALUE_LEN, &32u64.to_ne_bytes()), (CKA_ENCRYPT, &[1]), (CKA_UNWRAP, &[1]), (CKA_DERIVE, &[1])]);
-    let r = raw.call(Call::GenerateKey(wire::GenerateKey { session, mechanism: Some(aes), template: Some(key) })).expect("C_GenerateKey answered");
+    let aes = wire::Mechanism {
+        r#type: CKM_AES_KEY_GEN as u64,
+        parameter: None,
+    };
+    let key = template(&[
+        (CKA_VALUE_LEN, &32u64.to_ne_bytes()),
+        (CKA_ENCRYPT, &[1]),
+        (CKA_UNWRAP, &[1]),
+        (CKA_DERIVE, &[1]),
+    ]);
+    let r = raw
+        .call(Call::GenerateKey(wire::GenerateKey {
+            session,
+            mechanism: Some(aes),
+            template: Some(key),
+        }))
+        .expect("C_GenerateKey answered");
     match (r.rv as CK_RV, r.result) {
         (CKR_OK, Some(Body::Ulong(h))) => Ok(h),
         (CKR_OK, other) => panic!("C_GenerateKey: {other:?}"),
@@ -234,14 +311,28 @@ fn session_objects_stop_at_the_per_application_cap() {
         objects.len(),
         start.elapsed().as_secs_f64() * 1e3
     );
-    assert_eq!((objects.len(), refused), (SESSION_OBJECTS_PER_APP, Some(CKR_HOST_MEMORY)), "session objects of one application");
+    assert_eq!(
+        (objects.len(), refused),
+        (SESSION_OBJECTS_PER_APP, Some(CKR_HOST_MEMORY)),
+        "session objects of one application"
+    );
 
     // Every call that makes a session object is refused at the cap.
-    let aes = wire::Mechanism { r#type: CKM_AES_KEY_GEN as u64, parameter: None };
+    let aes = wire::Mechanism {
+        r#type: CKM_AES_KEY_GEN as u64,
+        parameter: None,
+    };
     let key = template(&[(CKA_VALUE_LEN, &32u64.to_ne_bytes())]);
-    let rv = raw.rv(Call::GenerateKey(wire::GenerateKey { session, mechanism: Some(aes.clone()), template: Some(key.clone()) }));
+    let rv = raw.rv(Call::GenerateKey(wire::GenerateKey {
+        session,
+        mechanism: Some(aes.clone()),
+        template: Some(key.clone()),
+    }));
     assert_eq!(rv, CKR_HOST_MEMORY, "C_GenerateKey at the cap");
-    let ec = wire::Mechanism { r#type: CKM_EC_KEY_PAIR_GEN as u64, parameter: None };
+    let ec = wire::Mechanism {
+        r#type: CKM_EC_KEY_PAIR_GEN as u64,
+        parameter: None,
+    };
     // prime256v1
     let params: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
     let public = template(&[(CKA_EC_PARAMS, params)]);
@@ -252,20 +343,37 @@ fn session_objects_stop_at_the_per_application_cap() {
         private_template: Some(template(&[])),
     }));
     assert_eq!(rv, CKR_HOST_MEMORY, "C_GenerateKeyPair at the cap");
-    let rv = raw.rv(Call::CopyObject(wire::ObjectTemplate { session, object: objects[0], template: Some(template(&[])) }));
+    let rv = raw.rv(Call::CopyObject(wire::ObjectTemplate {
+        session,
+        object: objects[0],
+        template: Some(template(&[])),
+    }));
     assert_eq!(rv, CKR_HOST_MEMORY, "C_CopyObject of a session object at the cap");
-    assert_eq!(create(&mut raw, session, false), Err(CKR_HOST_MEMORY), "C_CreateObject at the cap");
+    assert_eq!(
+        create(&mut raw, session, false),
+        Err(CKR_HOST_MEMORY),
+        "C_CreateObject at the cap"
+    );
     let rv = raw.rv(Call::UnwrapKey(wire::UnwrapKey {
         session,
-        mechanism: Some(wire::Mechanism { r#type: CKM_AES_KEY_WRAP as u64, parameter: None }),
+        mechanism: Some(wire::Mechanism {
+            r#type: CKM_AES_KEY_WRAP as u64,
+            parameter: None,
+        }),
         unwrapping_key: objects[1],
         wrapped_key: vec![0x5a; 40],
-        template: Some(template(&[(CKA_CLASS, &(CKO_SECRET_KEY as u64).to_ne_bytes()), (CKA_KEY_TYPE, &(CKK_AES as u64).to_ne_bytes())])),
+        template: Some(template(&[
+            (CKA_CLASS, &(CKO_SECRET_KEY as u64).to_ne_bytes()),
+            (CKA_KEY_TYPE, &(CKK_AES as u64).to_ne_bytes()),
+        ])),
     }));
     assert_eq!(rv, CKR_HOST_MEMORY, "C_UnwrapKey at the cap");
     let rv = raw.rv(Call::DeriveKey(wire::DeriveKey {
         session,
-        mechanism: Some(wire::Mechanism { r#type: CKM_SHA256_KEY_DERIVATION as u64, parameter: None }),
+        mechanism: Some(wire::Mechanism {
+            r#type: CKM_SHA256_KEY_DERIVATION as u64,
+            parameter: None,
+        }),
         base_key: objects[2],
         template: Some(template(&[])),
     }));
@@ -273,25 +381,67 @@ fn session_objects_stop_at_the_per_application_cap() {
 
     // Token objects are not capped (and are cleaned up again).
     let token_key = template(&[(CKA_VALUE_LEN, &32u64.to_ne_bytes()), (CKA_TOKEN, &[1])]);
-    let r = raw.call(Call::GenerateKey(wire::GenerateKey { session, mechanism: Some(aes.clone()), template: Some(token_key) })).expect("C_GenerateKey");
+    let r = raw
+        .call(Call::GenerateKey(wire::GenerateKey {
+            session,
+            mechanism: Some(aes.clone()),
+            template: Some(token_key),
+        }))
+        .expect("C_GenerateKey");
     assert_eq!(r.rv as CK_RV, CKR_OK, "C_GenerateKey of a token key at the cap");
-    let Some(Body::Ulong(token_key)) = r.result else { panic!("C_GenerateKey: {:?}", r.result) };
-    assert_eq!(raw.rv(Call::DestroyObject(wire::Object { session, object: token_key })), CKR_OK, "C_DestroyObject of the token key");
+    let Some(Body::Ulong(token_key)) = r.result else {
+        panic!("C_GenerateKey: {:?}", r.result)
+    };
+    assert_eq!(
+        raw.rv(Call::DestroyObject(wire::Object {
+            session,
+            object: token_key
+        })),
+        CKR_OK,
+        "C_DestroyObject of the token key"
+    );
     let token_object = create(&mut raw, session, true).expect("C_CreateObject of a token object at the cap");
-    assert_eq!(raw.rv(Call::DestroyObject(wire::Object { session, object: token_object })), CKR_OK, "C_DestroyObject of the token object");
+    assert_eq!(
+        raw.rv(Call::DestroyObject(wire::Object {
+            session,
+            object: token_object
+        })),
+        CKR_OK,
+        "C_DestroyObject of the token object"
+    );
 
     // A destroyed session object makes room for one, and only one.
-    assert_eq!(raw.rv(Call::DestroyObject(wire::Object { session, object: objects[0] })), CKR_OK, "C_DestroyObject");
+    assert_eq!(
+        raw.rv(Call::DestroyObject(wire::Object {
+            session,
+            object: objects[0]
+        })),
+        CKR_OK,
+        "C_DestroyObject"
+    );
     let rv = raw.rv(Call::GenerateKeyPair(wire::GenerateKeyPair {
         session,
         mechanism: Some(ec),
         public_template: Some(public),
         private_template: Some(template(&[])),
     }));
-    assert_eq!(rv, CKR_HOST_MEMORY, "C_GenerateKeyPair (two session objects) with room for one");
-    let r = raw.call(Call::GenerateKey(wire::GenerateKey { session, mechanism: Some(aes), template: Some(key) })).expect("C_GenerateKey");
+    assert_eq!(
+        rv, CKR_HOST_MEMORY,
+        "C_GenerateKeyPair (two session objects) with room for one"
+    );
+    let r = raw
+        .call(Call::GenerateKey(wire::GenerateKey {
+            session,
+            mechanism: Some(aes),
+            template: Some(key),
+        }))
+        .expect("C_GenerateKey");
     assert_eq!(r.rv as CK_RV, CKR_OK, "C_GenerateKey after a C_DestroyObject");
-    assert_eq!(create(&mut raw, session, false), Err(CKR_HOST_MEMORY), "C_CreateObject at the cap again");
+    assert_eq!(
+        create(&mut raw, session, false),
+        Err(CKR_HOST_MEMORY),
+        "C_CreateObject at the cap again"
+    );
 
     // Closing the session takes its objects, and their room, with it.
     let slot = first_slot(&mut raw);
@@ -302,7 +452,9 @@ fn session_objects_stop_at_the_per_application_cap() {
     drop(raw);
     wait_ended(&t, 1);
     let start = Instant::now();
-    t.assert_still_serves(&format!("an application with {SESSION_OBJECTS_PER_APP} session objects"));
+    t.assert_still_serves(&format!(
+        "an application with {SESSION_OBJECTS_PER_APP} session objects"
+    ));
     assert!(start.elapsed() < PROMPTLY, "a real client took {:?}", start.elapsed());
 }
 
@@ -319,12 +471,20 @@ fn searches_in_progress_are_capped() {
     let slot = first_slot(&mut raw);
     let (sessions, refused) = open_until_refused(&mut raw, slot, 199);
     assert!(refused.is_none() && sessions.len() == 200, "200 sessions");
-    let find = |raw: &mut Raw, session: u64| raw.rv(Call::FindObjectsInit(wire::SessionTemplate { session, template: None }));
+    let find = |raw: &mut Raw, session: u64| {
+        raw.rv(Call::FindObjectsInit(wire::SessionTemplate {
+            session,
+            template: None,
+        }))
+    };
     let started = sessions.iter().take_while(|s| find(&mut raw, **s) == CKR_OK).count();
     assert_eq!(started, 64, "searches at once");
     assert_eq!(find(&mut raw, sessions[100]), CKR_HOST_MEMORY);
     // A finished search makes room.
-    assert_eq!(raw.rv(Call::FindObjectsFinal(wire::Session { session: sessions[0] })), CKR_OK);
+    assert_eq!(
+        raw.rv(Call::FindObjectsFinal(wire::Session { session: sessions[0] })),
+        CKR_OK
+    );
     assert_eq!(find(&mut raw, sessions[100]), CKR_OK);
     // A closed session's search ends with it.
     assert_eq!(close(&mut raw, sessions[1]), CKR_OK);

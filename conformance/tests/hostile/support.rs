@@ -39,14 +39,20 @@ pub struct Options<'a> {
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Options { pin: USER_PIN, spy_log: None, args: &[] }
+        Options {
+            pin: USER_PIN,
+            spy_log: None,
+            args: &[],
+        }
     }
 }
 
 /// The sidecar binary under attack: this workspace's, or another one given
 /// in `HSMBRIDGE_HOSTILE_SIDECAR` (to run the suite against an older build).
 fn sidecar_under_test() -> PathBuf {
-    std::env::var_os("HSMBRIDGE_HOSTILE_SIDECAR").map(PathBuf::from).unwrap_or_else(sidecar_bin)
+    std::env::var_os("HSMBRIDGE_HOSTILE_SIDECAR")
+        .map(PathBuf::from)
+        .unwrap_or_else(sidecar_bin)
 }
 
 impl Target {
@@ -60,21 +66,44 @@ impl Target {
         let pin_file = hsm.dir().join("user.pin");
         std::fs::write(&pin_file, o.pin).expect("writing the PIN file");
         let log = hsm.dir().join("sidecar.log");
-        let module = if o.spy_log.is_some() { PathBuf::from(SPY) } else { softhsm_module() };
+        let module = if o.spy_log.is_some() {
+            PathBuf::from(SPY)
+        } else {
+            softhsm_module()
+        };
         let mut cmd = Command::new(sidecar_under_test());
-        cmd.arg("serve").arg("--module").arg(&module).arg("--socket").arg(&socket).arg("--pin-file").arg(&pin_file);
+        cmd.arg("serve")
+            .arg("--module")
+            .arg(&module)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--pin-file")
+            .arg(&pin_file);
         cmd.args(o.args);
-        cmd.env("SOFTHSM2_CONF", hsm.conf()).env("RUST_LOG", std::env::var("HSMBRIDGE_HOSTILE_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.env("SOFTHSM2_CONF", hsm.conf()).env(
+            "RUST_LOG",
+            std::env::var("HSMBRIDGE_HOSTILE_LOG").unwrap_or_else(|_| "info".into()),
+        );
         if let Some(spy) = o.spy_log {
             cmd.env("PKCS11SPY", softhsm_module()).env("PKCS11SPY_OUTPUT", spy);
         }
         let stderr = std::fs::File::create(&log).expect("sidecar log");
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         let child = cmd.spawn().expect("spawning hsm-sidecar");
-        let t = Target { hsm, socket, pin_file, log, child };
+        let t = Target {
+            hsm,
+            socket,
+            pin_file,
+            log,
+            child,
+        };
         let start = Instant::now();
         while UnixStream::connect(&t.socket).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "sidecar did not start:\n{}", t.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "sidecar did not start:\n{}",
+                t.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         t
@@ -125,12 +154,22 @@ impl Target {
     pub fn assert_still_serves(&mut self, after: &str) {
         assert!(self.alive(), "the sidecar died after {after}:\n{}", self.log());
         let rss = self.rss_kib();
-        assert!(rss < MAX_RSS_KIB, "sidecar RSS {rss} KiB after {after} (bound {MAX_RSS_KIB} KiB)");
+        assert!(
+            rss < MAX_RSS_KIB,
+            "sidecar RSS {rss} KiB after {after} (bound {MAX_RSS_KIB} KiB)"
+        );
         let peak = self.peak_rss_kib();
-        assert!(peak < MAX_RSS_KIB, "sidecar peak RSS {peak} KiB during {after} (bound {MAX_RSS_KIB} KiB)");
+        assert!(
+            peak < MAX_RSS_KIB,
+            "sidecar peak RSS {peak} KiB during {after} (bound {MAX_RSS_KIB} KiB)"
+        );
         let id = format!("{:04x}", rand_u16());
         let gen = self.tool(&["--login", "--keypairgen", "--key-type", "EC:prime256v1", "--id", &id]);
-        assert!(gen.status.success(), "pkcs11-tool --keypairgen after {after}:\n{}", text(&gen));
+        assert!(
+            gen.status.success(),
+            "pkcs11-tool --keypairgen after {after}:\n{}",
+            text(&gen)
+        );
         let data = self.hsm.dir().join("data");
         std::fs::write(&data, [0x5a; 32]).expect("data");
         let sig = self.tool(&[
@@ -143,8 +182,16 @@ impl Target {
             "--input-file",
             data.to_str().unwrap_or_default(),
         ]);
-        assert!(sig.status.success(), "pkcs11-tool --sign after {after}:\n{}", text(&sig));
-        assert!(self.alive(), "the sidecar died after signing, after {after}:\n{}", self.log());
+        assert!(
+            sig.status.success(),
+            "pkcs11-tool --sign after {after}:\n{}",
+            text(&sig)
+        );
+        assert!(
+            self.alive(),
+            "the sidecar died after signing, after {after}:\n{}",
+            self.log()
+        );
     }
 
     pub fn tool(&self, args: &[&str]) -> Output {
@@ -162,7 +209,11 @@ impl Target {
     pub fn client(&self) -> Raw {
         Raw::hello(&self.socket).unwrap_or_else(|e| {
             let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-            let threads = status.lines().find(|l| l.starts_with("Threads:")).unwrap_or_default().to_string();
+            let threads = status
+                .lines()
+                .find(|l| l.starts_with("Threads:"))
+                .unwrap_or_default()
+                .to_string();
             panic!("hello: {e} (sidecar {threads})\n{}", self.log())
         })
     }
@@ -176,7 +227,11 @@ impl Drop for Target {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 pub fn rand_u16() -> u16 {
@@ -201,7 +256,10 @@ impl Raw {
 
     pub fn hello(socket: &Path) -> std::io::Result<Raw> {
         let mut raw = Raw::connect(socket)?;
-        let r = raw.call(Call::Hello(wire::Hello { protocol_version: 1, join_token: Vec::new() }))?;
+        let r = raw.call(Call::Hello(wire::Hello {
+            protocol_version: 1,
+            join_token: Vec::new(),
+        }))?;
         if r.rv != 0 {
             return Err(std::io::Error::other(format!("hello rv {:#x}", r.rv)));
         }
@@ -228,7 +286,13 @@ impl Raw {
     }
 
     pub fn call(&mut self, call: Call) -> std::io::Result<Response> {
-        self.send_frame(&Request { call: Some(call), caller_cpu: 0 }.encode_to_vec())?;
+        self.send_frame(
+            &Request {
+                call: Some(call),
+                caller_cpu: 0,
+            }
+            .encode_to_vec(),
+        )?;
         self.read_response()
     }
 
@@ -251,19 +315,33 @@ impl Raw {
     /// A logged-in read-write session on the first slot with a token.
     pub fn session(&mut self) -> u64 {
         let session = self.session_without_login();
-        let rv = self.rv(Call::Login(wire::Login { session, user_type: CKU_USER as u64, pin: None }));
-        assert!(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN, "managed login: {rv:#x}");
+        let rv = self.rv(Call::Login(wire::Login {
+            session,
+            user_type: CKU_USER as u64,
+            pin: None,
+        }));
+        assert!(
+            rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN,
+            "managed login: {rv:#x}"
+        );
         session
     }
 
     /// A read-write session on the first slot with a token.
     pub fn session_without_login(&mut self) -> u64 {
-        let r = self.call(Call::GetSlotList(wire::GetSlotList { token_present: true, capacity: Some(8), length_null: false }));
+        let r = self.call(Call::GetSlotList(wire::GetSlotList {
+            token_present: true,
+            capacity: Some(8),
+            length_null: false,
+        }));
         let slot = match r.ok().and_then(|r| r.result) {
             Some(Body::Ulongs(u)) => u.values.first().copied().unwrap_or(0),
             other => panic!("C_GetSlotList: {other:?}"),
         };
-        let r = self.call(Call::OpenSession(wire::OpenSession { slot, flags: (CKF_SERIAL_SESSION | CKF_RW_SESSION) as u64 }));
+        let r = self.call(Call::OpenSession(wire::OpenSession {
+            slot,
+            flags: (CKF_SERIAL_SESSION | CKF_RW_SESSION) as u64,
+        }));
         match r.ok().and_then(|r| r.result) {
             Some(Body::Ulong(s)) => s,
             other => panic!("C_OpenSession: {other:?}"),
@@ -284,7 +362,10 @@ impl Raw {
         ]);
         let r = self.call(Call::GenerateKey(wire::GenerateKey {
             session,
-            mechanism: Some(wire::Mechanism { r#type: CKM_AES_KEY_GEN as u64, parameter: None }),
+            mechanism: Some(wire::Mechanism {
+                r#type: CKM_AES_KEY_GEN as u64,
+                parameter: None,
+            }),
             template: Some(t),
         }));
         match r.ok().and_then(|r| r.result) {
@@ -340,7 +421,13 @@ impl Rng {
 
 /// The seed for a random test: `HSMBRIDGE_HOSTILE_SEED`, or from the clock.
 pub fn seed() -> u64 {
-    std::env::var("HSMBRIDGE_HOSTILE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    })
+    std::env::var("HSMBRIDGE_HOSTILE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
 }

@@ -107,9 +107,7 @@ pub fn parse(meta: &ObjectMeta) -> Result<Parsed, AnnotationError> {
             Err(malformed(
                 INJECT_STATUS,
                 status,
-                format!(
-                    "the only value is {INJECTED:?}, set by the webhook; remove the annotation"
-                ),
+                format!("the only value is {INJECTED:?}, set by the webhook; remove the annotation"),
             ))
         };
     }
@@ -121,9 +119,7 @@ pub fn parse(meta: &ObjectMeta) -> Result<Parsed, AnnotationError> {
     }
 
     // Bounded before anything else looks at the lists.
-    let partition_value = annotations
-        .get(PARTITION)
-        .ok_or(AnnotationError::MissingPartition)?;
+    let partition_value = annotations.get(PARTITION).ok_or(AnnotationError::MissingPartition)?;
     check_count(PARTITION, partition_value, "partition", MAX_PARTITIONS)?;
     let container_value = annotations.get(CONTAINERS);
     if let Some(value) = container_value {
@@ -153,12 +149,7 @@ pub fn parse(meta: &ObjectMeta) -> Result<Parsed, AnnotationError> {
 }
 
 /// At most `max` comma-separated entries; looks at no more than the first `max + 1`.
-fn check_count(
-    key: &'static str,
-    value: &str,
-    what: &'static str,
-    max: usize,
-) -> Result<(), AnnotationError> {
+fn check_count(key: &'static str, value: &str, what: &'static str, max: usize) -> Result<(), AnnotationError> {
     if value.split(',').nth(max).is_some() {
         return Err(AnnotationError::TooMany { key, what, max });
     }
@@ -179,25 +170,20 @@ fn name_list(
     let mut seen: HashSet<&str> = HashSet::new();
     for name in value.split(',').map(str::trim) {
         if name.is_empty() {
-            return Err(malformed(
-                key,
-                value,
-                format!("empty {what} name (stray comma?)"),
-            ));
+            return Err(malformed(key, value, format!("empty {what} name (stray comma?)")));
         }
         if !valid(name) {
             return Err(malformed(
                 key,
                 value,
-                format!("{:?} is not a valid {what} name (lowercase letters, digits and '-')", shorten(name)),
+                format!(
+                    "{:?} is not a valid {what} name (lowercase letters, digits and '-')",
+                    shorten(name)
+                ),
             ));
         }
         if !seen.insert(name) {
-            return Err(malformed(
-                key,
-                value,
-                format!("{what} {name:?} is listed twice"),
-            ));
+            return Err(malformed(key, value, format!("{what} {name:?} is listed twice")));
         }
         names.push(name.to_owned());
     }

@@ -62,11 +62,7 @@ fn one_partition() {
 fn several_partitions_keep_their_order_and_lose_spaces() {
     assert_eq!(
         opted_in(&[(PARTITION, " payments , signing.v2,audit ")]),
-        Ok(Parsed::Inject(request(&[
-            "payments",
-            "signing.v2",
-            "audit"
-        ])))
+        Ok(Parsed::Inject(request(&["payments", "signing.v2", "audit"])))
     );
 }
 
@@ -84,14 +80,7 @@ fn missing_or_empty_partition_list_is_refused() {
 
 #[test]
 fn bad_partition_names_are_refused() {
-    for value in [
-        "Payments",
-        "pay_ments",
-        "-p",
-        "p-",
-        "a..b",
-        &"a".repeat(254),
-    ] {
+    for value in ["Payments", "pay_ments", "-p", "p-", "a..b", &"a".repeat(254)] {
         let err = opted_in(&[(PARTITION, value)]).unwrap_err();
         assert!(
             err.to_string().contains("is not a valid partition name"),
@@ -112,11 +101,7 @@ fn duplicate_partition_is_refused() {
 #[test]
 fn containers_and_sidecar_mode() {
     assert_eq!(
-        opted_in(&[
-            (PARTITION, "p"),
-            (CONTAINERS, "app, worker"),
-            (SIDECAR_MODE, "native")
-        ]),
+        opted_in(&[(PARTITION, "p"), (CONTAINERS, "app, worker"), (SIDECAR_MODE, "native")]),
         Ok(Parsed::Inject(InjectRequest {
             partitions: vec!["p".into()],
             containers: Some(vec!["app".into(), "worker".into()]),
@@ -154,26 +139,16 @@ fn malformed_containers_and_mode_are_refused() {
 #[test]
 fn unknown_hsmbridge_annotation_is_refused_others_are_ignored() {
     let err = opted_in(&[(PARTITION, "p"), ("hsmbridge.io/partitions", "p")]).unwrap_err();
-    assert_eq!(
-        err,
-        AnnotationError::Unknown("hsmbridge.io/partitions".into())
-    );
+    assert_eq!(err, AnnotationError::Unknown("hsmbridge.io/partitions".into()));
     assert!(err
         .to_string()
         .contains("hsmbridge.io/partition, hsmbridge.io/containers"));
 
     let err = opted_in(&[(PARTITION, "p"), (LABEL_INJECT, "true")]).unwrap_err();
-    assert!(
-        err.to_string().contains("is a label, not an annotation"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("is a label, not an annotation"), "{err}");
 
     assert_eq!(
-        opted_in(&[
-            (PARTITION, "p"),
-            ("example.com/hsmbridge.io", "x"),
-            ("team", "a")
-        ]),
+        opted_in(&[(PARTITION, "p"), ("example.com/hsmbridge.io", "x"), ("team", "a")]),
         Ok(Parsed::Inject(request(&["p"])))
     );
 }
@@ -190,13 +165,7 @@ fn injected_pod_is_left_alone() {
         Ok(Parsed::AlreadyInjected)
     );
     let err = opted_in(&[(PARTITION, "p"), (INJECT_STATUS, "pending")]).unwrap_err();
-    assert!(matches!(
-        err,
-        AnnotationError::Malformed {
-            key: INJECT_STATUS,
-            ..
-        }
-    ));
+    assert!(matches!(err, AnnotationError::Malformed { key: INJECT_STATUS, .. }));
 }
 
 #[test]
@@ -211,8 +180,19 @@ fn at_most_16_partitions_are_read() {
     let many = format!("{},p1,NOT_VALID", names(10_000));
     let started = std::time::Instant::now();
     let err = opted_in(&[(PARTITION, &many)]).unwrap_err();
-    assert!(started.elapsed() < std::time::Duration::from_millis(50), "{:?}", started.elapsed());
-    assert_eq!(err, AnnotationError::TooMany { key: PARTITION, what: "partition", max: 16 });
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        err,
+        AnnotationError::TooMany {
+            key: PARTITION,
+            what: "partition",
+            max: 16
+        }
+    );
     assert_eq!(
         err.to_string(),
         "annotation hsmbridge.io/partition lists more than 16 partitions; a pod may use at most 16"
@@ -223,7 +203,14 @@ fn at_most_16_partitions_are_read() {
 fn at_most_64_container_names_are_read() {
     let names = (0..65).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
     let err = opted_in(&[(PARTITION, "p"), (CONTAINERS, &names)]).unwrap_err();
-    assert_eq!(err, AnnotationError::TooMany { key: CONTAINERS, what: "container", max: 64 });
+    assert_eq!(
+        err,
+        AnnotationError::TooMany {
+            key: CONTAINERS,
+            what: "container",
+            max: 64
+        }
+    );
 }
 
 #[test]

@@ -39,10 +39,7 @@ async fn ensure_namespace(client: &Client, name: &str) {
     }
 }
 
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut f: impl FnMut() -> F) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(v) = f().await {
@@ -71,18 +68,16 @@ async fn partition(client: &Client, ns: &str, name: &str, ready: bool) {
         }
     }))
     .expect("partition");
-    api.create(&PostParams::default(), &p)
-        .await
-        .expect("create partition");
+    api.create(&PostParams::default(), &p).await.expect("create partition");
     // No operator runs here: play it, and write the status by hand.
     let (status, reason, message) = if ready {
-        (
-            "True",
-            "Ready",
-            "Provider config rendered and credential enrolled",
-        )
+        ("True", "Ready", "Provider config rendered and credential enrolled")
     } else {
-        ("False", "NotEnrolled", "setup password rejected by the HSM (0x80005017); put a new one in Secret pending-setup")
+        (
+            "False",
+            "NotEnrolled",
+            "setup password rejected by the HSM (0x80005017); put a new one in Secret pending-setup",
+        )
     };
     api.patch_status(
         name,
@@ -132,9 +127,7 @@ async fn injects_through_a_real_api_server() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let mwcs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let _ = mwcs
-        .delete(WEBHOOK_CONFIGURATION, &Default::default())
-        .await;
+    let _ = mwcs.delete(WEBHOOK_CONFIGURATION, &Default::default()).await;
     let _ = Api::<Secret>::namespaced(client.clone(), OPERATOR_NS)
         .delete(tls::SECRET_NAME, &Default::default())
         .await;
@@ -165,14 +158,9 @@ async fn injects_through_a_real_api_server() {
     };
     let metrics = config.metrics.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_on(
-        client.clone(),
-        config.clone(),
-        listener,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = tokio::spawn(serve_on(client.clone(), config.clone(), listener, async move {
+        let _ = stop_rx.await;
+    }));
 
     let bundle = eventually("the caBundle", || {
         let mwcs = mwcs.clone();
@@ -186,8 +174,7 @@ async fn injects_through_a_real_api_server() {
         .get(tls::SECRET_NAME)
         .await
         .expect("the TLS Secret exists");
-    let material =
-        tls::Material::from_secret_data(secret.data.as_ref().expect("data")).expect("material");
+    let material = tls::Material::from_secret_data(secret.data.as_ref().expect("data")).expect("material");
     assert_eq!(
         bundle.0,
         material.ca_bundle.as_bytes(),
@@ -220,12 +207,7 @@ async fn injects_through_a_real_api_server() {
         ["hsm-sidecar", "app"],
         "1.20: the sidecar is a regular container"
     );
-    let init: Vec<&str> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
+    let init: Vec<&str> = spec.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(init, ["hsmbridge-shim"]);
     assert_eq!(
         stored
@@ -237,11 +219,7 @@ async fn injects_through_a_real_api_server() {
         Some("injected")
     );
     let app = &spec.containers[1];
-    assert!(app
-        .env
-        .iter()
-        .flatten()
-        .any(|e| e.name == "PKCS11_MODULE_PATH"));
+    assert!(app.env.iter().flatten().any(|e| e.name == "PKCS11_MODULE_PATH"));
     assert!(!app
         .volume_mounts
         .iter()
@@ -263,8 +241,7 @@ async fn injects_through_a_real_api_server() {
         .expect_err("denied");
     println!("--- missing partition: {err}");
     assert!(
-        err.to_string()
-            .contains("HsmPartition \"nope\" not found in namespace"),
+        err.to_string().contains("HsmPartition \"nope\" not found in namespace"),
         "{err}"
     );
 
@@ -286,14 +263,10 @@ async fn injects_through_a_real_api_server() {
         .annotations
         .get_or_insert_with(Default::default)
         .insert("hsmbridge.io/slot".into(), "1".into());
-    let err = pods
-        .create(&PostParams::default(), &odd)
-        .await
-        .expect_err("denied");
+    let err = pods.create(&PostParams::default(), &odd).await.expect_err("denied");
     println!("--- unknown annotation: {err}");
     assert!(
-        err.to_string()
-            .contains("unknown annotation \"hsmbridge.io/slot\""),
+        err.to_string().contains("unknown annotation \"hsmbridge.io/slot\""),
         "{err}"
     );
 
@@ -312,11 +285,7 @@ async fn injects_through_a_real_api_server() {
         .annotations
         .unwrap_or_default()
         .contains_key("hsmbridge.io/inject-status"));
-    assert_eq!(
-        metrics.render(),
-        before,
-        "objectSelector: the webhook was not called"
-    );
+    assert_eq!(metrics.render(), before, "objectSelector: the webhook was not called");
 
     // The caBundle reset (as a `helm upgrade` does): set again.
     mwcs.patch(
@@ -331,8 +300,7 @@ async fn injects_through_a_real_api_server() {
         let want = material.ca_bundle.clone();
         async move {
             let m = mwcs.get(WEBHOOK_CONFIGURATION).await.ok()?;
-            (m.webhooks?.first()?.client_config.ca_bundle.as_ref()?.0 == want.as_bytes())
-                .then_some(())
+            (m.webhooks?.first()?.client_config.ca_bundle.as_ref()?.0 == want.as_bytes()).then_some(())
         }
     })
     .await;
@@ -373,22 +341,13 @@ async fn injects_through_a_real_api_server() {
     let creates = (0..200).map(|i| {
         let pods = pods.clone();
         async move {
-            pods.create(
-                &PostParams::default(),
-                &pod(&format!("bench-{i}"), true, "payments"),
-            )
-            .await
+            pods.create(&PostParams::default(), &pod(&format!("bench-{i}"), true, "payments"))
+                .await
         }
     });
-    let results: Vec<_> = futures::stream::iter(creates)
-        .buffer_unordered(8)
-        .collect()
-        .await;
+    let results: Vec<_> = futures::stream::iter(creates).buffer_unordered(8).collect().await;
     let elapsed = started.elapsed();
-    assert!(
-        results.iter().all(Result::is_ok),
-        "every bench pod admitted"
-    );
+    assert!(results.iter().all(Result::is_ok), "every bench pod admitted");
     println!(
         "--- 200 pods in {elapsed:?}; webhook p50 <= {:?} s, p99 <= {:?} s (histogram bucket bounds)",
         metrics.quantile_bound(0.5),

@@ -89,12 +89,7 @@ impl<L: PartitionLookup> Handler<L> {
         match (req.method(), req.uri().path()) {
             (&Method::POST, MUTATE_PATH) => {}
             (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n".into()),
-            (_, MUTATE_PATH) => {
-                return text(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "POST an AdmissionReview\n".into(),
-                )
-            }
+            (_, MUTATE_PATH) => return text(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview\n".into()),
             _ => return text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
         let started = Instant::now();
@@ -107,21 +102,12 @@ impl<L: PartitionLookup> Handler<L> {
             Err(e) => {
                 self.metrics.observe(Outcome::Invalid, started.elapsed());
                 let mut response = match e {
-                    BodyError::TooLarge => text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("body over {MAX_BODY} bytes\n"),
-                    ),
+                    BodyError::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, format!("body over {MAX_BODY} bytes\n")),
                     BodyError::Timeout => text(
                         StatusCode::REQUEST_TIMEOUT,
-                        format!(
-                            "the body did not arrive within {:?}\n",
-                            limits::body_deadline(budget)
-                        ),
+                        format!("the body did not arrive within {:?}\n", limits::body_deadline(budget)),
                     ),
-                    BodyError::Read(e) => text(
-                        StatusCode::BAD_REQUEST,
-                        format!("cannot read the body: {e}\n"),
-                    ),
+                    BodyError::Read(e) => text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}\n")),
                 };
                 if http1 {
                     // The rest of the body is not read: the connection cannot be reused.
@@ -140,10 +126,7 @@ impl<L: PartitionLookup> Handler<L> {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 (response, outcome)
             }
-            Err(message) => (
-                text(StatusCode::BAD_REQUEST, format!("{message}\n")),
-                Outcome::Invalid,
-            ),
+            Err(message) => (text(StatusCode::BAD_REQUEST, format!("{message}\n")), Outcome::Invalid),
         };
         drop(body);
         self.metrics.observe(outcome, started.elapsed());
@@ -182,13 +165,10 @@ impl<L: PartitionLookup> Handler<L> {
                 // Grow by doubling (at least 64 KiB, at most MAX_BODY), holding what is reserved.
                 let target = needed.max(held * 2).clamp(64 << 10, MAX_BODY).max(needed);
                 let more = u32::try_from(target - held).map_err(|_| BodyError::TooLarge)?;
-                let acquired = tokio::time::timeout_at(
-                    deadline,
-                    self.budget.0.clone().acquire_many_owned(more),
-                )
-                .await
-                .map_err(|_| BodyError::Timeout)?
-                .map_err(|_| BodyError::Read("the webhook is shutting down".to_owned()))?;
+                let acquired = tokio::time::timeout_at(deadline, self.budget.0.clone().acquire_many_owned(more))
+                    .await
+                    .map_err(|_| BodyError::Timeout)?
+                    .map_err(|_| BodyError::Read("the webhook is shutting down".to_owned()))?;
                 match permit.as_mut() {
                     Some(p) => p.merge(acquired),
                     None => permit = Some(acquired),
@@ -202,34 +182,26 @@ impl<L: PartitionLookup> Handler<L> {
                 data.advance(n);
             }
         }
-        Ok(HeldBody {
-            bytes,
-            _permit: permit,
-        })
+        Ok(HeldBody { bytes, _permit: permit })
     }
 
     /// An AdmissionReview in, an AdmissionReview out; `Err` for a body that is not one. The
     /// decision is a denial when it is not made by `deadline`.
-    pub async fn review(
-        &self,
-        body: &[u8],
-        deadline: Deadline,
-    ) -> Result<(Vec<u8>, Outcome), String> {
-        let review: AdmissionReview<Pod> = serde_json::from_slice(body)
-            .map_err(|e| format!("not an AdmissionReview of a Pod: {e}"))?;
+    pub async fn review(&self, body: &[u8], deadline: Deadline) -> Result<(Vec<u8>, Outcome), String> {
+        let review: AdmissionReview<Pod> =
+            serde_json::from_slice(body).map_err(|e| format!("not an AdmissionReview of a Pod: {e}"))?;
         let request: AdmissionRequest<Pod> = review
             .try_into()
             .map_err(|_| "the AdmissionReview has no request".to_owned())?;
-        let (response, outcome) =
-            match tokio::time::timeout_at(deadline, self.decide(&request)).await {
-                Ok(decided) => decided,
-                Err(_) => deny(
-                    AdmissionResponse::from(&request),
-                    "hsmbridge could not decide in time (reading the HsmPartitions took too long); try again",
-                ),
-            };
-        let json = serde_json::to_vec(&response.into_review())
-            .map_err(|e| format!("cannot encode the response: {e}"))?;
+        let (response, outcome) = match tokio::time::timeout_at(deadline, self.decide(&request)).await {
+            Ok(decided) => decided,
+            Err(_) => deny(
+                AdmissionResponse::from(&request),
+                "hsmbridge could not decide in time (reading the HsmPartitions took too long); try again",
+            ),
+        };
+        let json =
+            serde_json::to_vec(&response.into_review()).map_err(|e| format!("cannot encode the response: {e}"))?;
         Ok((json, outcome))
     }
 
@@ -267,9 +239,7 @@ impl<L: PartitionLookup> Handler<L> {
         for name in &request.partitions {
             match self.lookup.get(namespace, name).await {
                 Ok(Some(partition)) => {
-                    if let Err(denial) =
-                        mutate::check_usable(&partition, namespace, name, &service_account)
-                    {
+                    if let Err(denial) = mutate::check_usable(&partition, namespace, name, &service_account) {
                         return self.denied(allow, pod, denial);
                     }
                     found.insert(name.clone(), partition);
@@ -295,21 +265,13 @@ impl<L: PartitionLookup> Handler<L> {
                     debug!(namespace, pod = pod_name(pod), partitions = ?request.partitions, "injected");
                     (patched, Outcome::Injected)
                 }
-                Err(e) => deny(
-                    allow,
-                    format!("internal error: cannot encode the patch: {e}"),
-                ),
+                Err(e) => deny(allow, format!("internal error: cannot encode the patch: {e}")),
             },
             Err(denial) => self.denied(allow, pod, denial),
         }
     }
 
-    fn denied(
-        &self,
-        allow: AdmissionResponse,
-        pod: &Pod,
-        denial: Denial,
-    ) -> (AdmissionResponse, Outcome) {
+    fn denied(&self, allow: AdmissionResponse, pod: &Pod, denial: Denial) -> (AdmissionResponse, Outcome) {
         info!(namespace = pod.metadata.namespace.as_deref().unwrap_or(""), pod = pod_name(pod), reason = %denial, "denied");
         deny(allow, denial)
     }
@@ -333,10 +295,9 @@ fn pod_name(pod: &Pod) -> &str {
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

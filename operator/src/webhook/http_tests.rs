@@ -23,18 +23,14 @@ struct Fake {
 
 impl PartitionLookup for Fake {
     async fn get(&self, namespace: &str, name: &str) -> Result<Option<HsmPartition>, kube::Error> {
-        self.lookups
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.hang {
             std::future::pending::<()>().await;
         }
         if self.fail {
             return Err(kube::Error::Service("connection refused".into()));
         }
-        Ok(self
-            .partitions
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned())
+        Ok(self.partitions.get(&(namespace.to_owned(), name.to_owned())).cloned())
     }
 }
 
@@ -58,10 +54,7 @@ fn ready_partition() -> HsmPartition {
 fn handler(fail: bool) -> Handler<Fake> {
     Handler {
         lookup: Fake {
-            partitions: BTreeMap::from([(
-                ("team-a".to_owned(), "payments".to_owned()),
-                ready_partition(),
-            )]),
+            partitions: BTreeMap::from([(("team-a".to_owned(), "payments".to_owned()), ready_partition())]),
             fail,
             hang: false,
             lookups: Default::default(),
@@ -137,10 +130,7 @@ async fn post_review(h: &Handler<Fake>, review: &Value) -> Value {
 #[tokio::test]
 async fn routes() {
     let h = handler(false);
-    assert_eq!(
-        call(&h, Method::GET, "/healthz", b"").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(call(&h, Method::GET, "/healthz", b"").await.0, StatusCode::OK);
     assert_eq!(
         call(&h, Method::GET, "/mutate-pods", b"").await.0,
         StatusCode::METHOD_NOT_ALLOWED
@@ -161,17 +151,11 @@ async fn a_malformed_review_is_a_400_not_a_crash() {
         b"[1,2,3]",
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":1}}"#,
-        &serde_json::to_vec(&review("CREATE", json!({"spec": {"containers": "nope"}})))
-            .expect("json"),
+        &serde_json::to_vec(&review("CREATE", json!({"spec": {"containers": "nope"}}))).expect("json"),
         &serde_json::to_vec(&review("EXPLODE", labelled_pod("payments"))).expect("json"),
     ] {
         let (status, text) = call(&h, Method::POST, "/mutate-pods", body).await;
-        assert_eq!(
-            status,
-            StatusCode::BAD_REQUEST,
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
         assert!(!text.is_empty());
     }
     assert_eq!(h.metrics.count(Outcome::Invalid), 8);
@@ -189,14 +173,10 @@ async fn a_labelled_pod_is_patched() {
     assert_eq!(resp["patchType"], "JSONPatch");
     let response: kube::core::admission::AdmissionResponse =
         serde_json::from_value(resp.clone()).expect("AdmissionResponse");
-    let patch: json_patch::Patch =
-        serde_json::from_slice(&response.patch.expect("patch")).expect("JSONPatch");
+    let patch: json_patch::Patch = serde_json::from_slice(&response.patch.expect("patch")).expect("JSONPatch");
     let mut pod = labelled_pod("payments");
     json_patch::patch(&mut pod, &patch).expect("applies");
-    assert_eq!(
-        pod["metadata"]["annotations"]["hsmbridge.io/inject-status"],
-        "injected"
-    );
+    assert_eq!(pod["metadata"]["annotations"]["hsmbridge.io/inject-status"], "injected");
     assert_eq!(pod["spec"]["containers"][0]["name"], "hsm-sidecar");
     assert_eq!(h.metrics.count(Outcome::Injected), 1);
 }
@@ -248,9 +228,7 @@ async fn an_unreachable_api_server_denies_with_a_retry_hint() {
     let h = handler(true);
     let out = post_review(&h, &review("CREATE", labelled_pod("payments"))).await;
     assert_eq!(out["response"]["allowed"], false);
-    let message = out["response"]["status"]["message"]
-        .as_str()
-        .expect("message");
+    let message = out["response"]["status"]["message"].as_str().expect("message");
     assert!(
         message.starts_with("cannot read HsmPartition team-a/payments (try again)"),
         "{message}"
@@ -295,9 +273,7 @@ impl TestServer {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
             crate::webhook::tls::server_config(resolver).expect("server config"),
         ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let handler = Arc::new(handler);
@@ -306,17 +282,15 @@ impl TestServer {
         }));
 
         let mut roots = rustls::RootCertStore::empty();
-        for ca in rustls::pki_types::CertificateDer::pem_slice_iter(material.ca_bundle.as_bytes())
-        {
+        for ca in rustls::pki_types::CertificateDer::pem_slice_iter(material.ca_bundle.as_bytes()) {
             roots.add(ca.expect("ca")).expect("add ca");
         }
-        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let client_config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         TestServer {
             addr,
             connector: tokio_rustls::TlsConnector::from(Arc::new(client_config)),
@@ -341,7 +315,11 @@ impl TestServer {
             .expect("write");
         let mut response = Vec::new();
         tls.read_to_end(&mut response).await.expect("read");
-        String::from_utf8_lossy(&response).lines().next().unwrap_or_default().to_owned()
+        String::from_utf8_lossy(&response)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     async fn stop(mut self) {
@@ -419,7 +397,10 @@ async fn a_shared_process_namespace_is_denied() {
     let out = post_review(&h, &review("CREATE", pod)).await;
     assert_eq!(out["response"]["allowed"], false);
     let message = out["response"]["status"]["message"].as_str().expect("message");
-    assert!(message.starts_with("the pod sets spec.shareProcessNamespace: true"), "{message}");
+    assert!(
+        message.starts_with("the pod sets spec.shareProcessNamespace: true"),
+        "{message}"
+    );
     assert_eq!(h.lookup.lookups.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
@@ -442,18 +423,22 @@ async fn a_hanging_lookup_is_denied_within_the_deadline() {
     let out: Value = serde_json::from_slice(&out).expect("json");
     assert_eq!(out["response"]["allowed"], false);
     assert!(
-        out["response"]["status"]["message"].as_str().is_some_and(|m| m.contains("could not decide in time")),
+        out["response"]["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not decide in time")),
         "{out}"
     );
-    assert!(took < std::time::Duration::from_secs(1), "took {took:?} for a 1s webhook timeout");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "took {took:?} for a 1s webhook timeout"
+    );
 }
 
 /// A body that stops halfway, as a stream: the given chunks, then nothing, forever.
 fn stalled_body(
     chunks: Vec<Bytes>,
-) -> http_body_util::StreamBody<
-    impl futures::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>,
-> {
+) -> http_body_util::StreamBody<impl futures::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>>
+{
     use futures::StreamExt;
     let frames = futures::stream::iter(chunks.into_iter().map(|c| Ok(hyper::body::Frame::data(c))))
         .chain(futures::stream::pending());
@@ -521,7 +506,11 @@ async fn healthz_answers_while_30_bodies_are_half_sent() {
         .await
         .expect("/healthz answers while the slow bodies are open");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 
     for mut tls in slow {
         let mut response = Vec::new();

@@ -30,12 +30,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
-        Outcome::Injected,
-        Outcome::Skipped,
-        Outcome::Denied,
-        Outcome::Invalid,
-    ];
+    const ALL: [Outcome; 4] = [Outcome::Injected, Outcome::Skipped, Outcome::Denied, Outcome::Invalid];
 
     fn label(self) -> &'static str {
         match self {
@@ -55,7 +50,10 @@ pub struct WebhookMetrics {
 
 impl Default for WebhookMetrics {
     fn default() -> Self {
-        WebhookMetrics { outcomes: Default::default(), duration: Histogram::new(&BUCKETS) }
+        WebhookMetrics {
+            outcomes: Default::default(),
+            duration: Histogram::new(&BUCKETS),
+        }
     }
 }
 
@@ -84,7 +82,12 @@ impl WebhookMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        header(&mut out, "hsm_operator_webhook_requests_total", "counter", "Admission reviews by outcome.");
+        header(
+            &mut out,
+            "hsm_operator_webhook_requests_total",
+            "counter",
+            "Admission reviews by outcome.",
+        );
         for (outcome, counter) in Outcome::ALL.iter().zip(&self.outcomes) {
             let _ = writeln!(
                 out,

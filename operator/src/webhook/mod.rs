@@ -174,9 +174,7 @@ pub async fn serve_on(
         _ = &mut shutdown => return Ok(()),
         task = start_certificates(&client, &config, resolver.clone()) => task,
     };
-    let acceptor = TlsAcceptor::from(Arc::new(
-        tls::server_config(resolver).map_err(WebhookError::TlsConfig)?,
-    ));
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver).map_err(WebhookError::TlsConfig)?));
 
     let (lookup, feed) = Partitions::new(client);
     let _feed = AbortOnDrop(tokio::spawn(feed));
@@ -218,11 +216,7 @@ async fn server_caps(client: &Client) -> ServerCaps {
 }
 
 /// Loads the first certificate (retrying until it works) and starts keeping it current.
-async fn start_certificates(
-    client: &Client,
-    config: &WebhookConfig,
-    resolver: Arc<CertResolver>,
-) -> AbortOnDrop {
+async fn start_certificates(client: &Client, config: &WebhookConfig, resolver: Arc<CertResolver>) -> AbortOnDrop {
     let mut delay = Duration::from_millis(500);
     match &config.tls {
         TlsMode::SelfManaged {
@@ -294,26 +288,11 @@ impl SelfManaged {
     /// Secret valid (creating/renewing it), certificate loaded, caBundle set. Only a Secret
     /// problem is an error: a missing or unpatchable configuration does not stop serving.
     async fn converge(&self) -> Result<(), TlsError> {
-        let material = tls::converge_secret(
-            &self.client,
-            &self.namespace,
-            &self.secret_name,
-            &self.names,
-        )
-        .await?;
-        if self
-            .resolver
-            .load(material.cert.as_bytes(), material.key.as_bytes())?
-        {
+        let material = tls::converge_secret(&self.client, &self.namespace, &self.secret_name, &self.names).await?;
+        if self.resolver.load(material.cert.as_bytes(), material.key.as_bytes())? {
             info!(secret = %format!("{}/{}", self.namespace, self.secret_name), names = ?self.names, "loaded the serving certificate");
         }
-        match tls::patch_ca_bundle(
-            &self.client,
-            &self.webhook_configuration,
-            &material.ca_bundle,
-        )
-        .await
-        {
+        match tls::patch_ca_bundle(&self.client, &self.webhook_configuration, &material.ca_bundle).await {
             Ok(true) => {}
             Ok(false) => debug!(
                 configuration = %self.webhook_configuration,
@@ -326,8 +305,7 @@ impl SelfManaged {
 
     /// Converges again whenever the Secret or the configuration changes, and every hour.
     async fn maintain(self) {
-        let by_name =
-            |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
         let secrets = watcher(
             Api::<Secret>::namespaced(self.client.clone(), &self.namespace),
             by_name(&self.secret_name),

@@ -34,9 +34,8 @@ use std::collections::BTreeMap;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, GRPCAction, Pod,
-    PodSecurityContext, Probe, ResourceRequirements, SecretVolumeSource, TCPSocketAction, Volume,
-    VolumeMount,
+    ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, GRPCAction, Pod, PodSecurityContext, Probe,
+    ResourceRequirements, SecretVolumeSource, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -44,8 +43,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::annotations::{
-    InjectRequest, SidecarMode, CONTAINERS, INJECTED, INJECT_STATUS, LABEL_INJECT, PARTITION,
-    SIDECAR_MODE,
+    InjectRequest, SidecarMode, CONTAINERS, INJECTED, INJECT_STATUS, LABEL_INJECT, PARTITION, SIDECAR_MODE,
 };
 use super::limits::MAX_CONTAINERS;
 use crate::crd::{EnrollmentMethod, HsmPartition, PinMode, Provider};
@@ -160,9 +158,7 @@ pub enum Denial {
     NativeSidecarUnsupported,
     #[error("the pod already has a {kind} named {name:?} but no {INJECT_STATUS} annotation: hsmbridge reserves that name, rename yours")]
     NameTaken { kind: &'static str, name: String },
-    #[error(
-        "container {container:?} already mounts a volume at {path}, where hsmbridge mounts {what}"
-    )]
+    #[error("container {container:?} already mounts a volume at {path}, where hsmbridge mounts {what}")]
     MountPathTaken {
         container: String,
         path: &'static str,
@@ -174,7 +170,9 @@ pub enum Denial {
     NoSpec,
     #[error("the pod sets spec.shareProcessNamespace: true, which hsmbridge refuses: the hsm-sidecar container holds the partition's credential, and a process namespace shared with the app containers lets them see its processes and reach its memory and files through /proc. Remove shareProcessNamespace (or the {LABEL_INJECT} label)")]
     SharedProcessNamespace,
-    #[error("the pod has {count} containers and init containers; hsmbridge injects into pods with at most {MAX_CONTAINERS}")]
+    #[error(
+        "the pod has {count} containers and init containers; hsmbridge injects into pods with at most {MAX_CONTAINERS}"
+    )]
     TooManyContainers { count: usize },
     #[error("too many partitions: the sidecars' health ports would go past 65535")]
     TooManyPartitions,
@@ -209,12 +207,10 @@ pub fn inject(
 
     let mut sidecars = Vec::with_capacity(request.partitions.len());
     for (index, name) in request.partitions.iter().enumerate() {
-        let partition = partitions
-            .get(name)
-            .ok_or_else(|| Denial::UnknownPartition {
-                namespace: namespace.to_owned(),
-                name: name.clone(),
-            })?;
+        let partition = partitions.get(name).ok_or_else(|| Denial::UnknownPartition {
+            namespace: namespace.to_owned(),
+            name: name.clone(),
+        })?;
         check_usable(partition, namespace, name, &service_account)?;
         sidecars.push(SidecarPlan::new(index, name, partition, settings)?);
     }
@@ -245,9 +241,7 @@ pub fn inject(
     // Metadata.
     let mut new_annotations = vec![(INJECT_STATUS, INJECTED.to_owned())];
     let existing = pod.metadata.annotations.as_ref();
-    if mode == SidecarMode::Container
-        && !existing.is_some_and(|a| a.contains_key(ANNOTATION_DEFAULT_CONTAINER))
-    {
+    if mode == SidecarMode::Container && !existing.is_some_and(|a| a.contains_key(ANNOTATION_DEFAULT_CONTAINER)) {
         if let Some(first) = spec.containers.first() {
             new_annotations.push((ANNOTATION_DEFAULT_CONTAINER, first.name.clone()));
         }
@@ -270,19 +264,12 @@ pub fn inject(
                 ..PodSecurityContext::default()
             },
         )?,
-        Some(sc) if sc.fs_group.is_none() => ops.add(
-            &["spec", "securityContext", "fsGroup"],
-            &settings.run_as_user,
-        )?,
+        Some(sc) if sc.fs_group.is_none() => ops.add(&["spec", "securityContext", "fsGroup"], &settings.run_as_user)?,
         Some(_) => {}
     }
 
     // Volumes.
-    let mut volumes = vec![
-        empty_dir(VOLUME_LIB),
-        empty_dir(VOLUME_SOCKET),
-        empty_dir(VOLUME_TMP),
-    ];
+    let mut volumes = vec![empty_dir(VOLUME_LIB), empty_dir(VOLUME_SOCKET), empty_dir(VOLUME_TMP)];
     for sidecar in &sidecars {
         volumes.push(Volume {
             name: sidecar.credentials_volume.clone(),
@@ -334,11 +321,7 @@ pub fn inject(
             .map(|(name, value)| env_var(name, value))
             .collect();
         if !env.is_empty() {
-            ops.append(
-                &["spec", base[0], base[1], "env"],
-                container.env.is_some(),
-                &env,
-            )?;
+            ops.append(&["spec", base[0], base[1], "env"], container.env.is_some(), &env)?;
         }
     }
 
@@ -352,11 +335,7 @@ pub fn inject(
             SidecarMode::Container => new_regular.push(container),
         }
     }
-    ops.prepend(
-        &["spec", "initContainers"],
-        spec.init_containers.is_some(),
-        &new_init,
-    )?;
+    ops.prepend(&["spec", "initContainers"], spec.init_containers.is_some(), &new_init)?;
     if !new_regular.is_empty() {
         // First, so the kubelet starts it before the app containers.
         ops.prepend(&["spec", "containers"], true, &new_regular)?;
@@ -496,9 +475,7 @@ fn select_containers(
             if let Some(index) = init_containers.iter().position(|c| &c.name == name) {
                 return match mode {
                     SidecarMode::Native => Ok(Target { init: true, index }),
-                    SidecarMode::Container => {
-                        Err(Denial::InitContainerNeedsNativeSidecar { name: name.clone() })
-                    }
+                    SidecarMode::Container => Err(Denial::InitContainerNeedsNativeSidecar { name: name.clone() }),
                 };
             }
             Err(Denial::UnknownContainer {
@@ -569,18 +546,9 @@ struct SidecarPlan {
 }
 
 impl SidecarPlan {
-    fn new(
-        index: usize,
-        name: &str,
-        partition: &HsmPartition,
-        settings: &Settings,
-    ) -> Result<Self, Denial> {
+    fn new(index: usize, name: &str, partition: &HsmPartition, settings: &Settings) -> Result<Self, Denial> {
         let (container_name, socket, suffix) = if index == 0 {
-            (
-                SIDECAR_CONTAINER.to_owned(),
-                SOCKET_PATH.to_owned(),
-                String::new(),
-            )
+            (SIDECAR_CONTAINER.to_owned(), SOCKET_PATH.to_owned(), String::new())
         } else {
             (
                 format!("{SIDECAR_CONTAINER}-{name}"),
@@ -771,12 +739,7 @@ impl Ops {
     }
 
     /// Appends `items` to the array at `path` (creating it when `exists` is false).
-    fn append<T: Serialize>(
-        &mut self,
-        path: &[&str],
-        exists: bool,
-        items: &[T],
-    ) -> Result<(), Denial> {
+    fn append<T: Serialize>(&mut self, path: &[&str], exists: bool, items: &[T]) -> Result<(), Denial> {
         if !exists {
             return self.add(path, &items);
         }
@@ -787,12 +750,7 @@ impl Ops {
     }
 
     /// Puts `items` first in the array at `path`, in order.
-    fn prepend<T: Serialize>(
-        &mut self,
-        path: &[&str],
-        exists: bool,
-        items: &[T],
-    ) -> Result<(), Denial> {
+    fn prepend<T: Serialize>(&mut self, path: &[&str], exists: bool, items: &[T]) -> Result<(), Denial> {
         if !exists {
             return self.add(path, &items);
         }

@@ -91,10 +91,7 @@ fn request_of(pod: &Pod) -> InjectRequest {
 fn injected(pod: &Pod, parts: &BTreeMap<String, HsmPartition>, caps: ServerCaps) -> Pod {
     let patch = inject(pod, NS, &request_of(pod), parts, &settings(), caps).expect("injection");
     assert!(
-        patch
-            .0
-            .iter()
-            .all(|op| matches!(op, PatchOperation::Add(_))),
+        patch.0.iter().all(|op| matches!(op, PatchOperation::Add(_))),
         "the patch only adds: {patch:?}"
     );
     // Through the wire format, as the API server receives it.
@@ -145,12 +142,7 @@ fn mounts(c: &Container) -> BTreeMap<String, (String, bool)> {
     c.volume_mounts
         .iter()
         .flatten()
-        .map(|m| {
-            (
-                m.name.clone(),
-                (m.mount_path.clone(), m.read_only.unwrap_or(false)),
-            )
-        })
+        .map(|m| (m.name.clone(), (m.mount_path.clone(), m.read_only.unwrap_or(false))))
         .collect()
 }
 
@@ -160,20 +152,11 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 #[test]
 fn old_server_gets_a_regular_sidecar_container_first() {
-    let out = injected(
-        &app_pod(),
-        &partitions(vec![partition("payments", json!({}))]),
-        OLD,
-    );
+    let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), OLD);
     let spec = out.spec.as_ref().expect("spec");
     let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["hsm-sidecar", "app"]);
-    let init: Vec<&str> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
+    let init: Vec<&str> = spec.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(init, ["hsmbridge-shim"]);
 
     let sidecar = &spec.containers[0];
@@ -222,18 +205,12 @@ fn old_server_gets_a_regular_sidecar_container_first() {
     assert_eq!(
         mounts(sidecar),
         BTreeMap::from([
-            (
-                "hsmbridge-socket".into(),
-                ("/var/run/hsmbridge".into(), false)
-            ),
+            ("hsmbridge-socket".into(), ("/var/run/hsmbridge".into(), false)),
             (
                 "hsmbridge-credentials".into(),
                 ("/etc/hsmbridge/credentials".into(), true)
             ),
-            (
-                "hsmbridge-provider".into(),
-                ("/etc/hsmbridge/provider".into(), true)
-            ),
+            ("hsmbridge-provider".into(), ("/etc/hsmbridge/provider".into(), true)),
             ("hsmbridge-tmp".into(), ("/tmp".into(), false)),
         ])
     );
@@ -252,10 +229,7 @@ fn old_server_gets_a_regular_sidecar_container_first() {
     );
 
     let shim = container(&spec.init_containers, "hsmbridge-shim");
-    assert_eq!(
-        shim.image.as_deref(),
-        Some("registry.example/hsmbridge-shim:1.0")
-    );
+    assert_eq!(shim.image.as_deref(), Some("registry.example/hsmbridge-shim:1.0"));
     assert_eq!(
         shim.command.as_deref(),
         Some(
@@ -270,21 +244,13 @@ fn old_server_gets_a_regular_sidecar_container_first() {
         mounts(shim),
         BTreeMap::from([("hsmbridge-lib".into(), ("/opt/hsmbridge/lib".into(), false))])
     );
-    assert!(
-        shim.security_context
-            .as_ref()
-            .and_then(|s| s.read_only_root_filesystem)
-            == Some(true)
-    );
+    assert!(shim.security_context.as_ref().and_then(|s| s.read_only_root_filesystem) == Some(true));
 
     let app = &spec.containers[1];
     assert_eq!(
         env(app),
         BTreeMap::from([
-            (
-                "HSMBRIDGE_SOCKET".into(),
-                "/var/run/hsmbridge/pkcs11.sock".into()
-            ),
+            ("HSMBRIDGE_SOCKET".into(), "/var/run/hsmbridge/pkcs11.sock".into()),
             (
                 "PKCS11_MODULE_PATH".into(),
                 "/opt/hsmbridge/lib/libhsmbridge_pkcs11.so".into()
@@ -295,16 +261,10 @@ fn old_server_gets_a_regular_sidecar_container_first() {
         mounts(app),
         BTreeMap::from([
             ("hsmbridge-lib".into(), ("/opt/hsmbridge/lib".into(), true)),
-            (
-                "hsmbridge-socket".into(),
-                ("/var/run/hsmbridge".into(), true)
-            ),
+            ("hsmbridge-socket".into(), ("/var/run/hsmbridge".into(), true)),
         ])
     );
-    assert_eq!(
-        app.security_context, None,
-        "app containers keep their own settings"
-    );
+    assert_eq!(app.security_context, None, "app containers keep their own settings");
 
     let secret = volume(&out, "hsmbridge-credentials")
         .secret
@@ -320,16 +280,11 @@ fn old_server_gets_a_regular_sidecar_container_first() {
     for v in ["hsmbridge-lib", "hsmbridge-socket", "hsmbridge-tmp"] {
         assert!(volume(&out, v).empty_dir.is_some(), "{v}");
     }
-    assert_eq!(
-        spec.security_context.as_ref().and_then(|s| s.fs_group),
-        Some(65532)
-    );
+    assert_eq!(spec.security_context.as_ref().and_then(|s| s.fs_group), Some(65532));
 
     let annotations = out.metadata.annotations.as_ref().expect("annotations");
     assert_eq!(
-        annotations
-            .get("hsmbridge.io/inject-status")
-            .map(String::as_str),
+        annotations.get("hsmbridge.io/inject-status").map(String::as_str),
         Some("injected")
     );
     assert_eq!(
@@ -340,9 +295,7 @@ fn old_server_gets_a_regular_sidecar_container_first() {
         "kubectl logs/exec keep defaulting to the app, not the sidecar"
     );
     assert_eq!(
-        annotations
-            .get("hsmbridge.io/partition")
-            .map(String::as_str),
+        annotations.get("hsmbridge.io/partition").map(String::as_str),
         Some("payments")
     );
 }
@@ -350,20 +303,11 @@ fn old_server_gets_a_regular_sidecar_container_first() {
 #[test]
 fn the_credentials_are_mounted_only_into_the_sidecar() {
     for caps in [OLD, NEW] {
-        let out = injected(
-            &app_pod(),
-            &partitions(vec![partition("payments", json!({}))]),
-            caps,
-        );
+        let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), caps);
         let spec = out.spec.as_ref().expect("spec");
-        for c in spec
-            .containers
-            .iter()
-            .chain(spec.init_containers.iter().flatten())
-        {
+        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
             let m = mounts(c);
-            let sees =
-                m.contains_key("hsmbridge-credentials") || m.contains_key("hsmbridge-provider");
+            let sees = m.contains_key("hsmbridge-credentials") || m.contains_key("hsmbridge-provider");
             assert_eq!(sees, c.name == "hsm-sidecar", "{}: {m:?}", c.name);
             assert!(c.env_from.is_none());
         }
@@ -372,18 +316,9 @@ fn the_credentials_are_mounted_only_into_the_sidecar() {
 
 #[test]
 fn new_server_gets_a_native_sidecar() {
-    let out = injected(
-        &app_pod(),
-        &partitions(vec![partition("payments", json!({}))]),
-        NEW,
-    );
+    let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), NEW);
     let spec = out.spec.as_ref().expect("spec");
-    let init: Vec<&str> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
+    let init: Vec<&str> = spec.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(
         init,
         ["hsmbridge-shim", "hsm-sidecar"],
@@ -461,8 +396,7 @@ fn the_annotation_forces_the_sidecar_style() {
     let d = denial(&p, &parts, OLD);
     assert_eq!(d, Denial::NativeSidecarUnsupported);
     assert!(
-        d.to_string()
-            .contains("use hsmbridge.io/sidecar-mode: container"),
+        d.to_string().contains("use hsmbridge.io/sidecar-mode: container"),
         "{d}"
     );
 }
@@ -488,28 +422,14 @@ fn existing_lists_are_appended_to_and_user_settings_kept() {
         }
     }));
     for caps in [OLD, NEW] {
-        let out = injected(
-            &p,
-            &partitions(vec![partition("payments", json!({}))]),
-            caps,
-        );
+        let out = injected(&p, &partitions(vec![partition("payments", json!({}))]), caps);
         let spec = out.spec.as_ref().expect("spec");
+        assert_eq!(spec.security_context.as_ref().and_then(|s| s.fs_group), Some(1000));
         assert_eq!(
-            spec.security_context.as_ref().and_then(|s| s.fs_group),
-            Some(1000)
-        );
-        assert_eq!(
-            spec.security_context
-                .as_ref()
-                .and_then(|s| s.run_as_non_root),
+            spec.security_context.as_ref().and_then(|s| s.run_as_non_root),
             Some(true)
         );
-        let init: Vec<&str> = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
+        let init: Vec<&str> = spec.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
         if caps.native_sidecars {
             assert_eq!(init, ["hsmbridge-shim", "hsm-sidecar", "migrate"]);
         } else {
@@ -520,28 +440,16 @@ fn existing_lists_are_appended_to_and_user_settings_kept() {
             None,
             "init containers get the shim only when named"
         );
-        let vols: Vec<&str> = spec
-            .volumes
-            .iter()
-            .flatten()
-            .map(|v| v.name.as_str())
-            .collect();
+        let vols: Vec<&str> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
         assert_eq!(vols[0], "data");
         assert_eq!(vols.len(), 6);
 
         let app = regular(spec, "app");
         let e = env(app);
-        assert_eq!(
-            e["HSMBRIDGE_SOCKET"], "/custom.sock",
-            "the container's own value wins"
-        );
+        assert_eq!(e["HSMBRIDGE_SOCKET"], "/custom.sock", "the container's own value wins");
         assert_eq!(e["A"], "1");
         assert_eq!(e["PKCS11_MODULE_PATH"], MODULE_PATH);
-        assert_eq!(
-            app.env.as_ref().map(Vec::len),
-            Some(3),
-            "no duplicate entries"
-        );
+        assert_eq!(app.env.as_ref().map(Vec::len), Some(3), "no duplicate entries");
         let m = mounts(app);
         assert_eq!(m.len(), 3);
         assert_eq!(m["data"], ("/data".into(), false));
@@ -565,10 +473,7 @@ fn pod_without_annotations_map_or_security_context() {
     // Partition selected by an annotation means there are annotations; build the pod by hand
     // to check the other branch of the patch (no securityContext at all).
     let p = app_pod();
-    assert!(p
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.security_context.is_none()));
+    assert!(p.spec.as_ref().is_some_and(|s| s.security_context.is_none()));
     let out = injected(&p, &partitions(vec![partition("payments", json!({}))]), OLD);
     assert_eq!(
         out.spec
@@ -650,24 +555,13 @@ fn containers_annotation_limits_the_shim() {
 
     set(&mut p, "fetch-cert");
     let d = denial(&p, &parts, OLD);
-    assert!(
-        matches!(d, Denial::InitContainerNeedsNativeSidecar { .. }),
-        "{d}"
-    );
-    assert!(
-        d.to_string().contains("native sidecars (Kubernetes 1.29+"),
-        "{d}"
-    );
+    assert!(matches!(d, Denial::InitContainerNeedsNativeSidecar { .. }), "{d}");
+    assert!(d.to_string().contains("native sidecars (Kubernetes 1.29+"), "{d}");
 
     // With native sidecars the sidecar runs before the app's init containers.
     let out = injected(&p, &parts, NEW);
     let spec = out.spec.as_ref().expect("spec");
-    let init: Vec<&str> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
+    let init: Vec<&str> = spec.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(init, ["hsmbridge-shim", "hsm-sidecar", "fetch-cert"]);
     assert_eq!(env(container(&spec.init_containers, "fetch-cert")).len(), 2);
     assert_eq!(regular(spec, "app").env, None);
@@ -680,20 +574,14 @@ fn several_partitions_get_one_sidecar_each() {
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert("hsmbridge.io/partition".into(), "payments,audit".into());
-    let parts = partitions(vec![
-        partition("payments", json!({})),
-        partition("audit", json!({})),
-    ]);
+    let parts = partitions(vec![partition("payments", json!({})), partition("audit", json!({}))]);
     let out = injected(&p, &parts, OLD);
     let spec = out.spec.as_ref().expect("spec");
     let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["hsm-sidecar", "hsm-sidecar-audit", "app"]);
     let second = &spec.containers[1];
     let cmd = second.command.clone().unwrap_or_default().join(" ");
-    assert!(
-        cmd.contains("--socket /var/run/hsmbridge/pkcs11-audit.sock"),
-        "{cmd}"
-    );
+    assert!(cmd.contains("--socket /var/run/hsmbridge/pkcs11-audit.sock"), "{cmd}");
     assert!(cmd.contains("--health-addr 0.0.0.0:17311"), "{cmd}");
     assert_eq!(
         mounts(second)["hsmbridge-credentials-1"],
@@ -753,10 +641,7 @@ fn partition_not_ready_is_denied_with_its_reason() {
         json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}),
     );
     let d = denial(&app_pod(), &partitions(vec![part]), OLD);
-    assert_eq!(
-        d.to_string(),
-        "HsmPartition team-a/payments is being deleted"
-    );
+    assert_eq!(d.to_string(), "HsmPartition team-a/payments is being deleted");
 }
 
 #[test]
@@ -786,16 +671,7 @@ fn reserved_names_and_mount_paths_are_denied() {
         ..Container::default()
     });
     let d = denial(&p, &parts, OLD);
-    assert!(
-        matches!(
-            d,
-            Denial::NameTaken {
-                kind: "container",
-                ..
-            }
-        ),
-        "{d}"
-    );
+    assert!(matches!(d, Denial::NameTaken { kind: "container", .. }), "{d}");
 
     let mut p = app_pod();
     p.spec.as_mut().expect("spec").volumes = Some(vec![Volume {
@@ -810,12 +686,11 @@ fn reserved_names_and_mount_paths_are_denied() {
     );
 
     let mut p = app_pod();
-    p.spec.as_mut().expect("spec").containers[0].volume_mounts =
-        Some(vec![k8s_openapi::api::core::v1::VolumeMount {
-            name: "x".into(),
-            mount_path: "/var/run/hsmbridge/".into(),
-            ..Default::default()
-        }]);
+    p.spec.as_mut().expect("spec").containers[0].volume_mounts = Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+        name: "x".into(),
+        mount_path: "/var/run/hsmbridge/".into(),
+        ..Default::default()
+    }]);
     let d = denial(&p, &parts, OLD);
     assert_eq!(
         d.to_string(),
@@ -831,14 +706,8 @@ fn long_second_partition_name_is_denied() {
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert("hsmbridge.io/partition".into(), format!("payments,{long}"));
-    let parts = partitions(vec![
-        partition("payments", json!({})),
-        partition(&long, json!({})),
-    ]);
-    assert!(matches!(
-        denial(&p, &parts, OLD),
-        Denial::NameTooLong { .. }
-    ));
+    let parts = partitions(vec![partition("payments", json!({})), partition(&long, json!({}))]);
+    assert!(matches!(denial(&p, &parts, OLD), Denial::NameTooLong { .. }));
 }
 
 #[test]
@@ -853,15 +722,8 @@ fn pod_without_spec_is_denied_not_patched() {
 
 #[test]
 fn the_injected_pod_is_left_alone_afterwards() {
-    let out = injected(
-        &app_pod(),
-        &partitions(vec![partition("payments", json!({}))]),
-        NEW,
-    );
-    assert_eq!(
-        annotations::parse(&out.metadata),
-        Ok(Parsed::AlreadyInjected)
-    );
+    let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), NEW);
+    assert_eq!(annotations::parse(&out.metadata), Ok(Parsed::AlreadyInjected));
 }
 
 #[test]
@@ -892,7 +754,10 @@ fn a_shared_process_namespace_is_denied() {
     let d = denial(&p, &parts, NEW);
     assert_eq!(d, Denial::SharedProcessNamespace);
     let text = d.to_string();
-    assert!(text.starts_with("the pod sets spec.shareProcessNamespace: true"), "{text}");
+    assert!(
+        text.starts_with("the pod sets spec.shareProcessNamespace: true"),
+        "{text}"
+    );
     assert!(text.contains("credential"), "{text}");
     assert_eq!(precheck(&p), Err(Denial::SharedProcessNamespace));
     // false or unset is fine.
@@ -906,11 +771,19 @@ fn pods_with_too_many_containers_are_denied() {
     let mut p = app_pod();
     let spec = p.spec.as_mut().expect("spec");
     spec.containers = (0..40)
-        .map(|i| Container { name: format!("c{i}"), image: Some("app:1".into()), ..Container::default() })
+        .map(|i| Container {
+            name: format!("c{i}"),
+            image: Some("app:1".into()),
+            ..Container::default()
+        })
         .collect();
     spec.init_containers = Some(
         (0..25)
-            .map(|i| Container { name: format!("i{i}"), image: Some("app:1".into()), ..Container::default() })
+            .map(|i| Container {
+                name: format!("i{i}"),
+                image: Some("app:1".into()),
+                ..Container::default()
+            })
             .collect(),
     );
     assert_eq!(denial(&p, &parts, OLD), Denial::TooManyContainers { count: 65 });
@@ -925,7 +798,10 @@ fn raw_param_mechanisms_become_repeated_sidecar_flags() {
         json!({"spec": {"sidecar": {"rawParamMechanisms": [2147483649u64, 2147549185u64]}}}),
     );
     let out = injected(&app_pod(), &partitions(vec![part]), OLD);
-    let cmd = out.spec.as_ref().expect("spec").containers[0].command.clone().unwrap_or_default();
+    let cmd = out.spec.as_ref().expect("spec").containers[0]
+        .command
+        .clone()
+        .unwrap_or_default();
     let flags: Vec<&str> = cmd
         .windows(2)
         .filter(|w| w[0] == "--raw-param-mechanism")
@@ -936,6 +812,9 @@ fn raw_param_mechanisms_become_repeated_sidecar_flags() {
 
     // None listed: no flag.
     let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), OLD);
-    let cmd = out.spec.as_ref().expect("spec").containers[0].command.clone().unwrap_or_default();
+    let cmd = out.spec.as_ref().expect("spec").containers[0]
+        .command
+        .clone()
+        .unwrap_or_default();
     assert!(!cmd.iter().any(|a| a == "--raw-param-mechanism"), "{cmd:?}");
 }

@@ -36,10 +36,7 @@ impl Partitions {
     pub fn new(client: Client) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (cache, writer) = reflector::store();
         let api: Api<HsmPartition> = Api::all(client.clone());
-        let events = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).default_backoff(),
-        );
+        let events = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
         let feed = async move {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {

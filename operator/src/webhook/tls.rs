@@ -28,8 +28,8 @@ use k8s_openapi::ByteString;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SanType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -152,18 +152,15 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, Tl
         return Err(TlsError::NoCertificate);
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem(e.to_string()))?;
-    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
-        .map_err(TlsError::Key)
+    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider()).map_err(TlsError::Key)
 }
 
 /// The TLS configuration of the webhook server: HTTP/2 and HTTP/1.1, certificate from `resolver`.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig, rustls::Error> {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_cert_resolver(resolver);
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -191,10 +188,7 @@ impl fmt::Debug for Material {
 impl Material {
     /// From the Secret's data; `None` when a key is missing or not UTF-8.
     pub fn from_secret_data(data: &BTreeMap<String, ByteString>) -> Option<Self> {
-        let text = |key: &str| {
-            data.get(key)
-                .and_then(|b| String::from_utf8(b.0.clone()).ok())
-        };
+        let text = |key: &str| data.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok());
         Some(Material {
             ca_bundle: text(KEY_CA_CERT)?,
             ca_key: text(KEY_CA_KEY)?,
@@ -247,11 +241,7 @@ pub fn plan(existing: Option<&Material>, names: &[String], now: i64) -> Result<P
         }
         if ca_reusable(m, now) {
             let (cert, key) = issue_serving_cert(&m.ca_bundle, &m.ca_key, names, now)?;
-            return Ok(Plan::Write(Material {
-                cert,
-                key,
-                ..m.clone()
-            }));
+            return Ok(Plan::Write(Material { cert, key, ..m.clone() }));
         }
     }
     let (ca_cert, ca_key) = new_ca(now)?;
@@ -294,8 +284,7 @@ fn serving_cert_ok(m: &Material, names: &[String], now: i64) -> bool {
         return false;
     };
     let valid = |c: &X509Certificate<'_>| {
-        c.validity().not_before.timestamp() <= now + BACKDATE
-            && c.validity().not_after.timestamp() > now + RENEW_BEFORE
+        c.validity().not_before.timestamp() <= now + BACKDATE && c.validity().not_after.timestamp() > now + RENEW_BEFORE
     };
     valid(&ca)
         && valid(&leaf)
@@ -350,29 +339,19 @@ fn new_ca(now: i64) -> Result<(String, String), TlsError> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn issue_serving_cert(
-    ca_bundle: &str,
-    ca_key: &str,
-    names: &[String],
-    now: i64,
-) -> Result<(String, String), TlsError> {
+fn issue_serving_cert(ca_bundle: &str, ca_key: &str, names: &[String], now: i64) -> Result<(String, String), TlsError> {
     let ca_pem = first_pem(ca_bundle).ok_or(TlsError::NoCertificate)?;
     let ca_key = KeyPair::from_pem(ca_key).map_err(TlsError::Generate)?;
-    let ca_not_after =
-        parse(&ca_pem, |c| c.validity().not_after.timestamp()).ok_or(TlsError::NoCertificate)?;
+    let ca_not_after = parse(&ca_pem, |c| c.validity().not_after.timestamp()).ok_or(TlsError::NoCertificate)?;
     let ca_der = der_of(&ca_pem).ok_or(TlsError::NoCertificate)?;
-    let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(ca_der), ca_key)
-        .map_err(TlsError::Generate)?;
+    let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(ca_der), ca_key).map_err(TlsError::Generate)?;
 
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(TlsError::Generate)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
-        names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "hsmbridge-webhook".to_owned()),
+        names.first().cloned().unwrap_or_else(|| "hsmbridge-webhook".to_owned()),
     );
     params.distinguished_name = dn;
     params.subject_alt_names = names
@@ -392,15 +371,12 @@ fn issue_serving_cert(
     params.use_authority_key_identifier_extension = true;
     params.not_before = datetime(now - BACKDATE)?;
     params.not_after = datetime((now + LEAF_LIFETIME).min(ca_not_after))?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(TlsError::Generate)?;
+    let cert = params.signed_by(&key, &issuer).map_err(TlsError::Generate)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn datetime(unix: i64) -> Result<time::OffsetDateTime, TlsError> {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map_err(|e| TlsError::Pem(format!("time out of range: {e}")))
+    time::OffsetDateTime::from_unix_timestamp(unix).map_err(|e| TlsError::Pem(format!("time out of range: {e}")))
 }
 
 /// The first certificate's PEM block of `bundle`.
@@ -473,10 +449,7 @@ pub async fn converge_secret(
                         name: Some(name.to_owned()),
                         namespace: Some(namespace.to_owned()),
                         labels: Some(BTreeMap::from([
-                            (
-                                names::LABEL_MANAGED_BY.to_owned(),
-                                names::MANAGER.to_owned(),
-                            ),
+                            (names::LABEL_MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
                             (names::LABEL_COMPONENT.to_owned(), "webhook-tls".to_owned()),
                         ])),
                         ..ObjectMeta::default()
@@ -514,11 +487,7 @@ pub async fn converge_secret(
 
 /// Sets `caBundle` on every webhook of the MutatingWebhookConfiguration `name` that lacks it.
 /// `Ok(false)` when the configuration does not exist (yet).
-pub async fn patch_ca_bundle(
-    client: &Client,
-    name: &str,
-    ca_bundle: &str,
-) -> Result<bool, TlsError> {
+pub async fn patch_ca_bundle(client: &Client, name: &str, ca_bundle: &str) -> Result<bool, TlsError> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let err = |verb: &'static str| {
         move |source| TlsError::WebhookConfiguration {

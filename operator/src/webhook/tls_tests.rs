@@ -1,11 +1,7 @@
 use super::*;
 
 fn names() -> Vec<String> {
-    names_for(
-        "hsmbridge-webhook",
-        "hsmbridge-system",
-        &["127.0.0.1".to_owned()],
-    )
+    names_for("hsmbridge-webhook", "hsmbridge-system", &["127.0.0.1".to_owned()])
 }
 
 fn fresh(now: i64) -> Material {
@@ -54,20 +50,14 @@ fn a_new_secret_holds_a_ca_and_a_serving_certificate_for_every_name() {
     assert!((not_after(&m.cert) - (now + LEAF_LIFETIME)).abs() <= 1);
     assert!((not_after(&m.ca_bundle) - (now + CA_LIFETIME)).abs() <= 1);
     certified_key(m.cert.as_bytes(), m.key.as_bytes()).expect("cert and key go together");
-    assert!(
-        !format!("{m:?}").contains("PRIVATE KEY"),
-        "Debug never shows keys"
-    );
+    assert!(!format!("{m:?}").contains("PRIVATE KEY"), "Debug never shows keys");
 }
 
 #[test]
 fn a_valid_secret_is_kept() {
     let now = now();
     let m = fresh(now);
-    assert!(matches!(
-        plan(Some(&m), &names(), now).expect("plan"),
-        Plan::Keep
-    ));
+    assert!(matches!(plan(Some(&m), &names(), now).expect("plan"), Plan::Keep));
     assert!(matches!(
         plan(Some(&m), &names(), now + LEAF_LIFETIME - RENEW_BEFORE - DAY).expect("plan"),
         Plan::Keep
@@ -82,10 +72,7 @@ fn thirty_days_before_expiry_the_serving_certificate_is_renewed_from_the_same_ca
     let Plan::Write(renewed) = plan(Some(&m), &names(), later).expect("plan") else {
         panic!("not renewed");
     };
-    assert_eq!(
-        renewed.ca_bundle, m.ca_bundle,
-        "same CA: the caBundle does not change"
-    );
+    assert_eq!(renewed.ca_bundle, m.ca_bundle, "same CA: the caBundle does not change");
     assert_eq!(renewed.ca_key, m.ca_key);
     assert_ne!(renewed.cert, m.cert);
     assert_ne!(renewed.key, m.key);
@@ -106,10 +93,7 @@ fn a_new_name_renews_the_serving_certificate() {
         panic!("not renewed");
     };
     assert_eq!(renewed.ca_bundle, m.ca_bundle);
-    assert!(matches!(
-        plan(Some(&renewed), &more, now).expect("plan"),
-        Plan::Keep
-    ));
+    assert!(matches!(plan(Some(&renewed), &more, now).expect("plan"), Plan::Keep));
 }
 
 #[test]

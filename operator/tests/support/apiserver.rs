@@ -51,7 +51,11 @@ impl ApiServer {
             .unwrap_or_else(|e| panic!("running scripts/kube-testenv.sh start: {e}"));
         let watchdog = spawn_watchdog(&dir, start.id());
         let status = start.wait().expect("waiting for kube-testenv.sh start");
-        let mut server = ApiServer { dir, vars: BTreeMap::new(), watchdog: Some(watchdog) };
+        let mut server = ApiServer {
+            dir,
+            vars: BTreeMap::new(),
+            watchdog: Some(watchdog),
+        };
         if !status.success() {
             panic!(
                 "scripts/kube-testenv.sh start {} failed ({status}):\n{}",
@@ -65,7 +69,12 @@ impl ApiServer {
             assert!(path.is_file(), "{} is missing", path.display());
             server.kubectl_ok(&["apply", "-f", path_str(&path)]);
         }
-        server.kubectl_ok(&["wait", "--for=condition=established", "--timeout=60s", "crd/hsmpartitions.hsmbridge.io"]);
+        server.kubectl_ok(&[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/hsmpartitions.hsmbridge.io",
+        ]);
         server
     }
 
@@ -76,7 +85,10 @@ impl ApiServer {
 
     /// A variable of `DIR/env` (KUBECONFIG, KUBECTL, KUBE_APISERVER_URL, ...).
     pub fn var(&self, name: &str) -> &str {
-        self.vars.get(name).map(String::as_str).unwrap_or_else(|| panic!("{name} missing from the testenv's env file"))
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{name} missing from the testenv's env file"))
     }
 
     /// The admin's kubeconfig (group system:masters).
@@ -233,7 +245,9 @@ pub fn path_str(p: &Path) -> &str {
 
 /// The last `n` lines of a file ("" if unreadable).
 pub fn tail_file(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

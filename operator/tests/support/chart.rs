@@ -50,10 +50,24 @@ fn ok(what: &str, out: Output) -> String {
 pub fn remove_testenv_manifests(api: &ApiServer) {
     let ns = NAMESPACE;
     let sa = OPERATOR_SERVICE_ACCOUNT;
-    api.kubectl_ok(&["delete", "--ignore-not-found", "--wait=true", "--timeout=60s", "customresourcedefinition", CRD]);
+    api.kubectl_ok(&[
+        "delete",
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=60s",
+        "customresourcedefinition",
+        CRD,
+    ]);
     api.kubectl_ok(&["delete", "--ignore-not-found", "clusterrole,clusterrolebinding", sa]);
     api.kubectl_ok(&["-n", ns, "delete", "--ignore-not-found", "serviceaccount", sa]);
-    api.kubectl_ok(&["-n", ns, "delete", "--ignore-not-found", "role,rolebinding", &format!("{sa}-leader-election")]);
+    api.kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "--ignore-not-found",
+        "role,rolebinding",
+        &format!("{sa}-leader-election"),
+    ]);
 }
 
 /// `helm install RELEASE charts/hsmbridge -n NAMESPACE ARGS...` (chart_install); returns helm's output.
@@ -65,22 +79,36 @@ pub fn install(api: &ApiServer, helm_args: &[&str]) -> String {
 
 /// `helm uninstall RELEASE -n NAMESPACE` (chart_uninstall); returns helm's output.
 pub fn uninstall(api: &ApiServer) -> String {
-    ok("helm uninstall", chart_sh(api, "chart_uninstall \"$@\"", &[RELEASE, NAMESPACE]))
+    ok(
+        "helm uninstall",
+        chart_sh(api, "chart_uninstall \"$@\"", &[RELEASE, NAMESPACE]),
+    )
 }
 
 /// `KIND/NAMESPACE/NAME` of every object, of every listable kind, in every namespace, labelled
 /// `app.kubernetes.io/instance=RELEASE` (chart_labelled).
 pub fn labelled(api: &ApiServer) -> Vec<String> {
-    lines(&ok("chart_labelled", chart_sh(api, "chart_labelled \"$@\"", &[RELEASE])))
+    lines(&ok(
+        "chart_labelled",
+        chart_sh(api, "chart_labelled \"$@\"", &[RELEASE]),
+    ))
 }
 
 /// `KIND/NAME` of every object in namespace `ns`, Events aside (chart_namespace_contents).
 pub fn namespace_contents(api: &ApiServer, ns: &str) -> Vec<String> {
-    lines(&ok("chart_namespace_contents", chart_sh(api, "chart_namespace_contents \"$@\"", &[ns])))
+    lines(&ok(
+        "chart_namespace_contents",
+        chart_sh(api, "chart_namespace_contents \"$@\"", &[ns]),
+    ))
 }
 
 fn lines(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    let mut v: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
     v.sort();
     v
 }
@@ -100,7 +128,10 @@ pub fn manifest(api: &ApiServer) -> String {
 /// helm 3.10 from `scripts/install-helm.sh` (cached after the first run).
 pub fn helm_bin() -> String {
     let script = paths::repo_root().join("scripts/install-helm.sh");
-    let out = Command::new("bash").arg(path_str(&script)).stdin(Stdio::null()).output();
+    let out = Command::new("bash")
+        .arg(path_str(&script))
+        .stdin(Stdio::null())
+        .output();
     let out = out.unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
     ok("scripts/install-helm.sh", out).trim().to_owned()
 }

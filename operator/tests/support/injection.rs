@@ -39,7 +39,10 @@ impl Injection {
     /// the kubelet for its Job) and the ServiceAccount `app`. `say` reports progress.
     pub async fn start(ns: &str, say: impl Fn(&str)) -> Injection {
         let fx = Fixture::without_operator(ns).await;
-        say(&format!("kube-apiserver {} up; namespace {ns}", fx.api.var("KUBE_APISERVER_URL")));
+        say(&format!(
+            "kube-apiserver {} up; namespace {ns}",
+            fx.api.var("KUBE_APISERVER_URL")
+        ));
 
         chart::remove_testenv_manifests(&fx.api);
         let webhook_addr = WebhookOperator::pick_addr();
@@ -58,8 +61,18 @@ impl Injection {
             args.extend(["--set", v.as_str()]);
         }
         let out = chart::install(&fx.api, &args);
-        say(&format!("helm install {} ({}): {}", chart::RELEASE, values.join(" "), first_line_with(&out, "STATUS")));
-        fx.api.kubectl_ok(&["wait", "--for=condition=established", "--timeout=60s", &format!("crd/{}", chart::CRD)]);
+        say(&format!(
+            "helm install {} ({}): {}",
+            chart::RELEASE,
+            values.join(" "),
+            first_line_with(&out, "STATUS")
+        ));
+        fx.api.kubectl_ok(&[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            &format!("crd/{}", chart::CRD),
+        ]);
 
         // The operator runs outside the cluster, with the webhook flags the test sets and the
         // chart's own --injected-resources (so the chart's default reaches the stored pod).
@@ -78,29 +91,48 @@ impl Injection {
             .position(|a| a == "--injected-resources")
             .and_then(|i| chart_args.get(i + 1))
             .expect("the chart passes --injected-resources by default");
-        let mut operator = WebhookOperator::start(&fx.api, webhook_addr, SHIM_IMAGE, &["--injected-resources", resources]);
+        let mut operator =
+            WebhookOperator::start(&fx.api, webhook_addr, SHIM_IMAGE, &["--injected-resources", resources]);
         let ca_bundle = operator.wait_serving(&fx.api, &fx.client, WAIT).await;
-        say(&format!("hsm-operator serves {webhook_url}; caBundle patched into hsmbridge-injector"));
+        say(&format!(
+            "hsm-operator serves {webhook_url}; caBundle patched into hsmbridge-injector"
+        ));
 
         let token = SoftHsmToken::new(TOKEN_LABEL, SETUP_PASSWORD);
-        fx.create_setup_secret(&format!("{PARTITION}-setup"), SETUP_PASSWORD).await;
+        fx.create_setup_secret(&format!("{PARTITION}-setup"), SETUP_PASSWORD)
+            .await;
         let mut partition = pkcs11_partition(PARTITION, TOKEN_LABEL);
         partition["spec"]["serviceAccounts"] = json!([APP_SERVICE_ACCOUNT]);
         fx.create_partition(&partition).await;
         let job = fx.wait_for_new_job(PARTITION, &[]).await;
         let run = fx.play_enrollment(&job, &token).await;
-        assert_eq!(run.code(), Some(0), "enrollment failed: {}\n--- operator ---\n{}", run.describe(), operator.log_tail(40));
+        assert_eq!(
+            run.code(),
+            Some(0),
+            "enrollment failed: {}\n--- operator ---\n{}",
+            run.describe(),
+            operator.log_tail(40)
+        );
         fx.wait_condition(PARTITION, "Ready", "True", None).await;
-        say(&format!("HsmPartition {ns}/{PARTITION} enrolled (Job {job} played) and Ready"));
+        say(&format!(
+            "HsmPartition {ns}/{PARTITION} enrolled (Job {job} played) and Ready"
+        ));
 
         for sa in [APP_SERVICE_ACCOUNT, "other"] {
-            let body: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": sa}})).expect("ServiceAccount JSON");
+            let body: ServiceAccount =
+                serde_json::from_value(json!({"metadata": {"name": sa}})).expect("ServiceAccount JSON");
             fx.api::<ServiceAccount>()
                 .create(&PostParams::default(), &body)
                 .await
                 .unwrap_or_else(|e| panic!("creating ServiceAccount {sa}: {e}"));
         }
-        Injection { operator, token, fx, ca_bundle, webhook_url }
+        Injection {
+            operator,
+            token,
+            fx,
+            ca_bundle,
+            webhook_url,
+        }
     }
 
     pub fn pods(&self) -> Api<Pod> {
@@ -110,22 +142,38 @@ impl Injection {
     /// Creates `pod` (JSON); the API server's refusal as `Err((HTTP code, message))`.
     pub async fn create_pod(&self, pod: &serde_json::Value) -> Result<Pod, (u16, String)> {
         let pod: Pod = serde_json::from_value(pod.clone()).expect("pod JSON");
-        self.pods().create(&PostParams::default(), &pod).await.map_err(|e| match e {
-            kube::Error::Api(s) => (s.code, s.message),
-            other => (0, other.to_string()),
-        })
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) => (s.code, s.message),
+                other => (0, other.to_string()),
+            })
     }
 
     /// The pod `name` as stored by the API server.
     pub async fn stored_pod(&self, name: &str) -> Pod {
-        self.pods().get(name).await.unwrap_or_else(|e| panic!("reading pod {}/{name}: {e}", self.fx.ns))
+        self.pods()
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading pod {}/{name}: {e}", self.fx.ns))
     }
 }
 
 /// A pod in the shape the tests create: label `hsmbridge.io/inject` (unless `labelled` is
 /// false), annotation `hsmbridge.io/partition` when `partition` is given, one container `app`.
-pub fn app_pod(name: &str, labelled: bool, partition: Option<&str>, service_account: &str, command: &[&str]) -> serde_json::Value {
-    let labels = if labelled { json!({"app": name, "hsmbridge.io/inject": "true"}) } else { json!({"app": name}) };
+pub fn app_pod(
+    name: &str,
+    labelled: bool,
+    partition: Option<&str>,
+    service_account: &str,
+    command: &[&str],
+) -> serde_json::Value {
+    let labels = if labelled {
+        json!({"app": name, "hsmbridge.io/inject": "true"})
+    } else {
+        json!({"app": name})
+    };
     let mut annotations = json!({});
     if let Some(p) = partition {
         annotations["hsmbridge.io/partition"] = json!(p);

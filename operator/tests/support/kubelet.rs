@@ -50,7 +50,9 @@ impl JobRun {
             "job {} ran `{}`: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.job,
             self.argv.join(" "),
-            self.status.map(|s| s.to_string()).unwrap_or_else(|| format!("killed after {RUN_LIMIT:?}")),
+            self.status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("killed after {RUN_LIMIT:?}")),
             self.stdout.trim_end(),
             self.stderr.trim_end()
         )
@@ -67,7 +69,10 @@ pub async fn run_job(
     extra_env: &[(&str, OsString)],
 ) -> JobRun {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let job = jobs.get(name).await.unwrap_or_else(|e| panic!("reading Job {ns}/{name}: {e}"));
+    let job = jobs
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading Job {ns}/{name}: {e}"));
     let pod: PodSpec = job
         .spec
         .as_ref()
@@ -77,7 +82,12 @@ pub async fn run_job(
         pod.init_containers.as_ref().is_none_or(|c| c.is_empty()),
         "Job {ns}/{name} has init containers; this kubelet stand-in runs only one container"
     );
-    assert_eq!(pod.containers.len(), 1, "Job {ns}/{name} must have exactly one container: {:?}", pod.containers);
+    assert_eq!(
+        pod.containers.len(),
+        1,
+        "Job {ns}/{name} must have exactly one container: {:?}",
+        pod.containers
+    );
     let container = pod.containers[0].clone();
     let pod_name = format!("{name}-play0");
 
@@ -89,7 +99,9 @@ pub async fn run_job(
     // the other mounts were mapped to).
     let remap = |s: &str| remap(s, &mounts);
 
-    let program = argv.first().unwrap_or_else(|| panic!("Job {ns}/{name}: the container has no command"));
+    let program = argv
+        .first()
+        .unwrap_or_else(|| panic!("Job {ns}/{name}: the container has no command"));
     assert!(
         program == "hsm-sidecar" || program.ends_with("/hsm-sidecar"),
         "Job {ns}/{name} runs {program:?}; expected the image's hsm-sidecar (command {argv:?})"
@@ -112,9 +124,14 @@ pub async fn run_job(
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    cmd.current_dir(&root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let started = rfc3339_now();
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", paths::sidecar_bin().display()));
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", paths::sidecar_bin().display()));
     api.register_child(child.id(), &paths::sidecar_bin());
     let (status, stdout, stderr) = tokio::task::spawn_blocking(move || wait_with_limit(child, RUN_LIMIT))
         .await
@@ -123,7 +140,14 @@ pub async fn run_job(
     let _ = std::fs::remove_dir_all(&root);
 
     record_job_status(&jobs, name, status.is_some_and(|s| s.success()), &started, &finished).await;
-    JobRun { job: name.to_owned(), status, stdout, stderr, argv, env }
+    JobRun {
+        job: name.to_owned(),
+        status,
+        stdout,
+        stderr,
+        argv,
+        env,
+    }
 }
 
 /// Writes each mounted Secret / ConfigMap volume under `root` (mode per item or defaultMode),
@@ -208,9 +232,12 @@ fn write_items(
 ) {
     let items = items.unwrap_or_else(|| data.keys().map(|k| (k.clone(), k.clone(), None)).collect());
     for (key, rel, mode) in items {
-        let bytes = data
-            .get(&key)
-            .unwrap_or_else(|| panic!("Job {ns}/{job}: {source:?} has no key {key:?} (keys: {:?})", data.keys()));
+        let bytes = data.get(&key).unwrap_or_else(|| {
+            panic!(
+                "Job {ns}/{job}: {source:?} has no key {key:?} (keys: {:?})",
+                data.keys()
+            )
+        });
         let path = dir.join(&rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
@@ -236,7 +263,10 @@ async fn container_env(
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for from in container.env_from.clone().unwrap_or_default() {
         if let Some(r) = from.secret_ref {
-            let s = secrets.get(&r.name).await.unwrap_or_else(|e| panic!("envFrom Secret {}: {e}", r.name));
+            let s = secrets
+                .get(&r.name)
+                .await
+                .unwrap_or_else(|e| panic!("envFrom Secret {}: {e}", r.name));
             for (k, v) in s.data.unwrap_or_default() {
                 env.insert(
                     format!("{}{k}", from.prefix.clone().unwrap_or_default()),
@@ -245,7 +275,10 @@ async fn container_env(
             }
         }
         if let Some(r) = from.config_map_ref {
-            let c = cms.get(&r.name).await.unwrap_or_else(|e| panic!("envFrom ConfigMap {}: {e}", r.name));
+            let c = cms
+                .get(&r.name)
+                .await
+                .unwrap_or_else(|e| panic!("envFrom ConfigMap {}: {e}", r.name));
             for (k, v) in c.data.unwrap_or_default() {
                 env.insert(format!("{}{k}", from.prefix.clone().unwrap_or_default()), v);
             }
@@ -260,19 +293,34 @@ async fn container_env(
                     "metadata.namespace" => ns.to_owned(),
                     "metadata.name" => pod_name.to_owned(),
                     "spec.serviceAccountName" => pod.service_account_name.clone().unwrap_or_default(),
-                    other => panic!("env {}: fieldRef {other:?} is not supported by this kubelet stand-in", var.name),
+                    other => panic!(
+                        "env {}: fieldRef {other:?} is not supported by this kubelet stand-in",
+                        var.name
+                    ),
                 }
             } else if let Some(r) = src.secret_key_ref {
-                let s =
-                    secrets.get(&r.name).await.unwrap_or_else(|e| panic!("env {}: Secret {}: {e}", var.name, r.name));
-                let v = s.data.unwrap_or_default().get(&r.key).map(|b| b.0.clone()).unwrap_or_default();
+                let s = secrets
+                    .get(&r.name)
+                    .await
+                    .unwrap_or_else(|e| panic!("env {}: Secret {}: {e}", var.name, r.name));
+                let v = s
+                    .data
+                    .unwrap_or_default()
+                    .get(&r.key)
+                    .map(|b| b.0.clone())
+                    .unwrap_or_default();
                 String::from_utf8_lossy(&v).into_owned()
             } else if let Some(r) = src.config_map_key_ref {
-                let c =
-                    cms.get(&r.name).await.unwrap_or_else(|e| panic!("env {}: ConfigMap {}: {e}", var.name, r.name));
+                let c = cms
+                    .get(&r.name)
+                    .await
+                    .unwrap_or_else(|e| panic!("env {}: ConfigMap {}: {e}", var.name, r.name));
                 c.data.unwrap_or_default().get(&r.key).cloned().unwrap_or_default()
             } else {
-                panic!("env {}: valueFrom kind not supported by this kubelet stand-in", var.name)
+                panic!(
+                    "env {}: valueFrom kind not supported by this kubelet stand-in",
+                    var.name
+                )
             }
         } else {
             String::new()
@@ -303,8 +351,18 @@ fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> (Option<E
             String::from_utf8_lossy(&bytes).into_owned()
         })
     };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let start = std::time::Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -342,8 +400,10 @@ async fn record_job_status(jobs: &Api<Job>, name: &str, succeeded: bool, started
 
 /// The current UTC time as RFC 3339 (`2006-01-02T15:04:05Z`).
 pub fn rfc3339_now() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -355,5 +415,10 @@ pub fn rfc3339_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -51,7 +51,10 @@ impl Value {
 
 /// Parses a whole configuration (the top level is an implicit group).
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     let entries = p.settings(None)?;
     Ok(Value::Group(entries))
 }
@@ -63,7 +66,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err<T>(&self, what: &str) -> Result<T, String> {
-        let line = self.s[..self.i.min(self.s.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = self.s[..self.i.min(self.s.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         Err(format!("libconfig: {what} at line {line}"))
     }
 
@@ -212,7 +219,9 @@ impl Parser<'_> {
         }
         let int = lower.trim_end_matches('l');
         if let Some(hex) = int.strip_prefix("0x") {
-            return i64::from_str_radix(hex, 16).map(Value::Int).or_else(|_| self.err(&format!("bad hex {tok:?}")));
+            return i64::from_str_radix(hex, 16)
+                .map(Value::Int)
+                .or_else(|_| self.err(&format!("bad hex {tok:?}")));
         }
         if let Ok(i) = int.parse::<i64>() {
             return Ok(Value::Int(i));

@@ -153,9 +153,18 @@ pub fn sha256_hex(text: &str) -> String {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("running sha256sum");
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("writing to sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing to sha256sum");
     let out = child.wait_with_output().expect("sha256sum output");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A real API server, one namespace in it, a client as the admin, and (usually) a running
@@ -187,13 +196,21 @@ impl Fixture {
             .create(&PostParams::default(), &body)
             .await
             .unwrap_or_else(|e| panic!("creating namespace {ns}: {e}"));
-        Fixture { api, client, ns: ns.to_owned(), operator: None }
+        Fixture {
+            api,
+            client,
+            ns: ns.to_owned(),
+            operator: None,
+        }
     }
 
     /// Starts `hsm-operator run` (replacing a stopped one) and waits for `/healthz`.
     pub fn start_operator(&mut self) {
         if let Some(op) = &self.operator {
-            assert!(op.exit_status().is_some(), "an operator is already running (kill it first)");
+            assert!(
+                op.exit_status().is_some(),
+                "an operator is already running (kill it first)"
+            );
         }
         let op = Operator::start(&self.api);
         op.wait_healthy(Duration::from_secs(30));
@@ -241,7 +258,11 @@ impl Fixture {
 
     /// The partition as JSON, `None` once it is gone.
     pub async fn partition(&self, name: &str) -> Option<Value> {
-        let obj = self.partitions().get_opt(name).await.unwrap_or_else(|e| panic!("reading HsmPartition {name}: {e}"));
+        let obj = self
+            .partitions()
+            .get_opt(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading HsmPartition {name}: {e}"));
         obj.map(|o| serde_json::to_value(o).expect("partition to JSON"))
     }
 
@@ -274,7 +295,11 @@ impl Fixture {
 
     /// The value of `key` in Secret `name` (`None` if the Secret or the key is missing).
     pub async fn secret_value(&self, name: &str, key: &str) -> Option<Vec<u8>> {
-        let s = self.api::<Secret>().get_opt(name).await.unwrap_or_else(|e| panic!("reading Secret {name}: {e}"))?;
+        let s = self
+            .api::<Secret>()
+            .get_opt(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Secret {name}: {e}"))?;
         s.data.unwrap_or_default().get(key).map(|b| b.0.clone())
     }
 
@@ -296,38 +321,52 @@ impl Fixture {
 
     /// Waits for an enrollment Job of partition `name` not in `known`; returns its name.
     pub async fn wait_for_new_job(&self, name: &str, known: &[String]) -> String {
-        self.eventually(&format!("a new enrollment Job for {name} (known: {known:?})"), WAIT, || async move {
-            let jobs = self.enrollment_jobs(name).await;
-            let names: Vec<String> = jobs.iter().filter_map(|j| j.metadata.name.clone()).collect();
-            match names.iter().find(|n| !known.contains(n)) {
-                Some(n) => Ok(n.clone()),
-                None => {
-                    let p = self.partition(name).await;
-                    Err(format!(
-                        "jobs: {names:?}; partition: {}",
-                        p.as_ref().map(conditions_summary).unwrap_or_else(|| "gone".into())
-                    ))
+        self.eventually(
+            &format!("a new enrollment Job for {name} (known: {known:?})"),
+            WAIT,
+            || async move {
+                let jobs = self.enrollment_jobs(name).await;
+                let names: Vec<String> = jobs.iter().filter_map(|j| j.metadata.name.clone()).collect();
+                match names.iter().find(|n| !known.contains(n)) {
+                    Some(n) => Ok(n.clone()),
+                    None => {
+                        let p = self.partition(name).await;
+                        Err(format!(
+                            "jobs: {names:?}; partition: {}",
+                            p.as_ref().map(conditions_summary).unwrap_or_else(|| "gone".into())
+                        ))
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
     }
 
     /// Waits until condition `type_` of partition `name` has `status` (and `reason`, if given);
     /// returns the partition.
     pub async fn wait_condition(&self, name: &str, type_: &str, status: &str, reason: Option<&str>) -> Value {
-        let want = format!("{type_}={status}{}", reason.map(|r| format!("/{r}")).unwrap_or_default());
-        self.eventually(&format!("HsmPartition {}/{name} to have {want}", self.ns), WAIT, || async move {
-            let p = self.partition(name).await.ok_or_else(|| "the partition does not exist".to_owned())?;
-            match condition(&p, type_) {
-                Some(c) if c.status == status && reason.is_none_or(|r| c.reason == r) => Ok(p),
-                _ => Err(format!(
-                    "conditions: {}; status: {}",
-                    conditions_summary(&p),
-                    p.get("status").unwrap_or(&Value::Null)
-                )),
-            }
-        })
+        let want = format!(
+            "{type_}={status}{}",
+            reason.map(|r| format!("/{r}")).unwrap_or_default()
+        );
+        self.eventually(
+            &format!("HsmPartition {}/{name} to have {want}", self.ns),
+            WAIT,
+            || async move {
+                let p = self
+                    .partition(name)
+                    .await
+                    .ok_or_else(|| "the partition does not exist".to_owned())?;
+                match condition(&p, type_) {
+                    Some(c) if c.status == status && reason.is_none_or(|r| c.reason == r) => Ok(p),
+                    _ => Err(format!(
+                        "conditions: {}; status: {}",
+                        conditions_summary(&p),
+                        p.get("status").unwrap_or(&Value::Null)
+                    )),
+                }
+            },
+        )
         .await
     }
 
@@ -346,7 +385,10 @@ impl Fixture {
                 Err(e) => e,
             };
             if start.elapsed() > limit {
-                panic!("timed out after {limit:?} waiting for {what}\nlast seen: {last}\n{}", self.diagnostics());
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\nlast seen: {last}\n{}",
+                    self.diagnostics()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -358,7 +400,9 @@ impl Fixture {
             None => "no operator running".to_owned(),
             Some(op) => format!(
                 "operator: {}\n--- operator log (last 40 lines) ---\n{}",
-                op.exit_status().map(|s| format!("exited ({s})")).unwrap_or_else(|| "running".to_owned()),
+                op.exit_status()
+                    .map(|s| format!("exited ({s})"))
+                    .unwrap_or_else(|| "running".to_owned()),
                 op.log_tail(40)
             ),
         }
@@ -412,7 +456,9 @@ impl Fixture {
     /// `kubectl auth can-i VERB RESOURCE --as system:serviceaccount:<ns>:<sa>` in the namespace.
     pub fn can_i(&self, sa: &str, verb: &str, resource: &str) -> bool {
         let who = format!("system:serviceaccount:{}:{sa}", self.ns);
-        let out = self.api.kubectl(&["auth", "can-i", verb, resource, "-n", &self.ns, "--as", &who], None);
+        let out = self
+            .api
+            .kubectl(&["auth", "can-i", verb, resource, "-n", &self.ns, "--as", &who], None);
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     }
 }

@@ -38,7 +38,9 @@ impl Operator {
         if !kubeconfig.exists() {
             api.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, &kubeconfig);
         }
-        let n = (0..).find(|n| !api.dir().join(format!("operator-{n}.log")).exists()).unwrap_or(0);
+        let n = (0..)
+            .find(|n| !api.dir().join(format!("operator-{n}.log")).exists())
+            .unwrap_or(0);
         let log = api.dir().join(format!("operator-{n}.log"));
         let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let metrics_addr = free_local_addr();
@@ -50,13 +52,23 @@ impl Operator {
             .env("KUBECONFIG", &kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")
-            .env("RUST_LOG", std::env::var("HSMBRIDGE_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("HSMBRIDGE_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("cloning the log file handle"))
             .stderr(log_file);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", paths::operator_bin().display()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", paths::operator_bin().display()));
         api.register_child(child.id(), &paths::operator_bin());
-        Operator { child: Mutex::new(child), exited: Mutex::new(None), metrics_addr, log }
+        Operator {
+            child: Mutex::new(child),
+            exited: Mutex::new(None),
+            metrics_addr,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -71,7 +83,13 @@ impl Operator {
     pub fn exit_status(&self) -> Option<ExitStatus> {
         let mut exited = self.exited.lock().expect("operator exit lock");
         if exited.is_none() {
-            *exited = self.child.lock().expect("operator child lock").try_wait().ok().flatten();
+            *exited = self
+                .child
+                .lock()
+                .expect("operator child lock")
+                .try_wait()
+                .ok()
+                .flatten();
         }
         *exited
     }
@@ -112,7 +130,10 @@ impl Operator {
         let start = Instant::now();
         loop {
             if let Some(status) = self.exit_status() {
-                panic!("hsm-operator exited ({status}) before /healthz answered; its log:\n{}", self.log_tail(60));
+                panic!(
+                    "hsm-operator exited ({status}) before /healthz answered; its log:\n{}",
+                    self.log_tail(60)
+                );
             }
             if let Ok((200, _)) = self.http_get("/healthz") {
                 return;
@@ -144,12 +165,15 @@ impl Drop for Operator {
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
     let code = head
         .split_whitespace()
         .nth(1)

@@ -8,7 +8,10 @@ pub use hsmbridge_conformance::paths::{fresh_temp_dir, profile_dir, sidecar_bin,
 
 /// The repository root (the workspace above `operator/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("operator/ has a parent directory").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("operator/ has a parent directory")
+        .to_path_buf()
 }
 
 /// `target/<profile>/hsm-operator` (cargo builds it for this package's integration tests).
@@ -23,8 +26,10 @@ pub fn kube_testenv_script() -> PathBuf {
 
 /// The kube-apiserver that `scripts/kube-testenv.sh install` caches.
 pub fn cached_apiserver() -> PathBuf {
-    let cache = std::env::var_os("HSMBRIDGE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/hsmbridge")
-    });
+    let cache = std::env::var_os("HSMBRIDGE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/hsmbridge")
+        });
     cache.join("bin/kube-apiserver")
 }

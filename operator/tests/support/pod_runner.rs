@@ -80,9 +80,18 @@ pub struct RunningPod {
 
 /// Materializes the volumes of `pod` (namespace `ns`), runs its init containers and starts its
 /// `hsm-sidecar` containers; the app containers are run with [`RunningPod::run_app`].
-pub async fn start(api: &ApiServer, client: &kube::Client, ns: &str, pod: &Pod, extra_env: &[(&str, OsString)]) -> RunningPod {
+pub async fn start(
+    api: &ApiServer,
+    client: &kube::Client,
+    ns: &str,
+    pod: &Pod,
+    extra_env: &[(&str, OsString)],
+) -> RunningPod {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let spec = pod.spec.clone().unwrap_or_else(|| panic!("pod {ns}/{name} has no spec"));
+    let spec = pod
+        .spec
+        .clone()
+        .unwrap_or_else(|| panic!("pod {ns}/{name} has no spec"));
     let root = paths::fresh_temp_dir("pod");
     let mut volumes = BTreeMap::new();
     for volume in spec.volumes.iter().flatten() {
@@ -115,48 +124,70 @@ pub async fn start(api: &ApiServer, client: &kube::Client, ns: &str, pod: &Pod, 
 }
 
 fn is_sidecar(c: &Container) -> bool {
-    c.command.as_ref().and_then(|v| v.first()).is_some_and(|p| p == "hsm-sidecar" || p.ends_with("/hsm-sidecar"))
+    c.command
+        .as_ref()
+        .and_then(|v| v.first())
+        .is_some_and(|p| p == "hsm-sidecar" || p.ends_with("/hsm-sidecar"))
 }
 
 /// Fills `dir` like the kubelet fills volume `volume` of pod `ns/pod`.
 async fn materialize(client: &kube::Client, ns: &str, pod: &str, volume: &Volume, dir: &Path) {
-    let (source, data, items, default_mode): (String, BTreeMap<String, Vec<u8>>, _, _) = if let Some(src) = &volume.secret {
-        let name = src.secret_name.clone().unwrap_or_default();
-        let secret = Api::<Secret>::namespaced(client.clone(), ns).get(&name).await.unwrap_or_else(|e| {
+    let (source, data, items, default_mode): (String, BTreeMap<String, Vec<u8>>, _, _) =
+        if let Some(src) = &volume.secret {
+            let name = src.secret_name.clone().unwrap_or_default();
+            let secret = Api::<Secret>::namespaced(client.clone(), ns).get(&name).await.unwrap_or_else(|e| {
             panic!("pod {ns}/{pod} mounts Secret {name:?}: {e} (a kubelet would keep the pod in ContainerCreating)")
         });
-        let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-        (format!("Secret {name}"), data, src.items.clone(), src.default_mode)
-    } else if let Some(src) = &volume.config_map {
-        let name = src.name.clone();
-        let cm = Api::<ConfigMap>::namespaced(client.clone(), ns).get(&name).await.unwrap_or_else(|e| {
+            let data = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            (format!("Secret {name}"), data, src.items.clone(), src.default_mode)
+        } else if let Some(src) = &volume.config_map {
+            let name = src.name.clone();
+            let cm = Api::<ConfigMap>::namespaced(client.clone(), ns).get(&name).await.unwrap_or_else(|e| {
             panic!("pod {ns}/{pod} mounts ConfigMap {name:?}: {e} (a kubelet would keep the pod in ContainerCreating)")
         });
-        let mut data: BTreeMap<String, Vec<u8>> = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-        data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-        (format!("ConfigMap {name}"), data, src.items.clone(), src.default_mode)
-    } else if volume.empty_dir.is_some() {
-        return;
-    } else {
-        panic!("pod {ns}/{pod}: volume {:?} is of a kind this kubelet stand-in does not support", volume.name);
-    };
+            let mut data: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+            (format!("ConfigMap {name}"), data, src.items.clone(), src.default_mode)
+        } else if volume.empty_dir.is_some() {
+            return;
+        } else {
+            panic!(
+                "pod {ns}/{pod}: volume {:?} is of a kind this kubelet stand-in does not support",
+                volume.name
+            );
+        };
     let items: Vec<(String, String, Option<i32>)> = match items {
         Some(items) => items.into_iter().map(|i| (i.key, i.path, i.mode)).collect(),
         None => data.keys().map(|k| (k.clone(), k.clone(), None)).collect(),
     };
     for (key, rel, mode) in items {
-        let bytes = data.get(&key).unwrap_or_else(|| panic!("pod {ns}/{pod}: {source} has no key {key:?}"));
+        let bytes = data
+            .get(&key)
+            .unwrap_or_else(|| panic!("pod {ns}/{pod}: {source} has no key {key:?}"));
         let path = dir.join(rel);
         std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         let mode = mode.or(default_mode).unwrap_or(0o644) as u32;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
     }
 }
 
 impl RunningPod {
     /// The directory standing in for volume `name`.
     pub fn volume_dir(&self, name: &str) -> &Path {
-        self.volumes.get(name).unwrap_or_else(|| panic!("pod {} has no volume {name:?}", self.name))
+        self.volumes
+            .get(name)
+            .unwrap_or_else(|| panic!("pod {} has no volume {name:?}", self.name))
     }
 
     /// The loopback port standing in for pod port `port`.
@@ -177,9 +208,15 @@ impl RunningPod {
         let ran = self.prepare(&c);
         let mut cmd = Command::new(&ran.argv[0]);
         cmd.args(&ran.argv[1..]).env_clear().env("PATH", PATH).envs(&ran.env);
-        cmd.current_dir(&self.root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("container {name}: spawning {:?}: {e}", ran.argv[0]));
-        let output = wait_output(child, Duration::from_secs(120)).unwrap_or_else(|| panic!("container {name}: still running after 120 s"));
+        cmd.current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("container {name}: spawning {:?}: {e}", ran.argv[0]));
+        let output = wait_output(child, Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("container {name}: still running after 120 s"));
         AppRun { ran, output }
     }
 
@@ -188,12 +225,27 @@ impl RunningPod {
         let mounts = self.mounts(c);
         let mut env = BTreeMap::new();
         for var in c.env.iter().flatten() {
-            assert!(var.value_from.is_none(), "container {}: env {} uses valueFrom, which this stand-in does not support", c.name, var.name);
+            assert!(
+                var.value_from.is_none(),
+                "container {}: env {} uses valueFrom, which this stand-in does not support",
+                c.name,
+                var.name
+            );
             let value = expand(var.value.as_deref().unwrap_or(""), &env);
             env.insert(var.name.clone(), value);
         }
-        let mut argv: Vec<String> = c.command.iter().flatten().chain(c.args.iter().flatten()).map(|a| expand(a, &env)).collect();
-        assert!(!argv.is_empty(), "container {}: no command (image entrypoints are not known here)", c.name);
+        let mut argv: Vec<String> = c
+            .command
+            .iter()
+            .flatten()
+            .chain(c.args.iter().flatten())
+            .map(|a| expand(a, &env))
+            .collect();
+        assert!(
+            !argv.is_empty(),
+            "container {}: no command (image entrypoints are not known here)",
+            c.name
+        );
         for arg in &mut argv {
             *arg = remap(arg, &mounts);
             if let Some(local) = self.listen_addr(arg) {
@@ -201,7 +253,11 @@ impl RunningPod {
             }
         }
         let env = env.into_iter().map(|(k, v)| (k, remap(&v, &mounts))).collect();
-        Ran { name: c.name.clone(), argv, env }
+        Ran {
+            name: c.name.clone(),
+            argv,
+            env,
+        }
     }
 
     /// (mount path, directory) of `c`'s mounts, longest mount path first.
@@ -211,8 +267,15 @@ impl RunningPod {
             .iter()
             .flatten()
             .map(|m| {
-                assert!(m.sub_path.as_deref().unwrap_or("").is_empty(), "container {}: subPath mounts are not supported", c.name);
-                (m.mount_path.trim_end_matches('/').to_owned(), self.volume_dir(&m.name).to_path_buf())
+                assert!(
+                    m.sub_path.as_deref().unwrap_or("").is_empty(),
+                    "container {}: subPath mounts are not supported",
+                    c.name
+                );
+                (
+                    m.mount_path.trim_end_matches('/').to_owned(),
+                    self.volume_dir(&m.name).to_path_buf(),
+                )
             })
             .collect();
         mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
@@ -233,12 +296,29 @@ impl RunningPod {
     /// Init container `c`: only the shim copy is known (`cp <path>/libhsmbridge_pkcs11.so DEST`).
     fn run_init(&mut self, c: &Container) -> Ran {
         let ran = self.prepare(c);
-        let is_shim_copy = ran.argv.len() == 3 && ran.argv[0] == "cp" && ran.argv[1].ends_with(&format!("/{SHIM_FILE}"));
-        assert!(is_shim_copy, "init container {}: this stand-in only knows `cp <image>/{SHIM_FILE} DEST`, not {:?}", c.name, ran.argv);
+        let is_shim_copy =
+            ran.argv.len() == 3 && ran.argv[0] == "cp" && ran.argv[1].ends_with(&format!("/{SHIM_FILE}"));
+        assert!(
+            is_shim_copy,
+            "init container {}: this stand-in only knows `cp <image>/{SHIM_FILE} DEST`, not {:?}",
+            c.name, ran.argv
+        );
         let dest = PathBuf::from(&ran.argv[2]);
-        assert!(dest.starts_with(&self.root), "init container {}: {} is not on a volume (the image's root filesystem is not emulated)", c.name, dest.display());
+        assert!(
+            dest.starts_with(&self.root),
+            "init container {}: {} is not on a volume (the image's root filesystem is not emulated)",
+            c.name,
+            dest.display()
+        );
         let shim = paths::profile_dir().join(SHIM_FILE);
-        std::fs::copy(&shim, &dest).unwrap_or_else(|e| panic!("init container {}: cp {} {}: {e}", c.name, shim.display(), dest.display()));
+        std::fs::copy(&shim, &dest).unwrap_or_else(|e| {
+            panic!(
+                "init container {}: cp {} {}: {e}",
+                c.name,
+                shim.display(),
+                dest.display()
+            )
+        });
         ran
     }
 
@@ -272,24 +352,45 @@ impl RunningPod {
         let probe = c.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref());
         let port = match probe.map(|t| &t.port) {
             Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p)) => *p as u16,
-            other => panic!("container {}: expected a TCP readiness probe on a port number, found {other:?}", c.name),
+            other => panic!(
+                "container {}: expected a TCP readiness probe on a port number, found {other:?}",
+                c.name
+            ),
         };
-        let local = self.port(port).unwrap_or_else(|| panic!("container {}: the probe's port {port} is not one it listens on", c.name));
+        let local = self
+            .port(port)
+            .unwrap_or_else(|| panic!("container {}: the probe's port {port} is not one it listens on", c.name));
         let addr = SocketAddr::from(([127, 0, 0, 1], local));
         let start = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            let exited = self.daemons.last_mut().and_then(|(_, child, _)| child.try_wait().ok().flatten());
+            let exited = self
+                .daemons
+                .last_mut()
+                .and_then(|(_, child, _)| child.try_wait().ok().flatten());
             if let Some(status) = exited {
-                panic!("container {} exited ({status}) before its readiness probe passed; its log:\n{}", c.name, tail_file(log, 40));
+                panic!(
+                    "container {} exited ({status}) before its readiness probe passed; its log:\n{}",
+                    c.name,
+                    tail_file(log, 40)
+                );
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "container {}: readiness probe (port {port}) failed for 60 s; log:\n{}", c.name, tail_file(log, 40));
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "container {}: readiness probe (port {port}) failed for 60 s; log:\n{}",
+                c.name,
+                tail_file(log, 40)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// The last lines of sidecar `name`'s output.
     pub fn sidecar_log(&self, name: &str) -> String {
-        self.daemons.iter().find(|(n, _, _)| n == name).map(|(_, _, log)| tail_file(log, 40)).unwrap_or_default()
+        self.daemons
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, log)| tail_file(log, 40))
+            .unwrap_or_default()
     }
 }
 
@@ -299,7 +400,11 @@ impl Drop for RunningPod {
             let _ = child.kill();
             let _ = child.wait();
             if std::thread::panicking() {
-                eprintln!("--- pod {} container {name}, last lines ---\n{}", self.name, tail_file(log, 40));
+                eprintln!(
+                    "--- pod {} container {name}, last lines ---\n{}",
+                    self.name,
+                    tail_file(log, 40)
+                );
             }
         }
         // Always: the credential volume holds the PIN (the logs were printed above).
@@ -314,11 +419,18 @@ pub fn remap(s: &str, mounts: &[(String, PathBuf)]) -> String {
     let mut i = 0;
     'scan: while i < s.len() {
         let rest = &s[i..];
-        let starts_path = rest.starts_with('/') && !s[..i].ends_with(|c: char| c.is_alphanumeric() || "._-/".contains(c));
+        let starts_path =
+            rest.starts_with('/') && !s[..i].ends_with(|c: char| c.is_alphanumeric() || "._-/".contains(c));
         if starts_path {
             for (from, to) in mounts {
-                let Some(after) = rest.strip_prefix(from.as_str()) else { continue };
-                if after.chars().next().is_none_or(|c| c == '/' || !(c.is_alphanumeric() || "._-".contains(c))) {
+                let Some(after) = rest.strip_prefix(from.as_str()) else {
+                    continue;
+                };
+                if after
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c == '/' || !(c.is_alphanumeric() || "._-".contains(c)))
+                {
                     out.push_str(path_str(to));
                     i += from.len();
                     continue 'scan;

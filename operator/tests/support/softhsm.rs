@@ -19,7 +19,10 @@ pub struct SoftHsmToken {
 impl SoftHsmToken {
     /// A SoftHSM config of its own with one token `label` whose SO PIN is `setup_password`.
     pub fn new(label: &str, setup_password: &str) -> SoftHsmToken {
-        SoftHsmToken { hsm: SoftHsm::with_token(label, INITIAL_USER_PIN, setup_password), label: label.to_owned() }
+        SoftHsmToken {
+            hsm: SoftHsm::with_token(label, INITIAL_USER_PIN, setup_password),
+            label: label.to_owned(),
+        }
     }
 
     /// The value of `SOFTHSM2_CONF` for processes that must see this token.
@@ -38,7 +41,16 @@ impl SoftHsmToken {
         let out = Command::new("pkcs11-tool")
             .arg("--module")
             .arg(&module)
-            .args(["--token-label", &self.label, "--login", "--login-type", login_type, "--pin", pin, "--list-objects"])
+            .args([
+                "--token-label",
+                &self.label,
+                "--login",
+                "--login-type",
+                login_type,
+                "--pin",
+                pin,
+                "--list-objects",
+            ])
             .env("SOFTHSM2_CONF", self.hsm.conf())
             .output()
             .unwrap_or_else(|e| panic!("running pkcs11-tool (is opensc installed?): {e}"));

@@ -59,14 +59,22 @@ impl WebhookOperator {
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")
-            .env("RUST_LOG", std::env::var("HSMBRIDGE_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("HSMBRIDGE_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("cloning the log file handle"))
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", paths::operator_bin().display()));
         api.register_child(child.id(), &paths::operator_bin());
-        WebhookOperator { child, metrics_addr, webhook_addr, log }
+        WebhookOperator {
+            child,
+            metrics_addr,
+            webhook_addr,
+            log,
+        }
     }
 
     /// Waits until the operator has patched a caBundle into `hsmbridge-injector` and its webhook
@@ -77,21 +85,31 @@ impl WebhookOperator {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("hsm-operator exited ({status}) before its webhook served; its log:\n{}", self.log_tail(60));
+                panic!(
+                    "hsm-operator exited ({status}) before its webhook served; its log:\n{}",
+                    self.log_tail(60)
+                );
             }
             let last = match self.serving(&configs, &ca_file).await {
                 Ok(bundle) => return bundle,
                 Err(why) => why,
             };
             if start.elapsed() > limit {
-                panic!("the webhook did not serve within {limit:?} (last: {last}); operator log:\n{}", self.log_tail(60));
+                panic!(
+                    "the webhook did not serve within {limit:?} (last: {last}); operator log:\n{}",
+                    self.log_tail(60)
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
     /// The caBundle, once set and good for an HTTPS GET of /healthz; else why not.
-    async fn serving(&self, configs: &Api<MutatingWebhookConfiguration>, ca_file: &std::path::Path) -> Result<String, String> {
+    async fn serving(
+        &self,
+        configs: &Api<MutatingWebhookConfiguration>,
+        ca_file: &std::path::Path,
+    ) -> Result<String, String> {
         let config = configs
             .get_opt(WEBHOOK_CONFIGURATION)
             .await
@@ -148,7 +166,10 @@ impl WebhookOperator {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let start = Instant::now();
         while self.child.try_wait().ok().flatten().is_none() {
             if start.elapsed() > Duration::from_secs(10) {
@@ -166,7 +187,10 @@ impl Drop for WebhookOperator {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- hsm-operator (webhook) log, last 60 lines ---\n{}", self.log_tail(60));
+            eprintln!(
+                "--- hsm-operator (webhook) log, last 60 lines ---\n{}",
+                self.log_tail(60)
+            );
         }
     }
 }

@@ -64,7 +64,10 @@ pub unsafe fn from_c(m: *const CK_MECHANISM) -> Result<wire::Mechanism, CK_RV> {
         // that structure with its pointers valid: `parameter_from_c`'s contract.
         Some(unsafe { parameter_from_c(layout(m.mechanism).unwrap_or(Layout::Bytes), m) }?)
     };
-    Ok(wire::Mechanism { r#type: m.mechanism as u64, parameter })
+    Ok(wire::Mechanism {
+        r#type: m.mechanism as u64,
+        parameter,
+    })
 }
 
 /// Copies the parameter in `layout`, pointed-to buffers included.
@@ -82,7 +85,7 @@ unsafe fn parameter_from_c(layout: Layout, m: &CK_MECHANISM) -> Result<Parameter
         // this function's contract.
         Layout::Bytes => unsafe {
             Parameter::Bytes(copy_bytes(m.pParameter as *const u8, m.ulParameterLen).unwrap_or_default())
-        }
+        },
         // SAFETY: the parameter bytes are readable (this function's contract) and
         // any bytes are a CK_ULONG.
         Layout::Ulong => Parameter::Ulong(unsafe { read_param::<CK_ULONG>(m) }? as u64),
@@ -110,11 +113,14 @@ unsafe fn parameter_from_c(layout: Layout, m: &CK_MECHANISM) -> Result<Parameter
                 source: p.source as u64,
                 source_data: copy_bytes(p.pSourceData as *const u8, p.ulSourceDataLen),
             })
-        }
+        },
         Layout::AesCtr => {
             // SAFETY: as for the arm above; CK_AES_CTR_PARAMS has no pointers.
             let p: CK_AES_CTR_PARAMS = unsafe { read_param(m) }?;
-            Parameter::AesCtr(wire::AesCtr { counter_bits: p.ulCounterBits as u64, counter_block: p.cb.to_vec() })
+            Parameter::AesCtr(wire::AesCtr {
+                counter_bits: p.ulCounterBits as u64,
+                counter_block: p.cb.to_vec(),
+            })
         }
         // SAFETY: as for the RsaPkcsOaep arm: `pIv`/`ulIvLen` and `pAAD`/`ulAADLen`.
         Layout::Gcm => unsafe {
@@ -125,7 +131,7 @@ unsafe fn parameter_from_c(layout: Layout, m: &CK_MECHANISM) -> Result<Parameter
                 aad: copy_bytes(p.pAAD, p.ulAADLen),
                 tag_bits: p.ulTagBits as u64,
             })
-        }
+        },
         // SAFETY: as for the RsaPkcsOaep arm: `pNonce`/`ulNonceLen` and `pAAD`/`ulAADLen`.
         Layout::Ccm => unsafe {
             let p: CK_CCM_PARAMS = read_param(m)?;
@@ -135,22 +141,28 @@ unsafe fn parameter_from_c(layout: Layout, m: &CK_MECHANISM) -> Result<Parameter
                 aad: copy_bytes(p.pAAD, p.ulAADLen),
                 mac_length: p.ulMACLen as u64,
             })
-        }
+        },
         // SAFETY: as for the RsaPkcsOaep arm: `pData`/`ulLen`.
         Layout::KeyDerivationString => unsafe {
             let p: CK_KEY_DERIVATION_STRING_DATA = read_param(m)?;
             Parameter::KeyDerivationString(copy_bytes(p.pData, p.ulLen).unwrap_or_default())
-        }
+        },
         // SAFETY: as for the RsaPkcsOaep arm: `pData`/`length`.
         Layout::AesCbcEncryptData => unsafe {
             let p: CK_AES_CBC_ENCRYPT_DATA_PARAMS = read_param(m)?;
-            Parameter::CbcEncryptData(wire::CbcEncryptData { iv: p.iv.to_vec(), data: copy_bytes(p.pData, p.length) })
-        }
+            Parameter::CbcEncryptData(wire::CbcEncryptData {
+                iv: p.iv.to_vec(),
+                data: copy_bytes(p.pData, p.length),
+            })
+        },
         // SAFETY: as for the RsaPkcsOaep arm: `pData`/`length`.
         Layout::DesCbcEncryptData => unsafe {
             let p: CK_DES_CBC_ENCRYPT_DATA_PARAMS = read_param(m)?;
-            Parameter::CbcEncryptData(wire::CbcEncryptData { iv: p.iv.to_vec(), data: copy_bytes(p.pData, p.length) })
-        }
+            Parameter::CbcEncryptData(wire::CbcEncryptData {
+                iv: p.iv.to_vec(),
+                data: copy_bytes(p.pData, p.length),
+            })
+        },
         // SAFETY: as for the RsaPkcsOaep arm: `pSharedData`/`ulSharedDataLen` and
         // `pPublicData`/`ulPublicDataLen`.
         Layout::Ecdh1Derive => unsafe {
@@ -160,7 +172,7 @@ unsafe fn parameter_from_c(layout: Layout, m: &CK_MECHANISM) -> Result<Parameter
                 shared_data: copy_bytes(p.pSharedData, p.ulSharedDataLen),
                 public_data: copy_bytes(p.pPublicData, p.ulPublicDataLen),
             })
-        }
+        },
         // SAFETY: as for the RsaPkcsOaep arm: `pContextData`/`ulContextDataLen`.
         Layout::Eddsa => unsafe {
             let p: CK_EDDSA_PARAMS = read_param(m)?;
@@ -168,6 +180,6 @@ unsafe fn parameter_from_c(layout: Layout, m: &CK_MECHANISM) -> Result<Parameter
                 prehash: p.phFlag != 0,
                 context_data: copy_bytes(p.pContextData, p.ulContextDataLen),
             })
-        }
+        },
     })
 }

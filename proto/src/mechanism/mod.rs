@@ -23,7 +23,9 @@ pub use to_c::{to_c, OwnedMechanism};
 /// Whether the layout table prescribes wire variant `p` for `mechanism` (for
 /// a mechanism it does not know: none).
 pub fn prescribes(mechanism: u64, p: &crate::wire::mechanism::Parameter) -> bool {
-    crate::to_ulong(mechanism).and_then(layout::layout).is_some_and(|l| l.prescribes(p))
+    crate::to_ulong(mechanism)
+        .and_then(layout::layout)
+        .is_some_and(|l| l.prescribes(p))
 }
 
 /// Vendor mechanisms whose parameter the sidecar's operator declared to be a

@@ -120,13 +120,24 @@ pub fn to_c(m: &wire::Mechanism, raw: &RawParamMechanisms) -> Result<OwnedMechan
         }
         Some(Parameter::KeyDerivationString(d)) => {
             let (data, len) = bufs.keep(Some(d.clone()));
-            boxed(CK_KEY_DERIVATION_STRING_DATA { pData: data, ulLen: len })
+            boxed(CK_KEY_DERIVATION_STRING_DATA {
+                pData: data,
+                ulLen: len,
+            })
         }
         Some(Parameter::CbcEncryptData(p)) => {
             let (data, len) = bufs.keep(p.data.clone());
             match p.iv.len() {
-                16 => boxed(CK_AES_CBC_ENCRYPT_DATA_PARAMS { iv: fixed(&p.iv)?, pData: data, length: len }),
-                8 => boxed(CK_DES_CBC_ENCRYPT_DATA_PARAMS { iv: fixed(&p.iv)?, pData: data, length: len }),
+                16 => boxed(CK_AES_CBC_ENCRYPT_DATA_PARAMS {
+                    iv: fixed(&p.iv)?,
+                    pData: data,
+                    length: len,
+                }),
+                8 => boxed(CK_DES_CBC_ENCRYPT_DATA_PARAMS {
+                    iv: fixed(&p.iv)?,
+                    pData: data,
+                    length: len,
+                }),
                 _ => return Err(CKR_MECHANISM_PARAM_INVALID),
             }
         }
@@ -143,11 +154,19 @@ pub fn to_c(m: &wire::Mechanism, raw: &RawParamMechanisms) -> Result<OwnedMechan
         }
         Some(Parameter::Eddsa(p)) => {
             let (ctx, ctx_len) = bufs.keep(p.context_data.clone());
-            boxed(CK_EDDSA_PARAMS { phFlag: p.prehash as CK_BBOOL, ulContextDataLen: ctx_len, pContextData: ctx })
+            boxed(CK_EDDSA_PARAMS {
+                phFlag: p.prehash as CK_BBOOL,
+                ulContextDataLen: ctx_len,
+                pContextData: ctx,
+            })
         }
     };
     Ok(OwnedMechanism {
-        raw: CK_MECHANISM { mechanism, pParameter: ptr, ulParameterLen: len as CK_ULONG },
+        raw: CK_MECHANISM {
+            mechanism,
+            pParameter: ptr,
+            ulParameterLen: len as CK_ULONG,
+        },
         _param: param,
         _buffers: bufs.0,
     })
@@ -169,4 +188,3 @@ fn boxed<T: 'static>(value: T) -> (Option<Box<dyn std::any::Any>>, *mut std::ffi
     let p = &mut *b as *mut T as *mut std::ffi::c_void;
     (Some(b as Box<dyn std::any::Any>), p, size_of::<T>())
 }
-

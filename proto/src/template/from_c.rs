@@ -82,16 +82,20 @@ unsafe fn values_at_depth(p: *const CK_ATTRIBUTE, count: CK_ULONG, depth: usize)
             // contract an aligned array of `ulValueLen` bytes, that is
             // `nested_count` attributes (a whole number of them, checked), which
             // meet this same contract.
-            let inner = unsafe {
-                values_at_depth(a.pValue as *const CK_ATTRIBUTE, nested_count(a.ulValueLen)?, depth + 1)
-            }?;
+            let inner =
+                unsafe { values_at_depth(a.pValue as *const CK_ATTRIBUTE, nested_count(a.ulValueLen)?, depth + 1) }?;
             Some(Value::Nested(inner))
         } else {
             // SAFETY: `pValue` is not NULL here, so by this function's contract
             // it is valid for reads of `ulValueLen` bytes.
             unsafe { copy_bytes(a.pValue as *const u8, a.ulValueLen) }.map(Value::Bytes)
         };
-        out.push(wire::Attribute { r#type: a.type_ as u64, value, capacity: None, length: a.ulValueLen as u64 });
+        out.push(wire::Attribute {
+            r#type: a.type_ as u64,
+            value,
+            capacity: None,
+            length: a.ulValueLen as u64,
+        });
     }
     Ok(wire::Template { attributes: out })
 }
@@ -136,13 +140,22 @@ unsafe fn request_at_depth(p: *const CK_ATTRIBUTE, count: CK_ULONG, depth: usize
             // `ulValueLen / size_of::<CK_ATTRIBUTE>()` attributes meeting this
             // same contract.
             let inner = unsafe {
-                request_at_depth(a.pValue as *const CK_ATTRIBUTE, a.ulValueLen / size_of::<CK_ATTRIBUTE>() as CK_ULONG, depth + 1)
+                request_at_depth(
+                    a.pValue as *const CK_ATTRIBUTE,
+                    a.ulValueLen / size_of::<CK_ATTRIBUTE>() as CK_ULONG,
+                    depth + 1,
+                )
             }?;
             (Some(a.ulValueLen as u64), Some(Value::Nested(inner)))
         } else {
             (Some(a.ulValueLen as u64), None)
         };
-        out.push(wire::Attribute { r#type: a.type_ as u64, value, capacity, length: 0 });
+        out.push(wire::Attribute {
+            r#type: a.type_ as u64,
+            value,
+            capacity,
+            length: 0,
+        });
     }
     Ok(wire::Template { attributes: out })
 }

@@ -45,7 +45,10 @@ struct Budget {
 
 impl Budget {
     fn new() -> Self {
-        Budget { attributes: MAX_ATTRIBUTES, bytes: MAX_DATA }
+        Budget {
+            attributes: MAX_ATTRIBUTES,
+            bytes: MAX_DATA,
+        }
     }
 }
 
@@ -91,7 +94,11 @@ impl OwnedTemplate {
 
     fn build_opt(t: Option<&wire::Template>, purpose: Purpose) -> Result<Self, CK_RV> {
         match t {
-            None => Ok(OwnedTemplate { raw: Vec::new(), slots: Vec::new(), null: true }),
+            None => Ok(OwnedTemplate {
+                raw: Vec::new(),
+                slots: Vec::new(),
+                null: true,
+            }),
             Some(t) => Self::build(t, purpose, 0, &mut Budget::new()),
         }
     }
@@ -100,7 +107,10 @@ impl OwnedTemplate {
         if depth > MAX_NESTING {
             return Err(CKR_ATTRIBUTE_VALUE_INVALID);
         }
-        budget.attributes = budget.attributes.checked_sub(t.attributes.len()).ok_or(CKR_HOST_MEMORY)?;
+        budget.attributes = budget
+            .attributes
+            .checked_sub(t.attributes.len())
+            .ok_or(CKR_HOST_MEMORY)?;
         let mut slots = Vec::with_capacity(t.attributes.len());
         let mut raw = Vec::with_capacity(t.attributes.len());
         for a in &t.attributes {
@@ -125,7 +135,8 @@ impl OwnedTemplate {
                 // A buffer the module would fill with CK_ATTRIBUTEs (its own pointers):
                 // template attributes are read into a nested template, or asked for their length.
                 (None, Purpose::Buffers)
-                    if may_hold_pointers(a.r#type) && a.capacity.is_some_and(|c| c >= size_of::<CK_ATTRIBUTE>() as u64) =>
+                    if may_hold_pointers(a.r#type)
+                        && a.capacity.is_some_and(|c| c >= size_of::<CK_ATTRIBUTE>() as u64) =>
                 {
                     return Err(CKR_ARGUMENTS_BAD)
                 }
@@ -141,12 +152,23 @@ impl OwnedTemplate {
             let (p, len) = match &mut slot {
                 Slot::Null => (ptr::null_mut(), 0),
                 Slot::Bytes(v) => (v.as_mut_ptr() as *mut _, v.len()),
-                Slot::Nested(inner) => (inner.raw.as_mut_ptr() as *mut _, inner.raw.len() * size_of::<CK_ATTRIBUTE>()),
+                Slot::Nested(inner) => (
+                    inner.raw.as_mut_ptr() as *mut _,
+                    inner.raw.len() * size_of::<CK_ATTRIBUTE>(),
+                ),
             };
-            raw.push(CK_ATTRIBUTE { type_: attr_type, pValue: p, ulValueLen: len as CK_ULONG });
+            raw.push(CK_ATTRIBUTE {
+                type_: attr_type,
+                pValue: p,
+                ulValueLen: len as CK_ULONG,
+            });
             slots.push(slot);
         }
-        Ok(OwnedTemplate { raw, slots, null: false })
+        Ok(OwnedTemplate {
+            raw,
+            slots,
+            null: false,
+        })
     }
 
     /// Reads back what the backend wrote into a C_GetAttributeValue template:
@@ -167,7 +189,12 @@ impl OwnedTemplate {
                     Slot::Nested(inner) if written => Some(Value::Nested(inner.read_back())),
                     _ => None,
                 };
-                wire::Attribute { r#type: a.type_ as u64, value, capacity: None, length }
+                wire::Attribute {
+                    r#type: a.type_ as u64,
+                    value,
+                    capacity: None,
+                    length,
+                }
             })
             .collect();
         wire::Template { attributes }
@@ -181,7 +208,11 @@ fn fit_capacities(t: &mut wire::Template, query: &OwnedTemplate) {
     for (a, got) in t.attributes.iter_mut().zip(&query.raw) {
         if let (Some(c), None) = (a.capacity, &a.value) {
             let len = got.ulValueLen as u64;
-            a.capacity = Some(if got.ulValueLen == CK_UNAVAILABLE_INFORMATION { 0 } else { c.min(len) });
+            a.capacity = Some(if got.ulValueLen == CK_UNAVAILABLE_INFORMATION {
+                0
+            } else {
+                c.min(len)
+            });
         }
     }
 }

@@ -1,10 +1,14 @@
 use super::*;
+use crate::wire::{self, attribute::Value};
 use std::mem::size_of;
 use std::ptr;
-use crate::wire::{self, attribute::Value};
 
 fn attr(t: CK_ATTRIBUTE_TYPE, v: &mut [u8]) -> CK_ATTRIBUTE {
-    CK_ATTRIBUTE { type_: t, pValue: v.as_mut_ptr() as *mut _, ulValueLen: v.len() as CK_ULONG }
+    CK_ATTRIBUTE {
+        type_: t,
+        pValue: v.as_mut_ptr() as *mut _,
+        ulValueLen: v.len() as CK_ULONG,
+    }
 }
 
 #[test]
@@ -35,7 +39,11 @@ fn get_attribute_answer_is_written_back_only_where_it_fits() {
     let mut small = [0u8; 2];
     let mut app = [
         attr(CKA_LABEL, &mut small),
-        CK_ATTRIBUTE { type_: CKA_ID, pValue: ptr::null_mut(), ulValueLen: 0 },
+        CK_ATTRIBUTE {
+            type_: CKA_ID,
+            pValue: ptr::null_mut(),
+            ulValueLen: 0,
+        },
     ];
     // SAFETY: `app` is two live attributes; `request_from_c` reads no values.
     let request = unsafe { request_from_c(app.as_ptr(), 2) }.unwrap().unwrap();
@@ -43,8 +51,18 @@ fn get_attribute_answer_is_written_back_only_where_it_fits() {
     assert_eq!(request.attributes[1].capacity, None);
     let answer = wire::Template {
         attributes: vec![
-            wire::Attribute { r#type: CKA_LABEL as u64, value: None, capacity: None, length: u64::MAX },
-            wire::Attribute { r#type: CKA_ID as u64, value: None, capacity: None, length: 5 },
+            wire::Attribute {
+                r#type: CKA_LABEL as u64,
+                value: None,
+                capacity: None,
+                length: u64::MAX,
+            },
+            wire::Attribute {
+                r#type: CKA_ID as u64,
+                value: None,
+                capacity: None,
+                length: 5,
+            },
         ],
     };
     // SAFETY: `app` is the template `request_from_c` read: two live attributes, the
@@ -66,7 +84,12 @@ fn null_template_stays_null_and_null_with_count_is_arguments_bad() {
 }
 
 fn wire_attr(t: CK_ATTRIBUTE_TYPE, value: Option<Value>, capacity: Option<u64>, length: u64) -> wire::Attribute {
-    wire::Attribute { r#type: t as u64, value, capacity, length }
+    wire::Attribute {
+        r#type: t as u64,
+        value,
+        capacity,
+        length,
+    }
 }
 
 fn template(attributes: Vec<wire::Attribute>) -> wire::Template {
@@ -79,8 +102,14 @@ fn template(attributes: Vec<wire::Attribute>) -> wire::Template {
 fn nested_template_only_on_template_attributes() {
     let inner = template(vec![wire_attr(CKA_TOKEN, Some(Value::Bytes(vec![0])), None, 1)]);
     let on_value = template(vec![wire_attr(CKA_VALUE, Some(Value::Nested(inner.clone())), None, 0)]);
-    assert_eq!(OwnedTemplate::values(Some(&on_value)).err(), Some(CKR_ATTRIBUTE_VALUE_INVALID));
-    assert_eq!(OwnedTemplate::buffers(Some(&on_value)).err(), Some(CKR_ATTRIBUTE_VALUE_INVALID));
+    assert_eq!(
+        OwnedTemplate::values(Some(&on_value)).err(),
+        Some(CKR_ATTRIBUTE_VALUE_INVALID)
+    );
+    assert_eq!(
+        OwnedTemplate::buffers(Some(&on_value)).err(),
+        Some(CKR_ATTRIBUTE_VALUE_INVALID)
+    );
     let on_wrap = template(vec![wire_attr(CKA_WRAP_TEMPLATE, Some(Value::Nested(inner)), None, 0)]);
     assert!(OwnedTemplate::values(Some(&on_wrap)).is_ok());
 }
@@ -99,9 +128,14 @@ fn nesting_is_capped() {
 fn null_value_with_a_length_is_refused_on_both_sides() {
     let t = template(vec![wire_attr(CKA_CLASS, None, None, 8)]);
     assert_eq!(OwnedTemplate::values(Some(&t)).err(), Some(CKR_ATTRIBUTE_VALUE_INVALID));
-    let app = [CK_ATTRIBUTE { type_: CKA_CLASS, pValue: ptr::null_mut(), ulValueLen: 8 }];
+    let app = [CK_ATTRIBUTE {
+        type_: CKA_CLASS,
+        pValue: ptr::null_mut(),
+        ulValueLen: 8,
+    }];
     // SAFETY: `app` is one live attribute; its NULL value is refused, never read.
-    assert_eq!(unsafe { values_from_c(app.as_ptr(), 1) }.err(), Some(CKR_ATTRIBUTE_VALUE_INVALID));
+    let got = unsafe { values_from_c(app.as_ptr(), 1) };
+    assert_eq!(got.err(), Some(CKR_ATTRIBUTE_VALUE_INVALID));
     let empty = template(vec![wire_attr(CKA_LABEL, None, None, 0)]);
     let mut owned = OwnedTemplate::values(Some(&empty)).expect("NULL with length 0");
     // SAFETY: `owned` holds one attribute at this pointer, live while it is.
@@ -113,11 +147,27 @@ fn null_value_with_a_length_is_refused_on_both_sides() {
 /// up to 16 MiB, echoed back.
 #[test]
 fn output_buffers_and_attribute_counts_are_bounded() {
-    let big = |n: usize, cap: u64| template((0..n).map(|i| wire_attr(i as CK_ATTRIBUTE_TYPE, None, Some(cap), 0)).collect());
-    assert_eq!(OwnedTemplate::buffers(Some(&big(8, 16 << 20))).err(), Some(CKR_HOST_MEMORY));
-    assert_eq!(OwnedTemplate::buffers(Some(&big(2, crate::limits::MAX_DATA as u64))).err(), Some(CKR_HOST_MEMORY));
+    let big = |n: usize, cap: u64| {
+        template(
+            (0..n)
+                .map(|i| wire_attr(i as CK_ATTRIBUTE_TYPE, None, Some(cap), 0))
+                .collect(),
+        )
+    };
+    assert_eq!(
+        OwnedTemplate::buffers(Some(&big(8, 16 << 20))).err(),
+        Some(CKR_HOST_MEMORY)
+    );
+    assert_eq!(
+        OwnedTemplate::buffers(Some(&big(2, crate::limits::MAX_DATA as u64))).err(),
+        Some(CKR_HOST_MEMORY)
+    );
     assert!(OwnedTemplate::buffers(Some(&big(16, 1024))).is_ok());
-    let many = template((0..=crate::limits::MAX_ATTRIBUTES).map(|_| wire_attr(CKA_LABEL, None, None, 0)).collect());
+    let many = template(
+        (0..=crate::limits::MAX_ATTRIBUTES)
+            .map(|_| wire_attr(CKA_LABEL, None, None, 0))
+            .collect(),
+    );
     assert_eq!(OwnedTemplate::values(Some(&many)).err(), Some(CKR_HOST_MEMORY));
     // Raw bytes are not a buffer description.
     let bytes = template(vec![wire_attr(CKA_LABEL, Some(Value::Bytes(vec![1; 4])), Some(4), 0)]);
@@ -156,21 +206,39 @@ fn write_back_stays_within_the_apps_buffers() {
     let mut inner = [attr(CKA_EXTRACTABLE, &mut yes)];
     let mut app = [
         attr(CKA_LABEL, &mut small),
-        CK_ATTRIBUTE { type_: CKA_WRAP_TEMPLATE, pValue: inner.as_mut_ptr() as *mut _, ulValueLen: size as CK_ULONG },
+        CK_ATTRIBUTE {
+            type_: CKA_WRAP_TEMPLATE,
+            pValue: inner.as_mut_ptr() as *mut _,
+            ulValueLen: size as CK_ULONG,
+        },
         attr(CKA_VALUE, &mut plain),
     ];
     let one = |t: CK_ATTRIBUTE_TYPE| wire_attr(t, Some(Value::Bytes(vec![1])), None, 1);
     let answer = template(vec![
         wire_attr(CKA_LABEL, Some(Value::Bytes(vec![9; 8])), None, 8),
-        wire_attr(CKA_WRAP_TEMPLATE, Some(Value::Nested(template(vec![one(CKA_EXTRACTABLE), one(CKA_SENSITIVE)]))), None, 2 * size as u64),
-        wire_attr(CKA_VALUE, Some(Value::Nested(template(vec![one(CKA_TOKEN)]))), None, size as u64),
+        wire_attr(
+            CKA_WRAP_TEMPLATE,
+            Some(Value::Nested(template(vec![one(CKA_EXTRACTABLE), one(CKA_SENSITIVE)]))),
+            None,
+            2 * size as u64,
+        ),
+        wire_attr(
+            CKA_VALUE,
+            Some(Value::Nested(template(vec![one(CKA_TOKEN)]))),
+            None,
+            size as u64,
+        ),
     ]);
     // SAFETY: `app` is three live attributes: `small` (2 bytes), `inner` (one
     // attribute whose value is `yes`, 1 byte) and `plain` (64 bytes).
     unsafe { write_back(app.as_mut_ptr(), 3, &answer) };
     assert_eq!(small, [0, 0], "an 8-byte value is not written into 2 bytes");
     assert_eq!(app[0].ulValueLen, 8, "the length still goes back");
-    assert_eq!((inner[0].type_, yes), (CKA_EXTRACTABLE, [1]), "the one attribute the app's array holds is written");
+    assert_eq!(
+        (inner[0].type_, yes),
+        (CKA_EXTRACTABLE, [1]),
+        "the one attribute the app's array holds is written"
+    );
     assert_eq!(plain, [0; 64], "no nested template into a plain buffer");
 }
 
@@ -181,13 +249,36 @@ fn template_attributes_never_travel_as_bytes() {
     let mut forged = (CKA_LABEL as u64).to_ne_bytes().to_vec();
     forged.extend_from_slice(&0x4141_4141_4140u64.to_ne_bytes());
     forged.extend_from_slice(&64u64.to_ne_bytes());
-    for t in [CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE, CKA_DERIVE_TEMPLATE, CKF_ARRAY_ATTRIBUTE | CKA_VENDOR_DEFINED] {
-        let bytes = template(vec![wire_attr(t, Some(Value::Bytes(forged.clone())), None, forged.len() as u64)]);
-        assert_eq!(OwnedTemplate::values(Some(&bytes)).err(), Some(CKR_ATTRIBUTE_VALUE_INVALID), "{t:#x} as bytes");
+    for t in [
+        CKA_WRAP_TEMPLATE,
+        CKA_UNWRAP_TEMPLATE,
+        CKA_DERIVE_TEMPLATE,
+        CKF_ARRAY_ATTRIBUTE | CKA_VENDOR_DEFINED,
+    ] {
+        let bytes = template(vec![wire_attr(
+            t,
+            Some(Value::Bytes(forged.clone())),
+            None,
+            forged.len() as u64,
+        )]);
+        assert_eq!(
+            OwnedTemplate::values(Some(&bytes)).err(),
+            Some(CKR_ATTRIBUTE_VALUE_INVALID),
+            "{t:#x} as bytes"
+        );
         let buffer = template(vec![wire_attr(t, None, Some(4 * size_of::<CK_ATTRIBUTE>() as u64), 0)]);
-        assert_eq!(OwnedTemplate::buffers(Some(&buffer)).err(), Some(CKR_ARGUMENTS_BAD), "{t:#x} as a plain buffer");
+        assert_eq!(
+            OwnedTemplate::buffers(Some(&buffer)).err(),
+            Some(CKR_ARGUMENTS_BAD),
+            "{t:#x} as a plain buffer"
+        );
     }
     // A plain list of mechanisms stays bytes.
-    let mechs = template(vec![wire_attr(CKA_ALLOWED_MECHANISMS, Some(Value::Bytes(vec![0; 16])), None, 16)]);
+    let mechs = template(vec![wire_attr(
+        CKA_ALLOWED_MECHANISMS,
+        Some(Value::Bytes(vec![0; 16])),
+        None,
+        16,
+    )]);
     assert!(OwnedTemplate::values(Some(&mechs)).is_ok());
 }

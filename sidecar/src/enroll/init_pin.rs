@@ -47,11 +47,21 @@ fn enroll_with(
     let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
     // SAFETY: `session` is a live handle for the module to write; no application pointer (NULL) and no
     // notify callback.
-    step("C_OpenSession", unsafe { p11!(backend, C_OpenSession(slot, flags, std::ptr::null_mut(), None, &mut session)) })?;
+    step("C_OpenSession", unsafe {
+        p11!(
+            backend,
+            C_OpenSession(slot, flags, std::ptr::null_mut(), None, &mut session)
+        )
+    })?;
     let result = (|| {
         // SAFETY: `setup` is the setup password, borrowed for the call with its length; C_Login only reads
         // it (the `*mut` is the C signature's).
-        let rv = unsafe { p11!(backend, C_Login(session, CKU_SO, setup.as_ptr() as *mut u8, setup.len() as CK_ULONG)) };
+        let rv = unsafe {
+            p11!(
+                backend,
+                C_Login(session, CKU_SO, setup.as_ptr() as *mut u8, setup.len() as CK_ULONG)
+            )
+        };
         match rv {
             CKR_OK => {}
             CKR_PIN_INCORRECT | CKR_PIN_LOCKED | CKR_PIN_EXPIRED | CKR_PIN_INVALID | CKR_PIN_LEN_RANGE => {
@@ -59,9 +69,21 @@ fn enroll_with(
             }
             _ => step("C_Login (SO)", rv)?,
         }
-        let credential = Credential { pin: random_pin(backend, session, max_pin_len)?, secrets_cfg: None };
+        let credential = Credential {
+            pin: random_pin(backend, session, max_pin_len)?,
+            secrets_cfg: None,
+        };
         // SAFETY: `credential.pin` is borrowed for the call with its length; C_InitPIN only reads it.
-        let rv = unsafe { p11!(backend, C_InitPIN(session, credential.pin.as_ptr() as *mut u8, credential.pin.len() as CK_ULONG)) };
+        let rv = unsafe {
+            p11!(
+                backend,
+                C_InitPIN(
+                    session,
+                    credential.pin.as_ptr() as *mut u8,
+                    credential.pin.len() as CK_ULONG
+                )
+            )
+        };
         step("C_InitPIN", rv)?;
         deliver(&credential)?;
         spend_setup_password(backend, session, setup, max_pin_len);
@@ -96,7 +118,9 @@ fn spend_setup_password(backend: &Backend, session: CK_SESSION_HANDLE, setup: &[
         step("C_SetPIN (replacing the SO PIN)", rv)
     });
     if let Err(e) = result {
-        warn!("the credential is stored, but the setup password could not be spent and still opens the token as SO: {e}");
+        warn!(
+            "the credential is stored, but the setup password could not be spent and still opens the token as SO: {e}"
+        );
     }
 }
 
@@ -109,7 +133,10 @@ fn step(step: &'static str, rv: CK_RV) -> Result<(), EnrollError> {
 }
 
 fn find_token(backend: &Backend, label: &str) -> Result<(CK_SLOT_ID, usize), EnrollError> {
-    let slots = backend.present_slots().map_err(|rv| EnrollError::Pkcs11 { step: "C_GetSlotList", rv: Rv(rv) })?;
+    let slots = backend.present_slots().map_err(|rv| EnrollError::Pkcs11 {
+        step: "C_GetSlotList",
+        rv: Rv(rv),
+    })?;
     for slot in slots {
         let mut info = CK_TOKEN_INFO::default();
         // SAFETY: `info` is a live, aligned CK_TOKEN_INFO for the module to fill.
@@ -125,10 +152,19 @@ fn find_token(backend: &Backend, label: &str) -> Result<(CK_SLOT_ID, usize), Enr
 }
 
 /// A PIN of random hex digits from the token's RNG, as long as the token allows.
-fn random_pin(backend: &Backend, session: CK_SESSION_HANDLE, max_len: usize) -> Result<Zeroizing<Vec<u8>>, EnrollError> {
+fn random_pin(
+    backend: &Backend,
+    session: CK_SESSION_HANDLE,
+    max_len: usize,
+) -> Result<Zeroizing<Vec<u8>>, EnrollError> {
     let mut raw = Zeroizing::new(vec![0u8; SECRET_BYTES]);
     // SAFETY: `raw` holds `raw.len()` bytes, the length given, and outlives the call.
-    step("C_GenerateRandom", unsafe { p11!(backend, C_GenerateRandom(session, raw.as_mut_ptr(), raw.len() as CK_ULONG)) })?;
+    step("C_GenerateRandom", unsafe {
+        p11!(
+            backend,
+            C_GenerateRandom(session, raw.as_mut_ptr(), raw.len() as CK_ULONG)
+        )
+    })?;
     let mut pin = super::hex(&raw);
     if max_len >= 4 && pin.len() > max_len {
         pin.truncate(max_len);

@@ -60,15 +60,26 @@ pub enum SecretError {
     #[error("the Secret {0} does not exist: the operator creates it (empty) before the enrollment Job runs")]
     Missing(String),
     #[error("not allowed to {verb} the Secret {target}: {detail}")]
-    Forbidden { verb: &'static str, target: String, detail: String },
+    Forbidden {
+        verb: &'static str,
+        target: String,
+        detail: String,
+    },
     #[error("cannot {verb} the Secret {target}: {detail}")]
-    Api { verb: &'static str, target: String, detail: String },
+    Api {
+        verb: &'static str,
+        target: String,
+        detail: String,
+    },
 }
 
 impl SecretError {
     /// Failures an operator fixes in the configuration (exit code 2).
     pub fn is_config(&self) -> bool {
-        matches!(self, SecretError::Config(_) | SecretError::Missing(_) | SecretError::Forbidden { .. })
+        matches!(
+            self,
+            SecretError::Config(_) | SecretError::Missing(_) | SecretError::Forbidden { .. }
+        )
     }
 }
 
@@ -87,8 +98,12 @@ impl SecretSink {
             .build()
             .map_err(SecretError::Runtime)?;
         let (api, namespace, enrolled) = runtime.block_on(async {
-            let config = kube::Config::infer().await.map_err(|e| SecretError::Config(chain(&e)))?;
-            let namespace = namespace.map(str::to_string).unwrap_or_else(|| config.default_namespace.clone());
+            let config = kube::Config::infer()
+                .await
+                .map_err(|e| SecretError::Config(chain(&e)))?;
+            let namespace = namespace
+                .map(str::to_string)
+                .unwrap_or_else(|| config.default_namespace.clone());
             let client = kube::Client::try_from(config).map_err(|e| SecretError::Client(chain(&e)))?;
             let api: Api<Secret> = Api::namespaced(client, &namespace);
             let target = format!("{namespace}/{name}");
@@ -99,7 +114,15 @@ impl SecretSink {
             wipe(&mut secret);
             Ok::<_, SecretError>((api, namespace, enrolled))
         })?;
-        Ok((SecretSink { runtime, api, name: name.to_string(), namespace }, enrolled))
+        Ok((
+            SecretSink {
+                runtime,
+                api,
+                name: name.to_string(),
+                namespace,
+            },
+            enrolled,
+        ))
     }
 
     /// Stores the credential and clears the error annotations.
@@ -107,8 +130,18 @@ impl SecretSink {
         let patch = SecretPatch::enrolled(credential);
         // An API server's error could quote the request: keep the secrets, raw and encoded, out.
         let pin_b64 = Zeroizing::new(STANDARD.encode(&credential.pin));
-        let cfg_b64 = Zeroizing::new(credential.secrets_cfg.as_ref().map(|c| STANDARD.encode(c)).unwrap_or_default());
-        let cfg: &[u8] = credential.secrets_cfg.as_ref().map(|c| c.as_slice()).unwrap_or_default();
+        let cfg_b64 = Zeroizing::new(
+            credential
+                .secrets_cfg
+                .as_ref()
+                .map(|c| STANDARD.encode(c))
+                .unwrap_or_default(),
+        );
+        let cfg: &[u8] = credential
+            .secrets_cfg
+            .as_ref()
+            .map(|c| c.as_slice())
+            .unwrap_or_default();
         let secrets: [&[u8]; 4] = [&credential.pin, pin_b64.as_bytes(), cfg, cfg_b64.as_bytes()];
         let target = self.to_string();
         let mut secret = self
@@ -132,17 +165,33 @@ impl SecretSink {
     pub fn annotate_failure(&self, reason: Reason, message: &str) {
         let message = clip(message, MESSAGE_LIMIT);
         let patch = SecretPatch::failed(reason, &message);
-        let result = self.runtime.block_on(self.patch(&patch, ANNOTATE_ATTEMPTS, "recording the failure", &[]));
+        let result = self
+            .runtime
+            .block_on(self.patch(&patch, ANNOTATE_ATTEMPTS, "recording the failure", &[]));
         match result {
             Ok(mut secret) => wipe(&mut secret),
-            Err(e) => warn!(secret = %self, "cannot record the failure on the Secret: {}", call_error("patch", &self.to_string(), e, &[])),
+            Err(e) => {
+                warn!(secret = %self, "cannot record the failure on the Secret: {}", call_error("patch", &self.to_string(), e, &[]))
+            }
         }
     }
 
-    async fn patch(&self, patch: &SecretPatch<'_>, attempts: u32, what: &str, secrets: &[&[u8]]) -> Result<Secret, CallError> {
-        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+    async fn patch(
+        &self,
+        patch: &SecretPatch<'_>,
+        attempts: u32,
+        what: &str,
+        secrets: &[&[u8]],
+    ) -> Result<Secret, CallError> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
         let (target, body) = (self.to_string(), Patch::Merge(patch));
-        with_retries(attempts, what, &target, secrets, || self.api.patch(&self.name, &params, &body)).await
+        with_retries(attempts, what, &target, secrets, || {
+            self.api.patch(&self.name, &params, &body)
+        })
+        .await
     }
 }
 
@@ -196,7 +245,9 @@ struct MetadataPatch<'a> {
 
 impl<'a> MetadataPatch<'a> {
     fn annotations(error: Option<&'a str>, message: Option<&'a str>) -> Self {
-        MetadataPatch { annotations: BTreeMap::from([(ANNOTATION_ERROR, error), (ANNOTATION_MESSAGE, message)]) }
+        MetadataPatch {
+            annotations: BTreeMap::from([(ANNOTATION_ERROR, error), (ANNOTATION_MESSAGE, message)]),
+        }
     }
 }
 
@@ -255,9 +306,7 @@ impl CallError {
     fn is_transient(&self) -> bool {
         match self {
             CallError::Timeout => true,
-            CallError::Kube(kube::Error::Api(status)) => {
-                status.code == 409 || status.code == 429 || status.code >= 500
-            }
+            CallError::Kube(kube::Error::Api(status)) => status.code == 409 || status.code == 429 || status.code >= 500,
             CallError::Kube(_) => true,
         }
     }
@@ -285,10 +334,16 @@ fn call_error(verb: &'static str, target: &str, e: CallError, secrets: &[&[u8]])
     let detail = redact(&e.to_string(), secrets);
     match &e {
         CallError::Kube(kube::Error::Api(s)) if s.code == 404 => SecretError::Missing(target.to_string()),
-        CallError::Kube(kube::Error::Api(s)) if s.code == 403 => {
-            SecretError::Forbidden { verb, target: target.to_string(), detail }
-        }
-        _ => SecretError::Api { verb, target: target.to_string(), detail },
+        CallError::Kube(kube::Error::Api(s)) if s.code == 403 => SecretError::Forbidden {
+            verb,
+            target: target.to_string(),
+            detail,
+        },
+        _ => SecretError::Api {
+            verb,
+            target: target.to_string(),
+            detail,
+        },
     }
 }
 
@@ -308,7 +363,11 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn holds(secret: &Secret, key: &str) -> bool {
-    secret.data.as_ref().and_then(|d| d.get(key)).is_some_and(|v| !v.0.is_empty())
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .is_some_and(|v| !v.0.is_empty())
 }
 
 /// Wipes the secret bytes a response carried.

@@ -3,7 +3,10 @@ use serde_json::json;
 use super::*;
 
 fn credential(pin: &[u8], cfg: Option<&[u8]>) -> Credential {
-    Credential { pin: Zeroizing::new(pin.to_vec()), secrets_cfg: cfg.map(|c| Zeroizing::new(c.to_vec())) }
+    Credential {
+        pin: Zeroizing::new(pin.to_vec()),
+        secrets_cfg: cfg.map(|c| Zeroizing::new(c.to_vec())),
+    }
 }
 
 #[test]
@@ -64,10 +67,18 @@ fn api_errors_are_sorted_and_redacted() {
             ..kube::core::Status::default()
         })))
     };
-    assert!(matches!(call_error("get", "ns/x", status(404, "not found"), &[]), SecretError::Missing(_)));
+    assert!(matches!(
+        call_error("get", "ns/x", status(404, "not found"), &[]),
+        SecretError::Missing(_)
+    ));
     let forbidden = call_error("patch", "ns/x", status(403, "no"), &[]);
     assert!(forbidden.is_config(), "{forbidden}");
-    let other = call_error("patch", "ns/x", status(422, "data[pin]: bad value 0123abcd"), &[b"0123abcd"]);
+    let other = call_error(
+        "patch",
+        "ns/x",
+        status(422, "data[pin]: bad value 0123abcd"),
+        &[b"0123abcd"],
+    );
     let text = other.to_string();
     assert!(!text.contains("0123abcd") && text.contains("<redacted>"), "{text}");
     assert!(!other.is_config());

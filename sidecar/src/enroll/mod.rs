@@ -126,7 +126,10 @@ impl Plan {
             MethodName::Pkcs11InitPin => {
                 refuse(a.user.is_some(), "--user is for --method ppin")?;
                 refuse(a.config.is_some(), "--config is for --method ppin")?;
-                refuse(a.secrets_out.is_some(), "--secrets-out is for --method ppin (pkcs11-init-pin makes no secrets file)")?;
+                refuse(
+                    a.secrets_out.is_some(),
+                    "--secrets-out is for --method ppin (pkcs11-init-pin makes no secrets file)",
+                )?;
                 let module = a.module.ok_or("--method pkcs11-init-pin needs --module PATH")?;
                 let token = a.token.ok_or("--method pkcs11-init-pin needs --token LABEL")?;
                 Method::InitPin { module, token }
@@ -138,7 +141,9 @@ impl Plan {
                     a.pin_out.is_some() && a.secrets_out.is_none(),
                     "--method ppin with --pin-out needs --secrets-out FILE for the secrets file ppin writes",
                 )?;
-                let user = a.user.ok_or("--method ppin needs --user USER (the partition's user name)")?;
+                let user = a
+                    .user
+                    .ok_or("--method ppin needs --user USER (the partition's user name)")?;
                 refuse(user.is_empty() || user.starts_with('-'), "--user must be a user name")?;
                 refuse(a.ppin_timeout_secs == 0, "--ppin-timeout-secs must be at least 1")?;
                 Method::Ppin(PpinOptions {
@@ -152,18 +157,31 @@ impl Plan {
         let destination = match (a.pin_out, a.secret) {
             (Some(pin), None) => {
                 refuse(a.namespace.is_some(), "--namespace goes with --secret NAME")?;
-                Destination::Files { pin, secrets: a.secrets_out }
+                Destination::Files {
+                    pin,
+                    secrets: a.secrets_out,
+                }
             }
             (None, Some(name)) => {
-                refuse(a.secrets_out.is_some(), "--secrets-out goes with --pin-out (--secret stores `secrets.cfg` in the Secret)")?;
+                refuse(
+                    a.secrets_out.is_some(),
+                    "--secrets-out goes with --pin-out (--secret stores `secrets.cfg` in the Secret)",
+                )?;
                 refuse(name.is_empty(), "--secret must name a Secret")?;
                 refuse(a.namespace.as_deref() == Some(""), "--namespace must not be empty")?;
-                Destination::Secret { name, namespace: a.namespace }
+                Destination::Secret {
+                    name,
+                    namespace: a.namespace,
+                }
             }
             // clap's "output" group makes exactly one of them present.
             _ => return Err("give exactly one of --pin-out FILE or --secret NAME".into()),
         };
-        Ok(Plan { method, setup_password_file: a.setup_password_file, destination })
+        Ok(Plan {
+            method,
+            setup_password_file: a.setup_password_file,
+            destination,
+        })
     }
 }
 
@@ -273,7 +291,10 @@ pub fn run(args: EnrollArgs) -> ExitCode {
         }
         Err(e) => {
             let e = EnrollError::from(e);
-            error!(reason = e.reason().as_str(), "enrollment failed before the setup password was used: {e}");
+            error!(
+                reason = e.reason().as_str(),
+                "enrollment failed before the setup password was used: {e}"
+            );
             return ExitCode::from(e.exit_code());
         }
     };
@@ -316,8 +337,10 @@ fn hex(raw: &[u8]) -> Zeroizing<Vec<u8>> {
 
 fn read_setup_password(path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>, EnrollError> {
     let shown = path.display().to_string();
-    let setup = crate::secret_file::read(path)
-        .map_err(|source| EnrollError::SetupPasswordFile { path: shown.clone(), source })?;
+    let setup = crate::secret_file::read(path).map_err(|source| EnrollError::SetupPasswordFile {
+        path: shown.clone(),
+        source,
+    })?;
     if setup.iter().any(|&b| b == b'\n' || b == b'\r') {
         return Err(EnrollError::SetupPasswordMultiline(shown));
     }

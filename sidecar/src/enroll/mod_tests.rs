@@ -17,8 +17,17 @@ fn plan(argv: &[&str]) -> Result<Plan, String> {
 
 #[test]
 fn the_old_command_line_still_means_pkcs11_init_pin_to_a_file() {
-    let p = plan(&["--module", "/m.so", "--token", "t", "--setup-password-file", "/s", "--pin-out", "/o"])
-        .expect("valid");
+    let p = plan(&[
+        "--module",
+        "/m.so",
+        "--token",
+        "t",
+        "--setup-password-file",
+        "/s",
+        "--pin-out",
+        "/o",
+    ])
+    .expect("valid");
     assert!(matches!(p.method, Method::InitPin { ref token, .. } if token == "t"));
     assert!(matches!(p.destination, Destination::Files { secrets: None, .. }));
 }
@@ -26,15 +35,35 @@ fn the_old_command_line_still_means_pkcs11_init_pin_to_a_file() {
 #[test]
 fn the_contract_command_lines_parse() {
     let p = plan(&[
-        "--method", "pkcs11-init-pin", "--module", "/m.so", "--token", "payments", "--setup-password-file",
-        "/var/run/hsmbridge/setup/setup-password", "--secret", "payments-credentials", "--namespace", "team-a",
+        "--method",
+        "pkcs11-init-pin",
+        "--module",
+        "/m.so",
+        "--token",
+        "payments",
+        "--setup-password-file",
+        "/var/run/hsmbridge/setup/setup-password",
+        "--secret",
+        "payments-credentials",
+        "--namespace",
+        "team-a",
     ])
     .expect("valid");
-    assert!(matches!(p.destination, Destination::Secret { ref name, namespace: Some(ref ns) }
-        if name == "payments-credentials" && ns == "team-a"));
+    assert!(
+        matches!(p.destination, Destination::Secret { ref name, namespace: Some(ref ns) }
+        if name == "payments-credentials" && ns == "team-a")
+    );
 
     let p = plan(&[
-        "--method", "ppin", "--ppin", "/opt/ppin", "--user", "PAYMENTS", "--setup-password-file", "/s", "--secret",
+        "--method",
+        "ppin",
+        "--ppin",
+        "/opt/ppin",
+        "--user",
+        "PAYMENTS",
+        "--setup-password-file",
+        "/s",
+        "--secret",
         "payments-credentials",
     ])
     .expect("valid");
@@ -51,8 +80,19 @@ fn the_contract_command_lines_parse() {
 
 #[test]
 fn ppin_defaults_to_the_vendor_path() {
-    let p = plan(&["--method", "ppin", "--user", "U", "--setup-password-file", "/s", "--pin-out", "/p", "--secrets-out", "/c"])
-        .expect("valid");
+    let p = plan(&[
+        "--method",
+        "ppin",
+        "--user",
+        "U",
+        "--setup-password-file",
+        "/s",
+        "--pin-out",
+        "/p",
+        "--secrets-out",
+        "/c",
+    ])
+    .expect("valid");
     assert!(matches!(p.method, Method::Ppin(ref o) if o.path == Path::new(ppin::DEFAULT_PATH)));
     assert!(matches!(p.destination, Destination::Files { secrets: Some(_), .. }));
 }
@@ -60,18 +100,140 @@ fn ppin_defaults_to_the_vendor_path() {
 #[test]
 fn mistakes_are_refused_with_a_reason() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--token", "t", "--setup-password-file", "/s", "--pin-out", "/o"], "--module"),
-        (&["--module", "/m", "--setup-password-file", "/s", "--pin-out", "/o"], "--token"),
-        (&["--method", "ppin", "--setup-password-file", "/s", "--secret", "x"], "--user"),
-        (&["--method", "ppin", "--user", "U", "--setup-password-file", "/s", "--pin-out", "/o"], "--secrets-out"),
-        (&["--method", "ppin", "--user", "U", "--token", "t", "--setup-password-file", "/s", "--secret", "x"], "--token"),
-        (&["--module", "/m", "--token", "t", "--user", "U", "--setup-password-file", "/s", "--secret", "x"], "--user"),
-        (&["--module", "/m", "--token", "t", "--setup-password-file", "/s", "--pin-out", "/o", "--secrets-out", "/c"], "--secrets-out"),
-        (&["--module", "/m", "--token", "t", "--setup-password-file", "/s"], "--pin-out"),
-        (&["--module", "/m", "--token", "t", "--setup-password-file", "/s", "--pin-out", "/o", "--secret", "x"], "--secret"),
-        (&["--module", "/m", "--token", "t", "--setup-password-file", "/s", "--pin-out", "/o", "--namespace", "n"], "--namespace"),
-        (&["--method", "ppin", "--user", "U", "--setup-password-file", "/s", "--secret", "x", "--secrets-out", "/c"], "--secrets-out"),
-        (&["--method", "other", "--module", "/m", "--token", "t", "--setup-password-file", "/s", "--pin-out", "/o"], "other"),
+        (
+            &["--token", "t", "--setup-password-file", "/s", "--pin-out", "/o"],
+            "--module",
+        ),
+        (
+            &["--module", "/m", "--setup-password-file", "/s", "--pin-out", "/o"],
+            "--token",
+        ),
+        (
+            &["--method", "ppin", "--setup-password-file", "/s", "--secret", "x"],
+            "--user",
+        ),
+        (
+            &[
+                "--method",
+                "ppin",
+                "--user",
+                "U",
+                "--setup-password-file",
+                "/s",
+                "--pin-out",
+                "/o",
+            ],
+            "--secrets-out",
+        ),
+        (
+            &[
+                "--method",
+                "ppin",
+                "--user",
+                "U",
+                "--token",
+                "t",
+                "--setup-password-file",
+                "/s",
+                "--secret",
+                "x",
+            ],
+            "--token",
+        ),
+        (
+            &[
+                "--module",
+                "/m",
+                "--token",
+                "t",
+                "--user",
+                "U",
+                "--setup-password-file",
+                "/s",
+                "--secret",
+                "x",
+            ],
+            "--user",
+        ),
+        (
+            &[
+                "--module",
+                "/m",
+                "--token",
+                "t",
+                "--setup-password-file",
+                "/s",
+                "--pin-out",
+                "/o",
+                "--secrets-out",
+                "/c",
+            ],
+            "--secrets-out",
+        ),
+        (
+            &["--module", "/m", "--token", "t", "--setup-password-file", "/s"],
+            "--pin-out",
+        ),
+        (
+            &[
+                "--module",
+                "/m",
+                "--token",
+                "t",
+                "--setup-password-file",
+                "/s",
+                "--pin-out",
+                "/o",
+                "--secret",
+                "x",
+            ],
+            "--secret",
+        ),
+        (
+            &[
+                "--module",
+                "/m",
+                "--token",
+                "t",
+                "--setup-password-file",
+                "/s",
+                "--pin-out",
+                "/o",
+                "--namespace",
+                "n",
+            ],
+            "--namespace",
+        ),
+        (
+            &[
+                "--method",
+                "ppin",
+                "--user",
+                "U",
+                "--setup-password-file",
+                "/s",
+                "--secret",
+                "x",
+                "--secrets-out",
+                "/c",
+            ],
+            "--secrets-out",
+        ),
+        (
+            &[
+                "--method",
+                "other",
+                "--module",
+                "/m",
+                "--token",
+                "t",
+                "--setup-password-file",
+                "/s",
+                "--pin-out",
+                "/o",
+            ],
+            "other",
+        ),
     ];
     for (argv, mentions) in cases {
         match plan(argv) {
@@ -85,12 +247,32 @@ fn mistakes_are_refused_with_a_reason() {
 fn exit_codes_follow_the_contract() {
     assert_eq!(EnrollError::SetupPasswordRejected("x".into()).exit_code(), 3);
     assert_eq!(EnrollError::NoToken("t".into()).exit_code(), 4);
-    assert_eq!(EnrollError::Pkcs11 { step: "C_InitPIN", rv: Rv(cryptoki_sys::CKR_DEVICE_ERROR) }.exit_code(), 1);
+    assert_eq!(
+        EnrollError::Pkcs11 {
+            step: "C_InitPIN",
+            rv: Rv(cryptoki_sys::CKR_DEVICE_ERROR)
+        }
+        .exit_code(),
+        1
+    );
     let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
-    assert_eq!(EnrollError::SetupPasswordFile { path: "/s".into(), source: missing }.exit_code(), 2);
-    assert_eq!(EnrollError::SetupPasswordRejected("x".into()).reason().as_str(), "SetupPasswordRejected");
+    assert_eq!(
+        EnrollError::SetupPasswordFile {
+            path: "/s".into(),
+            source: missing
+        }
+        .exit_code(),
+        2
+    );
+    assert_eq!(
+        EnrollError::SetupPasswordRejected("x".into()).reason().as_str(),
+        "SetupPasswordRejected"
+    );
     assert_eq!(EnrollError::NoToken("t".into()).reason().as_str(), "NoToken");
-    assert_eq!(EnrollError::SetupPasswordMultiline("/s".into()).reason().as_str(), "EnrollmentFailed");
+    assert_eq!(
+        EnrollError::SetupPasswordMultiline("/s".into()).reason().as_str(),
+        "EnrollmentFailed"
+    );
 }
 
 #[test]
@@ -102,7 +284,10 @@ fn hex_is_lower_case_and_twice_as_long() {
 fn the_annotation_detail_of_a_rejection_is_the_cause_alone() {
     let e = EnrollError::SetupPasswordRejected("C_Login(SO) failed: CKR_PIN_INCORRECT".into());
     assert_eq!(e.detail(), "C_Login(SO) failed: CKR_PIN_INCORRECT");
-    assert!(e.to_string().contains("not retried"), "the log line keeps the advice: {e}");
+    assert!(
+        e.to_string().contains("not retried"),
+        "the log line keeps the advice: {e}"
+    );
     let e = EnrollError::NoToken("t".into());
     assert_eq!(e.detail(), e.to_string());
 }

@@ -34,7 +34,11 @@ pub enum OutputError {
     #[error("ppin produced a secrets file but there is nowhere to put it (--secrets-out)")]
     NoSecretsOut,
     #[error("cannot write {what} to {path}: {source}")]
-    Write { what: &'static str, path: String, source: std::io::Error },
+    Write {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Secret(#[from] SecretError),
 }
@@ -58,7 +62,10 @@ impl Sink {
                 if let Some(secrets) = secrets {
                     existing_parent("the secrets file", secrets)?;
                 }
-                Ok(Opened::Ready(Sink::Files { pin: pin.clone(), secrets: secrets.clone() }))
+                Ok(Opened::Ready(Sink::Files {
+                    pin: pin.clone(),
+                    secrets: secrets.clone(),
+                }))
             }
             Destination::Secret { name, namespace } => {
                 let (sink, enrolled) = SecretSink::open(name, namespace.as_deref())?;
@@ -112,7 +119,10 @@ fn existing_parent(what: &'static str, path: &Path) -> Result<(), OutputError> {
     if parent.is_dir() {
         Ok(())
     } else {
-        Err(OutputError::NoDirectory { what, path: path.display().to_string() })
+        Err(OutputError::NoDirectory {
+            what,
+            path: path.display().to_string(),
+        })
     }
 }
 

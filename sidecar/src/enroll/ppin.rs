@@ -82,13 +82,22 @@ pub fn enroll(options: &PpinOptions, setup: &[u8]) -> Result<Credential, EnrollE
     let output = redact(&finished.output, &[setup, &pin]);
     if finished.status.success() {
         match read_secrets(&secrets_path) {
-            Ok(secrets) => return Ok(Credential { pin, secrets_cfg: Some(secrets) }),
+            Ok(secrets) => {
+                return Ok(Credential {
+                    pin,
+                    secrets_cfg: Some(secrets),
+                })
+            }
             Err(problem) => {
                 // Trust the words over the exit code when they say the password was refused.
                 if let Verdict::Rejected(why) = classify(&output) {
                     return Err(rejected(why, &output));
                 }
-                return Err(PpinError::NoSecretsFile { path: secrets_path.display().to_string(), problem }.into());
+                return Err(PpinError::NoSecretsFile {
+                    path: secrets_path.display().to_string(),
+                    problem,
+                }
+                .into());
             }
         }
     }
@@ -106,8 +115,17 @@ pub enum Verdict {
 }
 
 /// Words that, on a line about the setup password, mean it was refused.
-const REFUSALS: &[&str] =
-    &["wrong", "invalid", "incorrect", "expired", "rejected", "denied", "not valid", "not accepted", "mismatch"];
+const REFUSALS: &[&str] = &[
+    "wrong",
+    "invalid",
+    "incorrect",
+    "expired",
+    "rejected",
+    "denied",
+    "not valid",
+    "not accepted",
+    "mismatch",
+];
 
 /// Classifies ppin's (redacted) output. The vendor's error codes decide
 /// first; then a line about the setup password with a word of refusal.
@@ -126,9 +144,10 @@ pub fn classify(output: &str) -> Verdict {
         return Verdict::MaxConnections;
     }
     // Prompts name the user, whose name may hold any word: leave them out.
-    let refused = output.lines().map(|line| without_prompts(line).to_ascii_lowercase()).any(|line| {
-        line.contains("setup password") && REFUSALS.iter().any(|word| line.contains(word))
-    });
+    let refused = output
+        .lines()
+        .map(|line| without_prompts(line).to_ascii_lowercase())
+        .any(|line| line.contains("setup password") && REFUSALS.iter().any(|word| line.contains(word)));
     if refused {
         return Verdict::Rejected("ppin says the setup password is wrong or expired");
     }
@@ -173,7 +192,11 @@ fn failure(status: ExitStatus, output: &str) -> EnrollError {
         Verdict::Rejected(why) => rejected(why, output),
         Verdict::Unreachable => PpinError::Unreachable { output: quoted }.into(),
         Verdict::MaxConnections => PpinError::MaxConnections { output: quoted }.into(),
-        Verdict::Unknown => PpinError::Failed { status: status.to_string(), output: quoted }.into(),
+        Verdict::Unknown => PpinError::Failed {
+            status: status.to_string(),
+            output: quoted,
+        }
+        .into(),
     }
 }
 
@@ -211,8 +234,10 @@ fn run(options: &PpinOptions, secrets_path: &Path, setup: &[u8], pin: &[u8]) -> 
             Ok(())
         });
     }
-    let mut child =
-        cmd.spawn().map_err(|source| PpinError::Spawn { path: options.path.display().to_string(), source })?;
+    let mut child = cmd.spawn().map_err(|source| PpinError::Spawn {
+        path: options.path.display().to_string(),
+        source,
+    })?;
 
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
@@ -251,7 +276,11 @@ fn run(options: &PpinOptions, secrets_path: &Path, setup: &[u8], pin: &[u8]) -> 
             Err(_) => break,
         }
     }
-    let output = format!("{}\n{}", String::from_utf8_lossy(&streams[0]), String::from_utf8_lossy(&streams[1]));
+    let output = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&streams[0]),
+        String::from_utf8_lossy(&streams[1])
+    );
     Ok(Finished { status, output })
 }
 
@@ -319,7 +348,9 @@ fn read_secrets(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
         return Err(format!("is larger than {SECRETS_LIMIT} bytes"));
     }
     let mut data = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
-    file.take(SECRETS_LIMIT + 1).read_to_end(&mut data).map_err(|e| format!("cannot be read: {e}"))?;
+    file.take(SECRETS_LIMIT + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot be read: {e}"))?;
     if data.is_empty() {
         return Err("is empty".into());
     }
@@ -348,7 +379,11 @@ impl PrivateDir {
                 Err(e) => return Err(PpinError::TempDir(format!("{}: {e}", path.display()))),
             }
         }
-        Err(PpinError::TempDir(format!("{}: {}", base.display(), last.map(|e| e.to_string()).unwrap_or_default())))
+        Err(PpinError::TempDir(format!(
+            "{}: {}",
+            base.display(),
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
     }
 
     fn path(&self) -> &Path {

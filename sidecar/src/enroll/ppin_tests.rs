@@ -2,16 +2,28 @@ use super::*;
 
 #[test]
 fn vendor_codes_decide() {
-    assert_eq!(classify("Error: 0x80005017"), Verdict::Rejected("0x80005017 setup password rejected"));
-    assert_eq!(classify("rv=0X80005018"), Verdict::Rejected("0x80005018 setup password expired"));
+    assert_eq!(
+        classify("Error: 0x80005017"),
+        Verdict::Rejected("0x80005017 setup password rejected")
+    );
+    assert_eq!(
+        classify("rv=0X80005018"),
+        Verdict::Rejected("0x80005018 setup password expired")
+    );
     assert_eq!(classify("connect failed: 0x80005015"), Verdict::Unreachable);
     assert_eq!(classify("0x80000018 too many"), Verdict::MaxConnections);
 }
 
 #[test]
 fn a_refused_setup_password_counts_even_without_a_code() {
-    assert!(matches!(classify("ERROR: Setup password is wrong"), Verdict::Rejected(_)));
-    assert!(matches!(classify("the setup password has expired\n"), Verdict::Rejected(_)));
+    assert!(matches!(
+        classify("ERROR: Setup password is wrong"),
+        Verdict::Rejected(_)
+    ));
+    assert!(matches!(
+        classify("the setup password has expired\n"),
+        Verdict::Rejected(_)
+    ));
 }
 
 #[test]
@@ -20,7 +32,8 @@ fn the_prompt_alone_is_not_a_rejection() {
                Provide setup password for 'PAYMENTS': Provide PKCS11 password for 'PAYMENTS':\n\
                some other failure";
     assert_eq!(classify(out), Verdict::Unknown);
-    let user_named_badly = "Provide setup password for 'WRONG_EXPIRED': Provide PKCS11 password for 'WRONG_EXPIRED': \nboom";
+    let user_named_badly =
+        "Provide setup password for 'WRONG_EXPIRED': Provide PKCS11 password for 'WRONG_EXPIRED': \nboom";
     assert_eq!(classify(user_named_badly), Verdict::Unknown);
 }
 

@@ -9,7 +9,9 @@ pub const MARK: &str = "<redacted>";
 pub fn redact(text: &str, secrets: &[&[u8]]) -> String {
     let mut out = text.to_string();
     for secret in secrets {
-        let Ok(secret) = std::str::from_utf8(secret) else { continue };
+        let Ok(secret) = std::str::from_utf8(secret) else {
+            continue;
+        };
         if !secret.is_empty() && out.contains(secret) {
             out = out.replace(secret, MARK);
         }

@@ -26,13 +26,19 @@ use crate::service::Service;
 static BAD_FRAMES: RateLimited = RateLimited::new(Duration::from_secs(10));
 
 fn answer(rv: CK_RV) -> Response {
-    Response { rv: rv as u64, result: None }
+    Response {
+        rv: rv as u64,
+        result: None,
+    }
 }
 
 /// Whether a call carries a PIN, whose bytes are wiped from the frame buffer
 /// once it is handled.
 fn carries_pin(call: &Call) -> bool {
-    matches!(call, Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_))
+    matches!(
+        call,
+        Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_)
+    )
 }
 
 pub fn serve(service: &Service, stream: Arc<UnixStream>, entry: &Entry, budget: Arc<InFlight>, config: Config) {
@@ -80,7 +86,13 @@ fn serve_calls(
         let frame = match reader.next(config.idle_timeout, FRAME_TIMEOUT) {
             Ok(Next::Frame(f)) => f,
             Ok(Next::OverBudget) => {
-                BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "request refused: too many bytes in flight"));
+                BAD_FRAMES.log(|n| {
+                    warn!(
+                        app = app.id,
+                        suppressed = n,
+                        "request refused: too many bytes in flight"
+                    )
+                });
                 if write_answer(writer, &answer(CKR_HOST_MEMORY), wbuf).is_err() {
                     return None;
                 }
@@ -95,7 +107,13 @@ fn serve_calls(
             },
             Err(End::Closed) => return None,
             Err(End::Slow) => {
-                BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "closing connection: frame not complete in time"));
+                BAD_FRAMES.log(|n| {
+                    warn!(
+                        app = app.id,
+                        suppressed = n,
+                        "closing connection: frame not complete in time"
+                    )
+                });
                 return None;
             }
             Err(End::Broken(e)) => {
@@ -120,7 +138,8 @@ fn serve_calls(
                     resp
                 }
                 Err(e) => {
-                    BAD_FRAMES.log(|n| warn!(app = app.id, error = %e, suppressed = n, "closing connection: not a request"));
+                    BAD_FRAMES
+                        .log(|n| warn!(app = app.id, error = %e, suppressed = n, "closing connection: not a request"));
                     return None;
                 }
             },
@@ -212,7 +231,9 @@ fn hello(
         return Err(bad("hello too late"));
     }
     let req = Request::decode(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let Some(Call::Hello(h)) = req.call else { return Err(bad("first message is not Hello")) };
+    let Some(Call::Hello(h)) = req.call else {
+        return Err(bad("first message is not Hello"));
+    };
     if h.protocol_version != PROTOCOL_VERSION {
         let _ = write_answer(writer, &answer(CKR_DEVICE_ERROR), wbuf);
         return Err(bad("protocol version mismatch"));
@@ -229,7 +250,10 @@ fn hello(
         app_token: app.token().to_vec(),
         idle_timeout_ms: config.idle_timeout.map_or(0, |t| t.as_millis() as u64),
     };
-    let resp = Response { rv: CKR_OK as u64, result: Some(response::Result::Hello(reply)) };
+    let resp = Response {
+        rv: CKR_OK as u64,
+        result: Some(response::Result::Hello(reply)),
+    };
     if let Err(e) = write_answer(writer, &resp, wbuf) {
         if service.apps.leave(&app) {
             service.end_app(&app);

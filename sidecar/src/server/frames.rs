@@ -74,7 +74,15 @@ pub struct FrameReader {
 
 impl FrameReader {
     pub fn new(stream: Arc<UnixStream>, budget: Arc<InFlight>) -> Self {
-        FrameReader { stream, budget, buf: vec![0; BASE_BUFFER], filled: 0, consumed: 0, charged: 0, timeout: None }
+        FrameReader {
+            stream,
+            budget,
+            buf: vec![0; BASE_BUFFER],
+            filled: 0,
+            consumed: 0,
+            charged: 0,
+            timeout: None,
+        }
     }
 
     /// Waits up to `wait` (`None`: for ever) for a frame to begin, then up to
@@ -102,7 +110,10 @@ impl FrameReader {
         let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
         let len = frame_len(header).map_err(End::Broken)?;
         if len > max {
-            return Err(End::Broken(io::Error::new(io::ErrorKind::InvalidData, "frame too large here")));
+            return Err(End::Broken(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "frame too large here",
+            )));
         }
         let total = 4 + len;
         while self.filled < total {

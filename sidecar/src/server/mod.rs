@@ -42,7 +42,10 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
         Ok(_) => {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists and is not a socket", path.display())))
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -81,7 +84,11 @@ pub fn accept_loop(listener: UnixListener, service: Arc<Service>, registry: Arc<
             Ok(admitted) => admitted,
             Err(Full) => {
                 REFUSED.log(|n| {
-                    warn!(limit = limits::MAX_CONNECTIONS, suppressed = n, "connection refused: too many connections")
+                    warn!(
+                        limit = limits::MAX_CONNECTIONS,
+                        suppressed = n,
+                        "connection refused: too many connections"
+                    )
                 });
                 continue;
             }

@@ -13,7 +13,11 @@ pub struct RateLimited {
 
 impl RateLimited {
     pub const fn new(every: Duration) -> Self {
-        RateLimited { every, last: Mutex::new(None), suppressed: AtomicU64::new(0) }
+        RateLimited {
+            every,
+            last: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
     }
 
     /// Runs `log` with the number of events left out since the last time, if

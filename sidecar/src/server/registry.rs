@@ -71,7 +71,12 @@ pub struct Full;
 
 impl Registry {
     pub fn new(max: usize) -> Self {
-        Registry { open: Mutex::new(HashMap::new()), next: AtomicU64::new(0), started: Instant::now(), max }
+        Registry {
+            open: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            started: Instant::now(),
+            max,
+        }
     }
 
     fn open(&self) -> MutexGuard<'_, HashMap<u64, Arc<Entry>>> {

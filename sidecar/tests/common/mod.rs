@@ -13,7 +13,10 @@ pub fn sidecar() -> PathBuf {
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("hsm-enroll-test").tempdir().expect("a temporary directory")
+    tempfile::Builder::new()
+        .prefix("hsm-enroll-test")
+        .tempdir()
+        .expect("a temporary directory")
 }
 
 /// Runs `hsm-sidecar enroll ARGS...` with extra environment.
@@ -33,7 +36,11 @@ pub fn write_secret(path: &Path, value: &str) {
 }
 
 pub fn mode(path: &Path) -> u32 {
-    fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -42,7 +49,9 @@ pub fn stderr(out: &Output) -> String {
 
 /// The exit code, with the process's stderr in the panic message when it has none.
 pub fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or_else(|| panic!("killed by a signal: {}", stderr(out)))
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {}", stderr(out)))
 }
 
 pub fn path_str(p: &Path) -> &str {

@@ -75,7 +75,9 @@ fn list<T>(v: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec
 }
 
 fn millis(v: &str) -> Result<Duration, String> {
-    v.parse().map(Duration::from_millis).map_err(|_| format!("not a number of milliseconds: {v:?}"))
+    v.parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("not a number of milliseconds: {v:?}"))
 }
 
 fn threads(v: &str) -> Result<Vec<usize>, String> {
@@ -155,7 +157,10 @@ impl Options {
         }
         for (flag, path) in missing {
             if !path.exists() {
-                return Err(format!("{} not found (set {flag}; build with `cargo build --release --workspace`)", path.display()));
+                return Err(format!(
+                    "{} not found (set {flag}; build with `cargo build --release --workspace`)",
+                    path.display()
+                ));
             }
         }
         Ok(o)

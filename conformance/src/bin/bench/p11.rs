@@ -48,7 +48,9 @@ pub fn initialize(f: Fl) -> Result<(), String> {
     };
     // SAFETY: `f` is a loaded module's list (see [`Fl`]); `args` is a live CK_C_INITIALIZE_ARGS
     // with no callbacks and a NULL pReserved.
-    check("C_Initialize", unsafe { call!(f, C_Initialize, &mut args as *mut _ as *mut _) })
+    check("C_Initialize", unsafe {
+        call!(f, C_Initialize, &mut args as *mut _ as *mut _)
+    })
 }
 
 pub fn finalize(f: Fl) -> Result<(), String> {
@@ -84,11 +86,15 @@ fn slots(f: Fl) -> Result<Vec<CK_SLOT_ID>, String> {
     let mut n: CK_ULONG = 0;
     // SAFETY: `f` is a loaded module's list (see [`Fl`]); a NULL list asks for the count, written
     // to the live `n`.
-    check("C_GetSlotList", unsafe { call!(f, C_GetSlotList, CK_TRUE, ptr::null_mut(), &mut n) })?;
+    check("C_GetSlotList", unsafe {
+        call!(f, C_GetSlotList, CK_TRUE, ptr::null_mut(), &mut n)
+    })?;
     let mut list = vec![0; n as usize];
     // SAFETY: `f` is a loaded module's list (see [`Fl`]); `list` holds `n` slot ids, the capacity
     // passed in the live `n`.
-    check("C_GetSlotList", unsafe { call!(f, C_GetSlotList, CK_TRUE, list.as_mut_ptr(), &mut n) })?;
+    check("C_GetSlotList", unsafe {
+        call!(f, C_GetSlotList, CK_TRUE, list.as_mut_ptr(), &mut n)
+    })?;
     list.truncate(n as usize);
     Ok(list)
 }
@@ -127,7 +133,16 @@ pub fn init_token(f: Fl, label: &str, so_pin: &str, user_pin: &str) -> Result<()
         "C_InitToken",
         // SAFETY: `f` is a loaded module's list (see [`Fl`]); `so` holds the `so.len()` PIN bytes
         // passed, `lbl` the 32-byte label PKCS#11 requires.
-        unsafe { call!(f, C_InitToken, slot, so.as_mut_ptr(), so.len() as CK_ULONG, lbl.as_mut_ptr()) },
+        unsafe {
+            call!(
+                f,
+                C_InitToken,
+                slot,
+                so.as_mut_ptr(),
+                so.len() as CK_ULONG,
+                lbl.as_mut_ptr()
+            )
+        },
     )?;
     let s = open_session(f, slot, true)?;
     login(f, s, CKU_SO, so_pin)?;
@@ -146,7 +161,9 @@ pub fn open_session(f: Fl, slot: CK_SLOT_ID, rw: bool) -> Result<CK_SESSION_HAND
     let mut s = CK_INVALID_HANDLE;
     // SAFETY: `f` is a loaded module's list (see [`Fl`]); no application pointer or notify
     // callback; `s` is a live, writable handle.
-    check("C_OpenSession", unsafe { call!(f, C_OpenSession, slot, flags, ptr::null_mut(), None, &mut s) })?;
+    check("C_OpenSession", unsafe {
+        call!(f, C_OpenSession, slot, flags, ptr::null_mut(), None, &mut s)
+    })?;
     Ok(s)
 }
 
@@ -209,10 +226,14 @@ pub fn find_object(
     class: CK_OBJECT_CLASS,
     label: &str,
 ) -> Result<CK_OBJECT_HANDLE, String> {
-    let mut t = Template::default().ulong(CKA_CLASS, class).bytes(CKA_LABEL, label.as_bytes());
+    let mut t = Template::default()
+        .ulong(CKA_CLASS, class)
+        .bytes(CKA_LABEL, label.as_bytes());
     // SAFETY: `f` is a loaded module's list (see [`Fl`]); `t` holds `t.len()` attributes whose
     // values it owns, alive for the call.
-    check("C_FindObjectsInit", unsafe { call!(f, C_FindObjectsInit, s, t.as_mut_ptr(), t.len()) })?;
+    check("C_FindObjectsInit", unsafe {
+        call!(f, C_FindObjectsInit, s, t.as_mut_ptr(), t.len())
+    })?;
     let mut found = [CK_INVALID_HANDLE; 2];
     let mut n: CK_ULONG = 0;
     // SAFETY: `f` is a loaded module's list (see [`Fl`]); `found` has room for the 2 handles

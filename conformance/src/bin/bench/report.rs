@@ -110,7 +110,13 @@ impl Report {
     }
 
     fn cell(&self, backend: Backend, workload: Workload, threads: usize) -> Option<&Cell> {
-        self.cells.get(&CellKey { backend, workload, threads }).and_then(|r| r.as_ref().ok())
+        self.cells
+            .get(&CellKey {
+                backend,
+                workload,
+                threads,
+            })
+            .and_then(|r| r.as_ref().ok())
     }
 
     pub fn print(&self) {
@@ -154,9 +160,18 @@ impl Report {
             for &t in &self.threads {
                 print!("{:<14} {:>3} ", w.name(), t);
                 for &b in &self.backends {
-                    match self.cells.get(&CellKey { backend: b, workload: w, threads: t }) {
+                    match self.cells.get(&CellKey {
+                        backend: b,
+                        workload: w,
+                        threads: t,
+                    }) {
                         Some(Ok(c)) => {
-                            print!("| {:>11.0} {:>8.1} {:>8.1} ", c.ops_per_sec(), micros(c.p50), micros(c.p99))
+                            print!(
+                                "| {:>11.0} {:>8.1} {:>8.1} ",
+                                c.ops_per_sec(),
+                                micros(c.p50),
+                                micros(c.p99)
+                            )
                         }
                         Some(Err(_)) => print!("| {:>29} ", "failed"),
                         None => print!("| {:>29} ", "-"),
@@ -175,7 +190,9 @@ impl Report {
     fn print_ratios(&self) {
         println!();
         println!("overhead = p50 - direct p50; ratio = shim overhead / p11-kit overhead (target <= {OVERHEAD_RATIO_TARGET} on cheap calls at 1 thread)");
-        println!("throughput = ops/s / direct ops/s (target: shim >= {ECDSA_THROUGHPUT_TARGET} for ecdsa-p256 at 4 threads)");
+        println!(
+            "throughput = ops/s / direct ops/s (target: shim >= {ECDSA_THROUGHPUT_TARGET} for ecdsa-p256 at 4 threads)"
+        );
         println!(
             "{:<14} {:>3} | {:>12} {:>10} {:>8} | {:>15} {:>10}   target",
             "workload", "thr", "p11-kit ovh", "shim ovh", "ratio", "p11-kit thrpt", "shim thrpt"
@@ -198,9 +215,13 @@ impl Report {
                     None => "-".to_string(),
                 };
                 let target = if w.is_cheap() && t == 1 {
-                    ratio.map(|r| format!("ratio {}", verdict(r <= OVERHEAD_RATIO_TARGET))).unwrap_or_default()
+                    ratio
+                        .map(|r| format!("ratio {}", verdict(r <= OVERHEAD_RATIO_TARGET)))
+                        .unwrap_or_default()
                 } else if w == Workload::EcdsaSign && t == 4 {
-                    shim_thr.map(|r| format!("throughput {}", verdict(r >= ECDSA_THROUGHPUT_TARGET))).unwrap_or_default()
+                    shim_thr
+                        .map(|r| format!("throughput {}", verdict(r >= ECDSA_THROUGHPUT_TARGET)))
+                        .unwrap_or_default()
                 } else {
                     String::new()
                 };

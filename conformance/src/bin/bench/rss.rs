@@ -35,7 +35,9 @@ pub fn run(module: &str, label: &str, pin: &str) -> Result<(), String> {
     let mut buf = [0u8; 32];
     // SAFETY: `f` is the list of `m`, loaded above and alive; `buf` has room
     // for the 32 bytes asked for.
-    check("C_GenerateRandom", unsafe { call!(f, C_GenerateRandom, s, buf.as_mut_ptr(), 32) })?;
+    check("C_GenerateRandom", unsafe {
+        call!(f, C_GenerateRandom, s, buf.as_mut_ptr(), 32)
+    })?;
     let in_use = vm_rss_kib("self")?;
 
     println!("RSS {before} {loaded} {initialized} {in_use}");

@@ -87,7 +87,10 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     std::fs::create_dir(&tokens).map_err(|e| e.to_string())?;
     std::fs::write(
         &conf,
-        format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
     )
     .map_err(|e| e.to_string())?;
     let pin = random_hex(16)?;
@@ -124,7 +127,11 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             }
             Err(e) => {
                 eprintln!("bench: skipping {}: {e}", backend.name());
-                report.notes.push(format!("{} skipped: {}", backend.name(), e.lines().next().unwrap_or("")));
+                report.notes.push(format!(
+                    "{} skipped: {}",
+                    backend.name(),
+                    e.lines().next().unwrap_or("")
+                ));
             }
         }
     }
@@ -150,7 +157,12 @@ pub fn run(opts: &Options) -> Result<Report, String> {
 }
 
 /// Starts the server `backend` needs, if any, and says how a child reaches it.
-fn start_backend(backend: Backend, opts: &Options, dir: &Path, conf: &Path) -> Result<(Target, Option<Server>), String> {
+fn start_backend(
+    backend: Backend,
+    opts: &Options,
+    dir: &Path,
+    conf: &Path,
+) -> Result<(Target, Option<Server>), String> {
     match backend {
         Backend::Direct => Ok((
             Target {
@@ -162,19 +174,32 @@ fn start_backend(backend: Backend, opts: &Options, dir: &Path, conf: &Path) -> R
             None,
         )),
         Backend::P11Kit => {
-            let server =
-                Server::p11_kit(&opts.softhsm, TOKEN_LABEL, conf, dir.join("p11-kit.sock"), &dir.join("p11-kit.log"))?;
+            let server = Server::p11_kit(
+                &opts.softhsm,
+                TOKEN_LABEL,
+                conf,
+                dir.join("p11-kit.sock"),
+                &dir.join("p11-kit.log"),
+            )?;
             let target = Target {
                 backend,
                 module: opts.p11kit_client.clone(),
-                env: vec![("P11_KIT_SERVER_ADDRESS", format!("unix:path={}", server.socket.display()))],
+                env: vec![(
+                    "P11_KIT_SERVER_ADDRESS",
+                    format!("unix:path={}", server.socket.display()),
+                )],
                 server_pid: Some(server.pid()),
             };
             Ok((target, Some(server)))
         }
         Backend::Shim => {
-            let server =
-                Server::sidecar(&opts.sidecar, &opts.softhsm, conf, dir.join("sidecar.sock"), &dir.join("sidecar.log"))?;
+            let server = Server::sidecar(
+                &opts.sidecar,
+                &opts.softhsm,
+                conf,
+                dir.join("sidecar.sock"),
+                &dir.join("sidecar.log"),
+            )?;
             let target = Target {
                 backend,
                 module: opts.shim.clone(),
@@ -210,8 +235,13 @@ fn run_worker(t: &Target, pin: &str, opts: &Options, report: &mut Report) -> Res
     }
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        eprintln!("bench: {} worker failed ({status}); its cells are missing", t.backend.name());
-        report.notes.push(format!("{} worker exited with {status}", t.backend.name()));
+        eprintln!(
+            "bench: {} worker failed ({status}); its cells are missing",
+            t.backend.name()
+        );
+        report
+            .notes
+            .push(format!("{} worker exited with {status}", t.backend.name()));
     }
     Ok(())
 }
@@ -219,7 +249,11 @@ fn run_worker(t: &Target, pin: &str, opts: &Options, report: &mut Report) -> Res
 fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
     let fields: Vec<&str> = line.splitn(8, ' ').collect();
     let key = |w: &str, t: &str| -> Option<CellKey> {
-        Some(CellKey { backend, workload: Workload::parse(w)?, threads: t.parse().ok()? })
+        Some(CellKey {
+            backend,
+            workload: Workload::parse(w)?,
+            threads: t.parse().ok()?,
+        })
     };
     match fields.as_slice() {
         ["INFO", ..] => {
@@ -227,9 +261,13 @@ fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
             report.library.insert(backend, info);
         }
         ["CELL", w, t, ops, elapsed, p50, p99] => {
-            let (Some(k), Ok(ops), Ok(el), Ok(p50), Ok(p99)) =
-                (key(w, t), ops.parse::<u64>(), elapsed.parse::<u64>(), p50.parse::<u64>(), p99.parse::<u64>())
-            else {
+            let (Some(k), Ok(ops), Ok(el), Ok(p50), Ok(p99)) = (
+                key(w, t),
+                ops.parse::<u64>(),
+                elapsed.parse::<u64>(),
+                p50.parse::<u64>(),
+                p99.parse::<u64>(),
+            ) else {
                 eprintln!("bench: unparsable worker line: {line}");
                 return;
             };
@@ -263,7 +301,10 @@ fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
 fn run_rss(t: &Target, pin: &str) -> Result<RssFigures, String> {
     let out = t.command("__rss", pin)?.output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("RSS ")).ok_or_else(|| format!("no RSS line ({})", out.status))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RSS "))
+        .ok_or_else(|| format!("no RSS line ({})", out.status))?;
     let v: Vec<u64> = line[4..].split(' ').filter_map(|x| x.parse().ok()).collect();
     match v.as_slice() {
         [before, loaded, initialized, in_use] => Ok(RssFigures {

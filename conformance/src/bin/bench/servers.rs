@@ -14,7 +14,13 @@ pub struct Server {
 
 impl Server {
     /// `p11-kit server` exporting the token `label` of `module` on `socket`.
-    pub fn p11_kit(module: &Path, label: &str, softhsm_conf: &Path, socket: PathBuf, log: &Path) -> Result<Server, String> {
+    pub fn p11_kit(
+        module: &Path,
+        label: &str,
+        softhsm_conf: &Path,
+        socket: PathBuf,
+        log: &Path,
+    ) -> Result<Server, String> {
         let mut cmd = Command::new("p11-kit");
         cmd.arg("server")
             .arg("--provider")
@@ -28,7 +34,13 @@ impl Server {
     }
 
     /// `hsm-sidecar serve` in forwarded mode (no --pin-file: the app logs in).
-    pub fn sidecar(binary: &Path, module: &Path, softhsm_conf: &Path, socket: PathBuf, log: &Path) -> Result<Server, String> {
+    pub fn sidecar(
+        binary: &Path,
+        module: &Path,
+        softhsm_conf: &Path,
+        socket: PathBuf,
+        log: &Path,
+    ) -> Result<Server, String> {
         let mut cmd = Command::new(binary);
         cmd.arg("serve")
             .arg("--module")
@@ -61,7 +73,11 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let tail = std::fs::read_to_string(log).unwrap_or_default();
-                return Err(format!("{} did not listen on {} within {timeout:?}:\n{tail}", self.name, self.socket.display()));
+                return Err(format!(
+                    "{} did not listen on {} within {timeout:?}:\n{tail}",
+                    self.name,
+                    self.socket.display()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -61,12 +61,18 @@ fn generate_keys(f: p11::Fl, s: CK_SESSION_HANDLE) -> Result<(), String> {
         .bool(CKA_ENCRYPT, true)
         .ulong(CKA_VALUE_LEN, 32)
         .bytes(CKA_LABEL, AES_KEY.as_bytes());
-    let mut m = CK_MECHANISM { mechanism: CKM_AES_KEY_GEN, pParameter: std::ptr::null_mut(), ulParameterLen: 0 };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_AES_KEY_GEN,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
     let mut key = CK_INVALID_HANDLE;
     // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `m` is a live mechanism without parameter,
     // `aes` holds `aes.len()` attributes whose values it owns, `key` is a live,
     // writable handle.
-    check("C_GenerateKey(AES)", unsafe { call!(f, C_GenerateKey, s, &mut m, aes.as_mut_ptr(), aes.len(), &mut key) })
+    check("C_GenerateKey(AES)", unsafe {
+        call!(f, C_GenerateKey, s, &mut m, aes.as_mut_ptr(), aes.len(), &mut key)
+    })
 }
 
 fn key_pair(
@@ -76,7 +82,11 @@ fn key_pair(
     mut public: Template,
     mut private: Template,
 ) -> Result<(), String> {
-    let mut m = CK_MECHANISM { mechanism: kind, pParameter: std::ptr::null_mut(), ulParameterLen: 0 };
+    let mut m = CK_MECHANISM {
+        mechanism: kind,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
     let (mut pubk, mut privk) = (CK_INVALID_HANDLE, CK_INVALID_HANDLE);
     check(
         &format!("C_GenerateKeyPair({kind:#x})"),

@@ -32,7 +32,11 @@ pub struct Plan {
 /// Gives this process (the calling thread, inherited by the cell's threads)
 /// and the server the CPU mask for a cell of `threads` threads.
 fn place(plan: &Plan, all_cpus: &libc::cpu_set_t, threads: usize) -> Result<(), String> {
-    let mask = if plan.pin_single && threads == 1 { affinity::first_of(all_cpus) } else { *all_cpus };
+    let mask = if plan.pin_single && threads == 1 {
+        affinity::first_of(all_cpus)
+    } else {
+        *all_cpus
+    };
     affinity::set_self(&mask)?;
     if let Some(pid) = plan.server_pid {
         affinity::set_process_tree(pid, &mask)?;
@@ -76,7 +80,9 @@ pub fn run(module: &str, label: &str, pin: &str, plan: &Plan) -> Result<(), Stri
                 Err(e) => format!("FAIL {} {t} {}", w.name(), e.replace('\n', " ")),
             };
             let mut o = out.lock();
-            writeln!(o, "{line}").and_then(|()| o.flush()).map_err(|e| e.to_string())?;
+            writeln!(o, "{line}")
+                .and_then(|()| o.flush())
+                .map_err(|e| e.to_string())?;
         }
     }
 

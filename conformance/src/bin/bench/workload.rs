@@ -98,7 +98,9 @@ impl Workload {
                 let mut len: CK_ULONG = 32;
                 // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `x.data` holds the 64 bytes
                 // passed, `out` (512 bytes) has room for the `len` = 32 passed.
-                check("C_Digest", unsafe { call!(f, C_Digest, s, x.data.as_mut_ptr(), 64, out, &mut len) })
+                check("C_Digest", unsafe {
+                    call!(f, C_Digest, s, x.data.as_mut_ptr(), 64, out, &mut len)
+                })
             }
             Workload::GetAttribute => {
                 let mut value: CK_ULONG = 0;
@@ -109,7 +111,9 @@ impl Workload {
                 };
                 // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `attr` is one live attribute
                 // whose pValue is the live CK_ULONG `value`, of the length given.
-                check("C_GetAttributeValue", unsafe { call!(f, C_GetAttributeValue, s, keys.aes, &mut attr, 1) })?;
+                check("C_GetAttributeValue", unsafe {
+                    call!(f, C_GetAttributeValue, s, keys.aes, &mut attr, 1)
+                })?;
                 if value != 32 {
                     return Err(format!("CKA_VALUE_LEN is {value}, expected 32"));
                 }
@@ -122,7 +126,11 @@ impl Workload {
 }
 
 fn mechanism(kind: CK_MECHANISM_TYPE) -> CK_MECHANISM {
-    CK_MECHANISM { mechanism: kind, pParameter: std::ptr::null_mut(), ulParameterLen: 0 }
+    CK_MECHANISM {
+        mechanism: kind,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    }
 }
 
 fn sign(
@@ -140,7 +148,9 @@ fn sign(
     let mut len: CK_ULONG = x.out.len() as CK_ULONG;
     // SAFETY: `f` is a loaded module's list (see `p11::Fl`); `x.data` (64 bytes) holds the 32 passed,
     // `x.out` holds the `len` bytes passed.
-    check("C_Sign", unsafe { call!(f, C_Sign, s, x.data.as_mut_ptr(), 32, x.out.as_mut_ptr(), &mut len) })?;
+    check("C_Sign", unsafe {
+        call!(f, C_Sign, s, x.data.as_mut_ptr(), 32, x.out.as_mut_ptr(), &mut len)
+    })?;
     if len != sig_len {
         return Err(format!("C_Sign gave {len} bytes, expected {sig_len}"));
     }
