@@ -1,0 +1,88 @@
+//! One connection to the sidecar and its round trip: a frame out (without
+//! SIGPIPE, PINs wiped once sent), a frame back.
+
+use super::*;
+
+pub struct Conn {
+    pub(super) stream: BufReader<UnixStream>,
+    pub(super) buf: Vec<u8>,
+    /// When this connection last answered a call.
+    pub(super) last_used: Instant,
+    /// The CPU (plus one) of this connection's last caller; the sidecar's
+    /// thread for it follows its caller's CPU, so a caller prefers an idle
+    /// connection last used from its own CPU.
+    pub(super) cpu: u32,
+}
+
+/// Writes with MSG_NOSIGNAL: a sidecar gone away is an error for the call,
+/// not a SIGPIPE that kills the application.
+struct NoSigPipe<'a>(&'a UnixStream);
+
+impl Write for NoSigPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: the pointer and length describe `buf`, valid for reads; the fd is the stream's own.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wipes the PIN a call carries once it is sent.
+fn wipe_pins(req: &mut Request) {
+    match &mut req.call {
+        Some(Call::Login(l)) => l.pin.zeroize(),
+        Some(Call::InitPin(p)) => p.data.zeroize(),
+        Some(Call::SetPin(p)) => {
+            p.old_pin.zeroize();
+            p.new_pin.zeroize();
+        }
+        Some(Call::InitToken(t)) => t.so_pin.zeroize(),
+        _ => {}
+    }
+}
+
+/// Why a round trip failed.
+pub(super) enum Failed {
+    /// The request does not fit in a frame (README "Limits"); nothing was sent.
+    TooLarge,
+    /// The connection failed: the call may or may not have run.
+    Transport,
+}
+
+impl Conn {
+    /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
+    /// thread to have moved in between, and it would only cost one follow).
+    pub(super) fn round_trip(&mut self, call: Call) -> Result<Response, Failed> {
+        let mut req = Request {
+            call: Some(call),
+            caller_cpu: self.cpu,
+        };
+        if !hsmbridge_proto::frame::fits(&req) {
+            wipe_pins(&mut req);
+            return Err(Failed::TooLarge);
+        }
+        let sent = write_frame(&mut NoSigPipe(self.stream.get_ref()), &req, &mut self.buf);
+        if carries_pin(&req) {
+            wipe_pins(&mut req);
+            self.buf.zeroize();
+        }
+        sent.map_err(|_| Failed::Transport)?;
+        let r = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
+        self.last_used = Instant::now();
+        r
+    }
+}
+
+fn carries_pin(req: &Request) -> bool {
+    matches!(
+        req.call,
+        Some(Call::Login(_) | Call::InitPin(_) | Call::SetPin(_) | Call::InitToken(_))
+    )
+}
