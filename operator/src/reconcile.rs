@@ -491,6 +491,23 @@ async fn publish_transitions(ctx: &Context, partition: &HsmPartition, old: &HsmP
     }
 }
 
+/// Deletes the object `name` of kind `K` if it is the partition's (by a
+/// controller ownerReference); anything else is left alone and said so.
+async fn delete_controlled<K: ownership::Managed>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    owner: &Owner,
+) -> Result<Deleted, Error> {
+    ownership::delete(
+        &Api::<K>::namespaced(client.clone(), namespace),
+        name,
+        owner,
+        Adoption::Controlled,
+    )
+    .await
+}
+
 /// Deletes what the operator made for the partition, and only that: each object is judged
 /// first (ownership.rs), and one that is not the partition's is left where it is.
 async fn cleanup(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error> {
@@ -501,43 +518,12 @@ async fn cleanup(partition: &HsmPartition, ctx: &Context) -> Result<Action, Erro
     ownership::delete_jobs(&jobs, &names::partition_selector(&name), &owner, None).await?;
 
     let identity = names::enroll_identity(&name);
-    let mut left_alone = Vec::new();
-    left_alone.push(
-        ownership::delete(
-            &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
-            &identity,
-            &owner,
-            Adoption::Controlled,
-        )
-        .await?,
-    );
-    left_alone.push(
-        ownership::delete(
-            &Api::<Role>::namespaced(client.clone(), &namespace),
-            &identity,
-            &owner,
-            Adoption::Controlled,
-        )
-        .await?,
-    );
-    left_alone.push(
-        ownership::delete(
-            &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
-            &identity,
-            &owner,
-            Adoption::Controlled,
-        )
-        .await?,
-    );
-    left_alone.push(
-        ownership::delete(
-            &Api::<ConfigMap>::namespaced(client.clone(), &namespace),
-            &names::provider_config_map(&name),
-            &owner,
-            Adoption::Controlled,
-        )
-        .await?,
-    );
+    let mut left_alone = vec![
+        delete_controlled::<RoleBinding>(client, &namespace, &identity, &owner).await?,
+        delete_controlled::<Role>(client, &namespace, &identity, &owner).await?,
+        delete_controlled::<ServiceAccount>(client, &namespace, &identity, &owner).await?,
+        delete_controlled::<ConfigMap>(client, &namespace, &names::provider_config_map(&name), &owner).await?,
+    ];
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let credential = names::credential_secret(&name);

@@ -16,11 +16,6 @@ pub fn too_large() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "message exceeds the maximum frame size")
 }
 
-/// Whether `msg` fits in one frame.
-pub fn fits(msg: &impl Message) -> bool {
-    msg.encoded_len() <= MAX_FRAME
-}
-
 /// Encodes `msg` as one frame into `buf` (reused between calls). A message
 /// larger than [`MAX_FRAME`] is an `InvalidInput` error and nothing is
 /// encoded.
@@ -102,7 +97,6 @@ mod tests {
         let err = write_frame(&mut out, &big, &mut Vec::new()).expect_err("too large");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(out.is_empty(), "nothing is written");
-        assert!(!fits(&big));
     }
 
     #[test]

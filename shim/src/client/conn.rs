@@ -64,15 +64,17 @@ impl Conn {
             call: Some(call),
             caller_cpu: self.cpu,
         };
-        if !hsmbridge_proto::frame::fits(&req) {
+        // The only error encoding has is a message past the frame limit.
+        if encode_frame(&req, &mut self.buf).is_err() {
             wipe_pins(&mut req);
             return Err(Failed::TooLarge);
         }
-        let sent = write_frame(&mut NoSigPipe(self.stream.get_ref()), &req, &mut self.buf);
+        let sent = NoSigPipe(self.stream.get_ref()).write_all(&self.buf);
         if carries_pin(&req) {
             wipe_pins(&mut req);
             self.buf.zeroize();
         }
+        shrink(&mut self.buf);
         sent.map_err(|_| Failed::Transport)?;
         let r = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
         self.last_used = Instant::now();

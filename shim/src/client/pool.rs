@@ -4,18 +4,21 @@
 use super::*;
 
 impl Client {
+    /// A lease of `conn` in `epoch`.
+    fn lend(self: &Arc<Self>, conn: Conn, epoch: u64) -> Lease {
+        Lease {
+            client: self.clone(),
+            conn: Some(conn),
+            epoch,
+        }
+    }
+
     /// Takes an idle connection or opens one; the lease returns it when dropped.
     pub fn lease(self: &Arc<Self>) -> Rv<Lease> {
         let mut pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
         let cpu = caller_cpu();
         let stale = match take_idle(&mut pool, cpu) {
-            Ok(conn) => {
-                return Ok(Lease {
-                    client: self.clone(),
-                    conn: Some(conn),
-                    epoch: pool.epoch,
-                })
-            }
+            Ok(conn) => return Ok(self.lend(conn, pool.epoch)),
             Err(stale) => stale,
         };
         self.lease_cold(pool, stale, cpu)
@@ -44,11 +47,7 @@ impl Client {
                 pool.stale_after = stale_after;
                 drop(pool);
                 drop(stale);
-                return Ok(Lease {
-                    client: self.clone(),
-                    conn: Some(conn),
-                    epoch,
-                });
+                return Ok(self.lend(conn, epoch));
             };
             // Joining an existing application can happen outside the lock; the
             // pool is then checked again: another thread may have adopted a new
@@ -69,11 +68,7 @@ impl Client {
                     let epoch = pool.epoch;
                     drop(pool);
                     drop(stale);
-                    return Ok(Lease {
-                        client: self.clone(),
-                        conn: Some(conn),
-                        epoch,
-                    });
+                    return Ok(self.lend(conn, epoch));
                 }
                 Err(e) if unchanged => {
                     drop(pool);
@@ -86,11 +81,7 @@ impl Client {
                     return match stale.take() {
                         Some(mut conn) => {
                             conn.cpu = cpu;
-                            Ok(Lease {
-                                client: self.clone(),
-                                conn: Some(conn),
-                                epoch,
-                            })
+                            Ok(self.lend(conn, epoch))
                         }
                         None => Err(e),
                     };
@@ -110,13 +101,7 @@ impl Client {
                     retried = true;
                     pool = self.pool.lock().map_err(|_| CKR_GENERAL_ERROR)?;
                     stale = match take_idle(&mut pool, cpu) {
-                        Ok(conn) => {
-                            return Ok(Lease {
-                                client: self.clone(),
-                                conn: Some(conn),
-                                epoch: pool.epoch,
-                            })
-                        }
+                        Ok(conn) => return Ok(self.lend(conn, pool.epoch)),
                         Err(stale) => stale,
                     };
                 }

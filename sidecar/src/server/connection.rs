@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
-use hsmbridge_proto::frame::{encode_frame, fits, shrink};
+use hsmbridge_proto::frame::{encode_frame, shrink};
 use hsmbridge_proto::shape::{check_request, Refusal};
 use hsmbridge_proto::wire::{request::Call, response, HelloReply, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
@@ -163,7 +163,10 @@ fn serve_calls(
 /// timeout bounds each write; a peer reading a few bytes at a time must not
 /// hold the answer longer than that).
 fn write_answer(stream: &UnixStream, resp: &Response, wbuf: &mut Vec<u8>) -> io::Result<()> {
-    encode_frame(resp, wbuf)?;
+    // An answer that would not fit in a frame is CKR_HOST_MEMORY instead.
+    if encode_frame(resp, wbuf).is_err() {
+        encode_frame(&answer(CKR_HOST_MEMORY), wbuf)?;
+    }
     let deadline = Instant::now() + FRAME_TIMEOUT;
     let mut sent = 0;
     let mut first = true;
@@ -195,16 +198,10 @@ fn write_answer(stream: &UnixStream, resp: &Response, wbuf: &mut Vec<u8>) -> io:
     result
 }
 
-/// Runs one call; a panic (a bug) answers CKR_GENERAL_ERROR, and an answer
-/// that would not fit in a frame CKR_HOST_MEMORY.
+/// Runs one call; a panic (a bug) answers CKR_GENERAL_ERROR.
 fn run(service: &Service, app: &App, call: Call) -> Response {
-    let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(app, call)))
-        .unwrap_or_else(|_| answer(CKR_GENERAL_ERROR));
-    if fits(&resp) {
-        resp
-    } else {
-        answer(CKR_HOST_MEMORY)
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(app, call)))
+        .unwrap_or_else(|_| answer(CKR_GENERAL_ERROR))
 }
 
 /// The first message names the application: a new one, or one this
