@@ -25,3 +25,8 @@ bench-webhook:
 # The hostile-peer suite against a managed sidecar, with the figures it prints (not a benchmark).
 hostile-report:
 	bash scripts/hostile-report.sh
+
+# Container images from target/release/, smoke-tested; local Debian bases when no registry answers.
+.PHONY: images
+images:
+	bash scripts/images.sh
