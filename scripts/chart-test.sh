@@ -18,7 +18,9 @@
 # the server which pod CREATEs call the webhook; `helm upgrade` applies a change and keeps the
 # caBundle and TLS Secret data the operator wrote; `helm uninstall` leaves the CRD (and an
 # HsmPartition) and no other object labelled with the release, in any namespace; a reinstall adopts
-# the kept CRD.
+# the kept CRD; a release under another name in another namespace installs next to the kept CRD
+# (owned by the first release, left alone), takes it over when handed over as NOTES.txt says, and
+# installs next to a CRD applied without Helm.
 #
 # The install step is scripts/lib/chart.sh (chart_install), which the operator's e2e test reuses.
 set -euo pipefail
@@ -26,9 +28,15 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/chart.sh
 . "$REPO/scripts/lib/chart.sh"
+# shellcheck source=contract/contract.env
+. "$REPO/contract/contract.env"
 
 RELEASE=hsmbridge
 NS=hsmbridge-system
+# A second release, under another name in another namespace (the kept CRD's hand-over).
+RELEASE_B=hsmbridge-b
+NS_B=hsmbridge-b-system
+APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$CHART_DIR/Chart.yaml")
 SA_USER="system:serviceaccount:$NS:hsm-operator"
 
 step() { echo "chart-test: == $*" >&2; }
@@ -127,12 +135,14 @@ static_checks() {
     [ "$got" = "$want" ] || fail "default render: objects differ (- expected, + rendered):
 $(diff <(echo "$want") <(echo "$got") || true)"
     ok "renders the 16 expected objects"
-    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image ghcr.io/hsmbridge/hsmbridge-shim:0.1.0 --injected-resources {\\limits\\:{\\memory\\:\\128Mi\\},\\requests\\:{\\cpu\\:\\20m\\,\\memory\\:\\32Mi\\}}"
+    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image $IMAGE_REGISTRY/$IMAGE_SIDECAR:$APP_VERSION --injected-resources {\\limits\\:{\\memory\\:\\128Mi\\},\\requests\\:{\\cpu\\:\\20m\\,\\memory\\:\\32Mi\\}}"
     got=$(args_of default | paste -sd' ' -)
     [ "$got" = "$want" ] || fail "default render: operator args
   got:      $got
   expected: $want"
     ok "operator args: $got"
+    has default "image: \"$IMAGE_REGISTRY/$IMAGE_OPERATOR:$APP_VERSION\"" "the operator image of contract/contract.env (scripts/images.sh builds it)"
+    has default 'imagePullPolicy: IfNotPresent' "imagePullPolicy IfNotPresent (locally imported images)"
     has default 'fieldPath: metadata.name' "POD_NAME from the downward API"
     has default 'fieldPath: metadata.namespace' "POD_NAMESPACE from the downward API"
     has default 'path: /healthz' "liveness probe"
@@ -261,7 +271,7 @@ api_checks() {
     WEBHOOK_URL="https://127.0.0.1:$port/mutate-pods"
     local set_test=(--set "webhook.url=$WEBHOOK_URL" --set webhook.failurePolicy=Ignore
         --set operator.image.repository=example.invalid/hsm-operator --set operator.image.tag=test
-        --set injection.shimImage.repository=example.invalid/hsmbridge-shim --set injection.shimImage.tag=test)
+        --set injection.shimImage.repository=example.invalid/hsm-sidecar --set injection.shimImage.tag=test)
 
     step "server-side dry run of every rendered object"
     chart_ensure_namespace "$NS"
@@ -329,7 +339,7 @@ api_checks() {
     v=$(k -n "$NS" get deployment hsm-operator -o jsonpath='{.spec.template.spec.containers[0].image} {.spec.template.spec.serviceAccountName} {.spec.replicas}')
     [ "$v" = "example.invalid/hsm-operator:test hsm-operator 2" ] || fail "Deployment stored as: $v"
     v=$(k -n "$NS" get deployment hsm-operator -o jsonpath='{.spec.template.spec.containers[0].args}')
-    case "$v" in *'"--shim-image","example.invalid/hsmbridge-shim:test"'*'"--webhook-url","'"$WEBHOOK_URL"'"'*|*'"--webhook-url","'"$WEBHOOK_URL"'"'*'"--shim-image","example.invalid/hsmbridge-shim:test"'*) ;;
+    case "$v" in *'"--shim-image","example.invalid/hsm-sidecar:test"'*'"--webhook-url","'"$WEBHOOK_URL"'"'*|*'"--webhook-url","'"$WEBHOOK_URL"'"'*'"--shim-image","example.invalid/hsm-sidecar:test"'*) ;;
         *) fail "Deployment args stored as: $v" ;; esac
     v=$(k -n "$NS" get service hsmbridge-webhook -o jsonpath='{.spec.ports[0].port}->{.spec.ports[0].targetPort}')
     [ "$v" = "443->webhook" ] || fail "webhook Service ports: $v"
@@ -465,11 +475,95 @@ $left"
         || { cat "$WORK/install2.out" >&2; fail "helm install after uninstall failed (the kept CRD not adopted?)"; }
     v=$(k get crd hsmpartitions.hsmbridge.io -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name}')
     [ "$v" = "$RELEASE" ] || fail "the CRD is not owned by the new release ($v)"
+    "$HELM" get manifest "$RELEASE" -n "$NS" | grep -q '^kind: CustomResourceDefinition$' \
+        || fail "the reinstalled release $RELEASE does not manage its own kept CRD"
     k -n chart-test-app get hsmpartition payments >/dev/null 2>&1 || fail "the HsmPartition was lost on reinstall"
     chart_uninstall "$RELEASE" "$NS" >/dev/null 2>&1 || fail "second helm uninstall failed"
     left=$(chart_labelled "$RELEASE" | grep -v '^CustomResourceDefinition//hsmpartitions.hsmbridge.io$' || true)
     [ -z "$left" ] || fail "objects left after the second uninstall: $left"
     ok "install, uninstall, install, uninstall: the CRD carries over, nothing else is left"
+
+    other_release_checks
+}
+
+# crd_owner: "RELEASE NAMESPACE MANAGED-BY" of the CRD (Helm's ownership metadata).
+crd_owner() {
+    k get crd hsmpartitions.hsmbridge.io -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name} {.metadata.annotations.meta\.helm\.sh/release-namespace} {.metadata.labels.app\.kubernetes\.io/managed-by}'
+}
+
+# manages_crd RELEASE NS: the release's manifest holds the CRD.
+manages_crd() { "$HELM" get manifest "$1" -n "$2" | grep -q '^kind: CustomResourceDefinition$'; }
+
+# uninstall_leaves_crd RELEASE NS WHAT: helm uninstall; the CRD and the HsmPartition stay, nothing
+# else labelled with the release anywhere, the release namespace is empty.
+uninstall_leaves_crd() {
+    local release="$1" ns="$2" left
+    chart_uninstall "$release" "$ns" >"$WORK/uninstall-$release.out" 2>&1 \
+        || { cat "$WORK/uninstall-$release.out" >&2; fail "helm uninstall $release ($3) failed"; }
+    k get crd hsmpartitions.hsmbridge.io >/dev/null 2>&1 || fail "helm uninstall $release ($3) deleted the CRD"
+    k -n chart-test-app get hsmpartition payments >/dev/null 2>&1 || fail "helm uninstall $release ($3) lost the HsmPartition"
+    left=$(chart_labelled "$release" | grep -v '^CustomResourceDefinition//hsmpartitions.hsmbridge.io$' || true)
+    [ -z "$left" ] || fail "objects labelled with release $release left after its uninstall ($3):
+$left"
+    left=$(chart_namespace_contents "$ns" | grep -vE '^(ServiceAccount/default|ConfigMap/kube-root-ca\.crt|Secret/default-token-.*)$' || true)
+    [ -z "$left" ] || fail "objects left in $ns after helm uninstall $release ($3): $left"
+}
+
+# A second release under another name, in another namespace, after the first was uninstalled: the
+# kept CRD still carries the first release's ownership metadata, which Helm refuses to adopt. The
+# chart leaves such a CRD alone (templates/_helpers.tpl, hsmbridge.crdForeignOwner).
+other_release_checks() {
+    local v gen out="$WORK/install-b.out"
+
+    step "release $RELEASE_B in $NS_B next to the CRD kept from release $RELEASE in $NS"
+    [ "$(crd_owner)" = "$RELEASE $NS Helm" ] || fail "the kept CRD's owner is '$(crd_owner)', not '$RELEASE $NS Helm'"
+    gen=$(k get crd hsmpartitions.hsmbridge.io -o jsonpath='{.metadata.generation}')
+    chart_install "$RELEASE_B" "$NS_B" "${set_test[@]}" >"$out" 2>&1 \
+        || { cat "$out" >&2; fail "helm install $RELEASE_B -n $NS_B failed next to the CRD kept from $RELEASE"; }
+    [ "$("$HELM" status "$RELEASE_B" -n "$NS_B" -o json | grep -o '"status":"[a-z-]*"' | head -n1)" = '"status":"deployed"' ] \
+        || fail "release $RELEASE_B is not 'deployed'"
+    v=$(k -n "$NS_B" get deployment hsm-operator -o jsonpath='{.metadata.labels.app\.kubernetes\.io/instance} {.spec.template.spec.containers[0].args}')
+    case "$v" in "$RELEASE_B "*"\"--leader-election-namespace\",\"$NS_B\""*) ;; *) fail "release $RELEASE_B's Deployment: $v" ;; esac
+    v=$(k get mutatingwebhookconfiguration hsmbridge-injector -o jsonpath='{.metadata.labels.app\.kubernetes\.io/instance}')
+    [ "$v" = "$RELEASE_B" ] || fail "the webhook configuration is not release $RELEASE_B's ($v)"
+    manages_crd "$RELEASE_B" "$NS_B" && fail "release $RELEASE_B took the CRD owned by $RELEASE into its manifest"
+    [ "$(crd_owner)" = "$RELEASE $NS Helm" ] || fail "release $RELEASE_B changed the CRD's owner to '$(crd_owner)'"
+    [ "$(k get crd hsmpartitions.hsmbridge.io -o jsonpath='{.metadata.generation}')" = "$gen" ] || fail "release $RELEASE_B changed the CRD"
+    grep -qF "belongs to release $RELEASE in namespace $NS" "$out" || { cat "$out" >&2; fail "NOTES.txt does not say who owns the CRD"; }
+    k -n chart-test-app get hsmpartition payments >/dev/null 2>&1 || fail "the HsmPartition was lost"
+    chart_upgrade "$RELEASE_B" "$NS_B" --reuse-values --set webhook.timeoutSeconds=7 >"$WORK/upgrade-b.out" 2>&1 \
+        || { cat "$WORK/upgrade-b.out" >&2; fail "helm upgrade $RELEASE_B failed"; }
+    [ "$(crd_owner)" = "$RELEASE $NS Helm" ] || fail "helm upgrade $RELEASE_B changed the CRD's owner"
+    ok "installs and upgrades, serves from $NS_B; the CRD (and the HsmPartition) left as $RELEASE kept them; NOTES.txt names the owner"
+
+    step "hand the CRD over to $RELEASE_B with NOTES.txt's commands, then helm upgrade"
+    local cmds line n=0
+    cmds=$(sed -n 's/^ *kubectl \(\(annotate\|label\) crd .*\)$/\1/p' "$out")
+    [ -n "$cmds" ] || fail "NOTES.txt gives no kubectl command to hand the CRD over"
+    while IFS= read -r line; do
+        # shellcheck disable=SC2086 # NOTES.txt's words, as a user would paste them
+        k $line >/dev/null || fail "NOTES.txt's 'kubectl $line' failed"
+        n=$((n + 1))
+    done <<<"$cmds"
+    chart_upgrade "$RELEASE_B" "$NS_B" --reuse-values >"$WORK/upgrade-b2.out" 2>&1 \
+        || { cat "$WORK/upgrade-b2.out" >&2; fail "helm upgrade $RELEASE_B after the hand-over failed"; }
+    manages_crd "$RELEASE_B" "$NS_B" || fail "after the hand-over, release $RELEASE_B does not manage the CRD"
+    [ "$(crd_owner)" = "$RELEASE_B $NS_B Helm" ] || fail "after the hand-over the CRD's owner is '$(crd_owner)'"
+    v=$(k get crd hsmpartitions.hsmbridge.io -o jsonpath='{.metadata.labels.app\.kubernetes\.io/instance} {.metadata.annotations.helm\.sh/resource-policy}')
+    [ "$v" = "$RELEASE_B keep" ] || fail "after the hand-over the CRD has instance label / resource-policy: $v"
+    uninstall_leaves_crd "$RELEASE_B" "$NS_B" "after the hand-over"
+    ok "$n kubectl commands and an upgrade: $RELEASE_B manages the CRD; its uninstall keeps the CRD and leaves nothing else"
+
+    step "a CRD without Helm's metadata (as \`kubectl apply -f crds/\` leaves it): $RELEASE_B installs next to it"
+    k annotate crd hsmpartitions.hsmbridge.io meta.helm.sh/release-name- meta.helm.sh/release-namespace- >/dev/null
+    k label crd hsmpartitions.hsmbridge.io app.kubernetes.io/managed-by- app.kubernetes.io/instance- >/dev/null
+    chart_install "$RELEASE_B" "$NS_B" "${set_test[@]}" >"$out" 2>&1 \
+        || { cat "$out" >&2; fail "helm install $RELEASE_B next to a CRD applied without Helm failed"; }
+    manages_crd "$RELEASE_B" "$NS_B" && fail "release $RELEASE_B took a CRD applied without Helm into its manifest"
+    [ "$(crd_owner)" = "  " ] || fail "release $RELEASE_B changed the unmanaged CRD's metadata: '$(crd_owner)'"
+    grep -qF "belongs to no Helm release" "$out" || { cat "$out" >&2; fail "NOTES.txt does not say the CRD is not Helm's"; }
+    uninstall_leaves_crd "$RELEASE_B" "$NS_B" "next to an unmanaged CRD"
+    ok "installs and uninstalls; the unmanaged CRD stays as it was"
 }
 
 case "${1:-all}" in

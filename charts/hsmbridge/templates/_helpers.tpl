@@ -55,3 +55,33 @@ app.kubernetes.io/component: operator
 {{- define "hsmbridge.selfManagedTLS" -}}
 {{- if not .Values.webhook.certManager.enabled }}true{{- end }}
 {{- end }}
+
+{{/*
+The HsmPartition CRD outlives the release that created it (helm.sh/resource-policy: keep) and then
+still carries that release's ownership metadata (meta.helm.sh/release-name/-namespace). Helm refuses
+to adopt an object owned by another release, so an install under another name or namespace would
+fail on it. Hence the chart renders the CRD only when it is absent or already this release's, and
+otherwise leaves it alone (neither changed nor deleted by this release; NOTES.txt says how to hand
+it over). Without a cluster (`helm template`) lookup finds nothing and the CRD is rendered.
+
+hsmbridge.crdForeignOwner: empty when the CRD is absent or this release's; else who owns it.
+*/}}
+{{- define "hsmbridge.crdName" -}}hsmpartitions.hsmbridge.io{{- end }}
+{{- define "hsmbridge.crdForeignOwner" -}}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" (include "hsmbridge.crdName" .) }}
+{{- if $crd }}
+{{- $annotations := $crd.metadata.annotations | default dict }}
+{{- $labels := $crd.metadata.labels | default dict }}
+{{- $name := index $annotations "meta.helm.sh/release-name" | default "" }}
+{{- $namespace := index $annotations "meta.helm.sh/release-namespace" | default "" }}
+{{- $helm := eq (index $labels "app.kubernetes.io/managed-by" | default "") "Helm" }}
+{{- if not (and $helm (eq $name .Release.Name) (eq $namespace .Release.Namespace)) }}
+{{- if and $helm $name }}release {{ $name }} in namespace {{ $namespace }}{{ else }}no Helm release (applied outside Helm){{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* True (non-empty) when this release renders the CRD: crds.enabled and no other owner. */}}
+{{- define "hsmbridge.renderCRD" -}}
+{{- if and .Values.crds.enabled (not (include "hsmbridge.crdForeignOwner" .)) }}true{{- end }}
+{{- end }}
