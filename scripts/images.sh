@@ -12,7 +12,9 @@
 #   $IMAGE_REGISTRY/hsm-operator:VERSION         images/operator         (distroless-like base)
 #   $IMAGE_REGISTRY/hsm-sidecar:VERSION          images/sidecar          (sidecar + shim, Debian slim)
 #   $IMAGE_REGISTRY/hsm-sidecar-softhsm:VERSION  images/sidecar-softhsm  (+ Debian's softhsm2)
-#   localhost/hsmbridge/pause:3.4.1              images/pause            (Kubernetes' pause.c, static)
+#   localhost/hsmbridge/e2e-app:VERSION          e2e/app                 (pkcs11-tool + openssl: the
+#                                                the end-to-end story's app; not a product image)
+# The node's pause image is scripts/kube-node.sh's own.
 # images/sidecar-primus needs the vendor's files and is not built here.
 #
 # Builder: docker when `docker info` works, else podman (installed from Debian when missing).
@@ -42,19 +44,18 @@ T0=$(date +%s)
 step() { echo "images: == $* [$(($(date +%s) - T0))s]" >&2; }
 log() { echo "images:    $*" >&2; }
 die() { echo "images: FAIL: $*" >&2; exit 1; }
-# CACHE, as_root, apt_install, source_tree (the kubernetes source, for pause.c).
+# CACHE, as_root, apt_install.
 # shellcheck source=scripts/lib/kube-build.sh
 . "$REPO/scripts/lib/kube-build.sh"
 
 BASE_CACHE="$CACHE/images"
 RELEASE="$REPO/target/release"
 VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$REPO/charts/hsmbridge/Chart.yaml")
-PAUSE_VERSION=3.4.1
-PAUSE_REF="localhost/hsmbridge/pause:$PAUSE_VERSION"
 
 OPERATOR_REF="$IMAGE_REGISTRY/$IMAGE_OPERATOR:$VERSION"
 SIDECAR_REF="$IMAGE_REGISTRY/$IMAGE_SIDECAR:$VERSION"
 SOFTHSM_REF="$IMAGE_REGISTRY/$IMAGE_SIDECAR_SOFTHSM:$VERSION"
+APP_REF="localhost/hsmbridge/e2e-app:$VERSION"
 
 # Debian for the local bases: the release, with its updates and security suites.
 SUITE=bookworm
@@ -265,21 +266,6 @@ stage() {
     echo "$dir"
 }
 
-# pause_binary DIR: builds Kubernetes' pause.c (from the kubernetes source tree in the cache,
-# fetched with `apt-get source` when absent) into DIR/pause.
-pause_binary() {
-    local tree src
-    [ -n "$(first_dir "$CACHE"/src/kubernetes-*/)" ] || apt_install dpkg-dev
-    tree=$(source_tree)
-    src="$tree/build/pause/linux/pause.c"
-    [ -f "$src" ] || die "no $src"
-    if ! command -v gcc >/dev/null 2>&1 || [ ! -f /usr/lib/x86_64-linux-gnu/libc.a ]; then apt_install gcc libc6-dev; fi
-    mkdir -p "$1"
-    gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-hsmbridge" -o "$1/pause" "$src"
-    strip "$1/pause"
-    log "pause from ${src#"$CACHE"/}"
-}
-
 # ---------------------------------------------------------------------------------------------
 # Smoke tests
 
@@ -287,7 +273,7 @@ run() { "$B" run --rm "${RUN_FLAGS[@]}" "$@"; }
 
 # probe_run_flags: podman gives containers NOFILE and NPROC limits above this VM's hard limits, and
 # without CAP_SYS_RESOURCE runc cannot set them ("error setting rlimit type 7"). The first of
-# these that lets the pause image run becomes RUN_FLAGS: `--ulimit host`, or explicit limits.
+# these that lets the operator image run becomes RUN_FLAGS: `--ulimit host`, or explicit limits.
 probe_run_flags() {
     [ "$B" = podman ] || return 0
     local hn hu candidate
@@ -298,9 +284,9 @@ probe_run_flags() {
         "--ulimit nofile=$hn:$hn --ulimit nproc=32768:32768" "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"; do
         # shellcheck disable=SC2206 # split on purpose
         RUN_FLAGS=($candidate)
-        if run "$PAUSE_REF" -v >/dev/null 2>&1; then log "podman run flags: $candidate"; return 0; fi
+        if run "$OPERATOR_REF" --help >/dev/null 2>&1; then log "podman run flags: $candidate"; return 0; fi
     done
-    die "podman run fails with every ulimit setting tried (see: podman run --rm $candidate $PAUSE_REF -v)"
+    die "podman run fails with every ulimit setting tried (see: podman run --rm $candidate $OPERATOR_REF --help)"
 }
 
 smoke() {
@@ -351,8 +337,9 @@ test -S /tmp/p11.sock; kill \$pid; wait \$pid || true; echo served"
     grep -q '^served$' <<<"$served" || die "$SOFTHSM_REF: sidecar on SoftHSM: $served"
     log "ok: $SOFTHSM_REF softhsm2-util $out; hsm-sidecar serves $SOFTHSM_MODULE_PATH with a fresh token (read-only root, tmpfs /tmp)"
 
-    out=$(run --read-only "$PAUSE_REF" -v 2>&1) || die "$PAUSE_REF -v failed: $out"
-    log "ok: $PAUSE_REF -v: $out"
+    out=$(run --read-only --entrypoint pkcs11-tool "$APP_REF" --version 2>&1 | head -n 1) || true
+    run --read-only --entrypoint openssl "$APP_REF" version >/dev/null 2>&1 || die "$APP_REF: no openssl"
+    log "ok: $APP_REF has pkcs11-tool and openssl"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -378,19 +365,17 @@ cmd_build() {
         "slim/v1 $SUITE ${SLIM_OPTS[*]} ${MIRRORS[*]} $(declare -f rootfs_slim)")
 
     step "build contexts (stripped copies of the release binaries)"
-    local ctx_operator ctx_sidecar ctx_pause
+    local ctx_operator ctx_sidecar
     ctx_operator=$(stage operator hsm-operator)
     ctx_sidecar=$(stage sidecar hsm-sidecar "$SHIM_FILE")
-    ctx_pause="$WORK/context/pause"
     mkdir -p "$WORK/context/empty"
-    pause_binary "$ctx_pause"
     log "$(cd "$WORK/context" && find . -type f -printf '%P %s\n' | awk '{ printf "%s%s %.1f MB", sep, $1, $2 / 1e6; sep = ", " }')"
 
     step "images"
     build "$OPERATOR_REF" "$REPO/images/operator/Dockerfile" "$ctx_operator" "BASE=$operator_base"
     build "$SIDECAR_REF" "$REPO/images/sidecar/Dockerfile" "$ctx_sidecar" "BASE=$sidecar_base"
     build "$SOFTHSM_REF" "$REPO/images/sidecar-softhsm/Dockerfile" "$WORK/context/empty" "SIDECAR_IMAGE=$SIDECAR_REF"
-    build "$PAUSE_REF" "$REPO/images/pause/Dockerfile" "$ctx_pause" "VERSION=$PAUSE_VERSION"
+    build "$APP_REF" "$REPO/e2e/app/Dockerfile" "$WORK/context/empty" "BASE=$sidecar_base"
     remove_replaced
 
     step "smoke tests"
@@ -403,7 +388,7 @@ cmd_save() {
     mkdir -p "$dir"
     step "save to $dir"
     : >"$dir/sizes.txt.tmp"
-    for ref in "$OPERATOR_REF" "$SIDECAR_REF" "$SOFTHSM_REF" "$PAUSE_REF"; do
+    for ref in "$OPERATOR_REF" "$SIDECAR_REF" "$SOFTHSM_REF" "$APP_REF"; do
         name=${ref##*/}; name=${name%%:*}
         rm -f "$dir/$name.tar"
         if [ "$B" = podman ]; then
@@ -418,7 +403,7 @@ cmd_save() {
     mv "$dir/sizes.txt.tmp" "$dir/sizes.txt"
 }
 
-refs() { printf '%s\n' "$OPERATOR_REF" "$SIDECAR_REF" "$SOFTHSM_REF" "$PAUSE_REF"; }
+refs() { printf '%s\n' "$OPERATOR_REF" "$SIDECAR_REF" "$SOFTHSM_REF" "$APP_REF"; }
 
 summary() {
     step "done"

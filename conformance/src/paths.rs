@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub fn softhsm_module() -> PathBuf {
     std::env::var_os("HSMBRIDGE_SOFTHSM_MODULE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+        .unwrap_or_else(|| PathBuf::from(hsmbridge_contract::SOFTHSM_MODULE_PATH))
 }
 
 /// `target/<profile>` of the running test executable.
@@ -34,7 +34,7 @@ pub fn sidecar_bin() -> PathBuf {
 
 /// `target/<profile>/libhsmbridge_pkcs11.so`; panics if it has not been built.
 pub fn shim_lib() -> PathBuf {
-    built_artifact("libhsmbridge_pkcs11.so")
+    built_artifact(hsmbridge_contract::SHIM_FILE)
 }
 
 /// `target/<profile>/<name>`; panics with how to build it if it is missing.

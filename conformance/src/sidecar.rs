@@ -138,7 +138,7 @@ impl Sidecar {
     /// Environment for a process that loads the shim against this sidecar.
     pub fn shim_env(&self) -> Vec<(String, String)> {
         vec![
-            ("HSMBRIDGE_SOCKET".into(), self.socket.display().to_string()),
+            (hsmbridge_contract::ENV_SOCKET.into(), self.socket.display().to_string()),
             ("HSMBRIDGE_CONNECT_WAIT_MS".into(), "5000".into()),
             ("HSMBRIDGE_TIMEOUT_MS".into(), "30000".into()),
         ]

@@ -172,7 +172,7 @@ pub fn enrollment_job(owner: &Owner, plan: &EnrollmentPlan, job_name: &str, setu
                 ..Default::default()
             },
         ]),
-        security_context: Some(security::restricted_container(security::RUN_AS_USER)),
+        security_context: Some(security::restricted_container(hsmbridge_contract::RUN_AS_USER)),
         resources: Some(job_resources()),
         ..Default::default()
     };
@@ -223,7 +223,7 @@ pub fn enrollment_job(owner: &Owner, plan: &EnrollmentPlan, job_name: &str, setu
                     service_account_name: Some(names::enroll_identity(&owner.name)),
                     automount_service_account_token: Some(true),
                     restart_policy: Some("Never".to_owned()),
-                    security_context: Some(security::restricted_pod(security::RUN_AS_USER)),
+                    security_context: Some(security::restricted_pod(hsmbridge_contract::RUN_AS_USER)),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..Default::default()

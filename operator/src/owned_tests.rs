@@ -223,16 +223,16 @@ fn enrollment_job_meets_the_restricted_pod_security_standard() {
     let pod = spec.template.spec.expect("pod spec");
     let psc = pod.security_context.expect("pod securityContext");
     assert_eq!(psc.run_as_non_root, Some(true));
-    assert_eq!(psc.run_as_user, Some(crate::security::RUN_AS_USER));
-    assert_eq!(psc.run_as_group, Some(crate::security::RUN_AS_USER));
+    assert_eq!(psc.run_as_user, Some(hsmbridge_contract::RUN_AS_USER));
+    assert_eq!(psc.run_as_group, Some(hsmbridge_contract::RUN_AS_USER));
     // The 0400 setup-password file becomes group-readable for the fsGroup.
-    assert_eq!(psc.fs_group, Some(crate::security::RUN_AS_USER));
+    assert_eq!(psc.fs_group, Some(hsmbridge_contract::RUN_AS_USER));
     assert_eq!(psc.seccomp_profile.map(|s| s.type_).as_deref(), Some("RuntimeDefault"));
     let c = &pod.containers[0];
     // The very definition the injected sidecar uses.
     assert_eq!(
         c.security_context.as_ref(),
-        Some(&crate::security::restricted_container(crate::security::RUN_AS_USER))
+        Some(&crate::security::restricted_container(hsmbridge_contract::RUN_AS_USER))
     );
     let resources = c.resources.clone().expect("resources");
     for key in ["cpu", "memory"] {

@@ -1,13 +1,12 @@
 //! The one definition of how the operator's workloads run: the injected `hsm-sidecar` and shim
 //! containers (`webhook/mutate.rs`) and the enrollment Job (`owned.rs`) both meet the
 //! "restricted" Pod Security Standard with these security contexts.
+//!
+//! The UID, GID and fsGroup is `hsmbridge_contract::RUN_AS_USER` (contract/contract.env): the
+//! distroless `nonroot` user, and the fsGroup that makes a Secret volume's 0400 files readable to
+//! the containers (the kubelet adds group read for the fsGroup).
 
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
-
-/// UID and GID of every container the operator runs or injects (distroless `nonroot`), and the
-/// fsGroup that makes a Secret volume's 0400 files readable to them (the kubelet adds group read
-/// for the fsGroup).
-pub const RUN_AS_USER: i64 = 65532;
 
 /// The "restricted" Pod Security Standard, as a container securityContext: non-root `uid`, no
 /// privilege escalation, every capability dropped, read-only root filesystem, the runtime's
@@ -51,6 +50,8 @@ fn runtime_default_seccomp() -> SeccompProfile {
 
 #[cfg(test)]
 mod tests {
+    use hsmbridge_contract::RUN_AS_USER;
+
     use super::*;
 
     #[test]

@@ -55,13 +55,8 @@ use self::tls::{CertResolver, TlsError};
 pub const WEBHOOK_CONFIGURATION: &str = "hsmbridge-injector";
 /// The Service in front of the webhook (the certificate names `<service>.<namespace>.svc`).
 pub const SERVICE_NAME: &str = "hsmbridge-webhook";
-/// Where the default shim image keeps the shim.
-pub const DEFAULT_SHIM_SOURCE: &str = "/usr/lib/hsmbridge/libhsmbridge_pkcs11.so";
 /// The first sidecar's gRPC health port.
 pub const DEFAULT_HEALTH_PORT: u16 = 17310;
-/// UID/GID of the injected containers (and the pod's fsGroup when it sets none): the one
-/// definition the enrollment Job shares.
-pub const DEFAULT_RUN_AS_USER: i64 = crate::security::RUN_AS_USER;
 
 /// How often the certificate is re-checked without any change event (expiry is time-driven).
 const RECHECK: Duration = Duration::from_secs(3600);
@@ -119,9 +114,10 @@ impl WebhookConfig {
             },
             injection: InjectionSettings {
                 shim_image: shim_image.into(),
-                shim_source_path: DEFAULT_SHIM_SOURCE.to_owned(),
+                shim_source_path: hsmbridge_contract::IMAGE_SHIM_PATH.to_owned(),
                 health_port: DEFAULT_HEALTH_PORT,
-                run_as_user: DEFAULT_RUN_AS_USER,
+                // The one definition the enrollment Job shares (owned.rs).
+                run_as_user: hsmbridge_contract::RUN_AS_USER,
                 resources: None,
             },
             metrics: Arc::new(WebhookMetrics::default()),

@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 
+use hsmbridge_contract::{APP_LIB_DIR, APP_MODULE_PATH, ENV_MODULE_PATH, ENV_SOCKET, SOCKET_DIR, SOCKET_PATH};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
@@ -50,20 +51,8 @@ use crate::crd::{EnrollmentMethod, HsmPartition, PinMode, Provider};
 use crate::names;
 use crate::security;
 
-/// Where app containers find the shim.
-pub const LIB_DIR: &str = "/opt/hsmbridge/lib";
-/// `PKCS11_MODULE_PATH` in app containers (the shim's file name `libhsmbridge_pkcs11.so` must
-/// not churn: DESIGN.md).
-pub const MODULE_PATH: &str = "/opt/hsmbridge/lib/libhsmbridge_pkcs11.so";
-/// The socket directory, shared by the sidecars and the app containers.
-pub const SOCKET_DIR: &str = "/var/run/hsmbridge";
-/// The first partition's socket: `HSMBRIDGE_SOCKET` and the shim's default.
-pub const SOCKET_PATH: &str = "/var/run/hsmbridge/pkcs11.sock";
 /// Where the credential Secret is mounted in the sidecar.
 pub const CREDENTIALS_DIR: &str = "/etc/hsmbridge/credentials";
-
-pub const ENV_SOCKET: &str = "HSMBRIDGE_SOCKET";
-pub const ENV_MODULE_PATH: &str = "PKCS11_MODULE_PATH";
 /// Primus provider 1.8.4+: the secrets file ppin wrote.
 pub const ENV_PRIMUS_SECRETS: &str = "SECUROSYS_SECRETS_CONF";
 /// Credential Secret key of the ppin secrets file (CONTRACT.md).
@@ -220,7 +209,7 @@ pub fn inject(
     check_names_free(pod, &spec.containers, &init_containers, &sidecars)?;
     for target in &targets {
         let container = target.container(&spec.containers, &init_containers);
-        for (path, what) in [(LIB_DIR, "the shim"), (SOCKET_DIR, "the sidecar's socket")] {
+        for (path, what) in [(APP_LIB_DIR, "the shim"), (SOCKET_DIR, "the sidecar's socket")] {
             let taken = container
                 .volume_mounts
                 .iter()
@@ -298,7 +287,7 @@ pub fn inject(
         let mounts = [
             VolumeMount {
                 name: VOLUME_LIB.to_owned(),
-                mount_path: LIB_DIR.to_owned(),
+                mount_path: APP_LIB_DIR.to_owned(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             },
@@ -315,7 +304,7 @@ pub fn inject(
             &mounts,
         )?;
         let defined = |name: &str| container.env.iter().flatten().any(|e| e.name == name);
-        let env: Vec<EnvVar> = [(ENV_SOCKET, SOCKET_PATH), (ENV_MODULE_PATH, MODULE_PATH)]
+        let env: Vec<EnvVar> = [(ENV_SOCKET, SOCKET_PATH), (ENV_MODULE_PATH, APP_MODULE_PATH)]
             .into_iter()
             .filter(|(name, _)| !defined(name))
             .map(|(name, value)| env_var(name, value))
@@ -695,11 +684,11 @@ fn shim_container(settings: &Settings) -> Container {
         command: Some(vec![
             "cp".to_owned(),
             settings.shim_source_path.clone(),
-            MODULE_PATH.to_owned(),
+            APP_MODULE_PATH.to_owned(),
         ]),
         volume_mounts: Some(vec![VolumeMount {
             name: VOLUME_LIB.to_owned(),
-            mount_path: LIB_DIR.to_owned(),
+            mount_path: APP_LIB_DIR.to_owned(),
             ..VolumeMount::default()
         }]),
         security_context: Some(security::restricted_container(settings.run_as_user)),

@@ -448,7 +448,7 @@ fn existing_lists_are_appended_to_and_user_settings_kept() {
         let e = env(app);
         assert_eq!(e["HSMBRIDGE_SOCKET"], "/custom.sock", "the container's own value wins");
         assert_eq!(e["A"], "1");
-        assert_eq!(e["PKCS11_MODULE_PATH"], MODULE_PATH);
+        assert_eq!(e["PKCS11_MODULE_PATH"], APP_MODULE_PATH);
         assert_eq!(app.env.as_ref().map(Vec::len), Some(3), "no duplicate entries");
         let m = mounts(app);
         assert_eq!(m.len(), 3);

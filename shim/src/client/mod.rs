@@ -31,8 +31,6 @@ use zeroize::Zeroize;
 use crate::guard::Rv;
 use crate::handles;
 
-pub const SOCKET_ENV: &str = "HSMBRIDGE_SOCKET";
-pub const DEFAULT_SOCKET: &str = "/var/run/hsmbridge/pkcs11.sock";
 /// Deadline of one call, milliseconds.
 pub const TIMEOUT_ENV: &str = "HSMBRIDGE_TIMEOUT_MS";
 /// How long C_Initialize waits for a sidecar that is not up yet, milliseconds.
@@ -102,9 +100,9 @@ pub fn initialize() -> Rv {
         return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
     }
     let client = Arc::new(Client {
-        socket: std::env::var_os(SOCKET_ENV)
+        socket: std::env::var_os(hsmbridge_contract::ENV_SOCKET)
             .map(PathBuf::from)
-            .unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            .unwrap_or_else(|| hsmbridge_contract::SOCKET_PATH.into()),
         timeout: env_millis(TIMEOUT_ENV, 30_000),
         fork_generation: FORK_GENERATION.load(Ordering::SeqCst),
         pool: Mutex::new(Pool {

@@ -68,7 +68,7 @@ impl Target {
             .arg(&self.module)
             .env_remove("SOFTHSM2_CONF")
             .env_remove("P11_KIT_SERVER_ADDRESS")
-            .env_remove("HSMBRIDGE_SOCKET")
+            .env_remove(hsmbridge_contract::ENV_SOCKET)
             .env(PIN_ENV, pin)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -203,7 +203,7 @@ fn start_backend(
             let target = Target {
                 backend,
                 module: opts.shim.clone(),
-                env: vec![("HSMBRIDGE_SOCKET", server.socket.display().to_string())],
+                env: vec![(hsmbridge_contract::ENV_SOCKET, server.socket.display().to_string())],
                 server_pid: Some(server.pid()),
             };
             Ok((target, Some(server)))
