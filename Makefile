@@ -1,10 +1,16 @@
-# The two set-up commands of the README, and the benchmark.
-.PHONY: demo test bench bench-operator bench-webhook hostile-report
+# The set-up commands of the README, and the benchmarks.
+.PHONY: demo demo-cluster test bench bench-operator bench-webhook hostile-report
 
 # End to end on a local SoftHSM token: enroll, start the sidecar in managed mode, and let
 # pkcs11-tool list slots, generate an EC key, sign and verify through the shim without the PIN.
 demo:
 	bash scripts/demo.sh
+
+# The same story on a one-node Kubernetes cluster built here (scripts/kube-node.sh): helm install,
+# enrollment Job, a labelled Deployment signing through the shim, sidecar restart, readiness,
+# denials, reinstall (e2e/story.sh). Builds what it needs; stops the node afterwards. Needs root.
+demo-cluster:
+	bash e2e/story.sh
 
 # Installs system packages, builds the workspace in release mode and runs all tests.
 test:

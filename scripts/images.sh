@@ -269,7 +269,9 @@ stage() {
 # ---------------------------------------------------------------------------------------------
 # Smoke tests
 
-run() { "$B" run --rm "${RUN_FLAGS[@]}" "$@"; }
+# No network: the smoke tests need none, and podman's default network would leave a bridge and
+# firewall chains (CNI-*) behind.
+run() { "$B" run --rm --network none "${RUN_FLAGS[@]}" "$@"; }
 
 # probe_run_flags: podman gives containers NOFILE and NPROC limits above this VM's hard limits, and
 # without CAP_SYS_RESOURCE runc cannot set them ("error setting rlimit type 7"). The first of

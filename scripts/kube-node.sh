@@ -5,7 +5,7 @@
 # like scripts/kube-testenv.sh's API server), containerd 1.6 + runc from Debian, Debian's CNI
 # plugins on a bridge this script makes, and a pause image built here from the same source.
 #
-#   scripts/kube-node.sh install              # once per machine (root): packages, builds, pause image
+#   scripts/kube-node.sh install              # once per machine: packages (root or sudo), builds, pause image
 #   scripts/kube-node.sh start DIR [ARCHIVE...]   # the whole node, state under DIR; imports the
 #                                             # OCI/docker archives into containerd; waits until
 #                                             # the node is Ready and `default` has its token
@@ -25,14 +25,16 @@
 #
 # What the host lends the node, and how stop gives it back:
 #   - the bridge cni0 (10.244.0.1/24): deleted;
-#   - iptables/ip6tables chains KUBE-* (kubelet, kube-proxy) and CNI-*: rules and chains removed
-#     (start refuses to run when such chains exist already: another node is running);
+#   - iptables/ip6tables chains KUBE-* (kubelet, kube-proxy): rules and chains removed (start
+#     refuses to run when such chains exist already: another node is running); the CNI bridge
+#     makes none (no ipMasq, no portmap or firewall plugin);
 #   - sysctls the kubelet (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops), kube-proxy
 #     (net.ipv4.conf.all.route_localnet) and the CNI bridge (net.ipv4.ip_forward) set: restored to
 #     the values saved at start;
-#   - paths outside DIR that the kubelet, containerd or CNI create whatever they are told
-#     (/var/log/pods, /var/log/containers, /var/lib/cni, /run/containerd, /run/netns): removed when
-#     start found them absent; network namespaces and mounts made under DIR: removed.
+#   - paths outside DIR that the kubelet, containerd or CNI write to whatever they are told
+#     (/var/log/pods, /var/log/containers, /var/lib/cni, /run/containerd, /run/netns): whatever
+#     start did not find there is removed (the directories too, if they were absent); network
+#     namespaces and mounts made under DIR: removed.
 #
 # Quirks of this VM (a Firecracker guest, cgroup v1) and what works around them, as kind and k3s do:
 #   - root lacks CAP_SYS_RESOURCE: containerd's restrict_oom_score_adj = true, else runc fails with
@@ -99,7 +101,6 @@ build_pause() {
 }
 
 cmd_install() {
-    [ "$(id -u)" -eq 0 ] || die "install needs root (packages, and start needs it for containerd and iptables)"
     apt_install golang-go rsync dpkg-dev make "${PACKAGES[@]}"
     "$SCRIPTS/kube-testenv.sh" install
     kube_install "${BINARIES[@]}"
@@ -207,15 +208,17 @@ make_pki() {
     kubeconfig proxy system:kube-proxy "$proxy"
 }
 
-# Host state to give back at stop: sysctls, which HOST_PATHS existed, which netns existed.
+# Every path under HOST_PATHS (the paths too), one per line.
+host_files() { find "${HOST_PATHS[@]}" 2>/dev/null || true; }
+
+# Host state to give back at stop: sysctls, what HOST_PATHS held, which netns existed.
 save_host_state() {
     local s p
     : >"$DIR/run/sysctl.saved"
     for s in "${SYSCTLS[@]}"; do
         sysctl -n "$s" >/dev/null 2>&1 && printf '%s=%s\n' "$s" "$(sysctl -n "$s")" >>"$DIR/run/sysctl.saved"
     done
-    : >"$DIR/run/host-paths.created"
-    for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] || echo "$p" >>"$DIR/run/host-paths.created"; done
+    host_files | sort >"$DIR/run/host-files.before"
     ip netns list 2>/dev/null | cut -d' ' -f1 | sort >"$DIR/run/netns.before"
 }
 
@@ -387,7 +390,7 @@ kube_chains_present() {
     local cmd t
     for cmd in iptables ip6tables; do
         for t in filter nat mangle; do
-            "$cmd" -t "$t" -S 2>/dev/null | grep -qE '^-N (KUBE|CNI)-' && return 0
+            "$cmd" -t "$t" -S 2>/dev/null | grep -qE '^-N KUBE-' && return 0
         done
     done
     return 1
@@ -401,7 +404,7 @@ cmd_start() {
     [ -s "$PAUSE_ARCHIVE" ] || die "$PAUSE_ARCHIVE missing: run '$0 install' first"
     mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
     [ -d "$DIR/run" ] && die "$DIR/run exists: a node runs (or ran and was not stopped) there; '$0 stop $DIR' first"
-    kube_chains_present && die "iptables has KUBE-*/CNI-* chains already: another node runs on this machine"
+    kube_chains_present && die "iptables has KUBE-* chains already: another node runs on this machine"
     mkdir -p "$DIR/run"
     # From here on, a failure stops what was started.
     trap 'log "start failed; stopping what it started"; cmd_stop "$DIR"' ERR
@@ -483,9 +486,9 @@ remove_chains() {
         for t in filter nat mangle; do
             "$cmd" -t "$t" -S >/dev/null 2>&1 || continue
             # Jumps from the built-in chains into ours.
-            "$cmd" -t "$t" -S | grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' | grep -vE '^-A (KUBE|CNI)-' | sed 's/^-A /-D /' \
+            "$cmd" -t "$t" -S | grep -E '^-A [A-Z]+ .*-j KUBE-' | grep -vE '^-A KUBE-' | sed 's/^-A /-D /' \
                 | while read -r rule; do eval "$cmd -t $t $rule" 2>/dev/null || true; done
-            chains=$("$cmd" -t "$t" -S | awk '/^-N (KUBE|CNI)-/ {print $2}')
+            chains=$("$cmd" -t "$t" -S | awk '/^-N KUBE-/ {print $2}')
             for chain in $chains; do "$cmd" -t "$t" -F "$chain" 2>/dev/null || true; done
             for chain in $chains; do "$cmd" -t "$t" -X "$chain" 2>/dev/null || true; done
         done
@@ -500,8 +503,11 @@ restore_host() {
     if [ -f "$DIR/run/bridge" ]; then
         ip link delete "$(cat "$DIR/run/bridge")" 2>/dev/null || true
     fi
-    if [ -f "$DIR/run/host-paths.created" ]; then
-        while read -r p; do [ -n "$p" ] && rm -rf "$p"; done <"$DIR/run/host-paths.created"
+    # What the node added under HOST_PATHS (the paths themselves when they were absent), deepest first.
+    if [ -f "$DIR/run/host-files.before" ]; then
+        host_files | sort | comm -13 "$DIR/run/host-files.before" - | sort -r | while read -r p; do
+            [ -n "$p" ] && rm -rf "$p"
+        done
     fi
 }
 

@@ -2,13 +2,17 @@
 # `make test`: installs the system packages, builds everything in release mode (the tests drive
 # target/release/hsm-sidecar and target/release/libhsmbridge_pkcs11.so) and runs the workspace tests.
 # The operator's integration tests (operator/tests/) start real kube-apiservers: `kube-testenv.sh
-# install` builds and caches one (~5 min on a fresh machine, then a no-op).
+# install` builds and caches one (~5 min on a fresh machine, then a no-op). The end-to-end story
+# (e2e/story.sh) runs last, on a one-node cluster: `kube-node.sh install` builds and caches the
+# kubelet, scheduler, controller-manager and kube-proxy (~14 min on a fresh machine, then a no-op);
+# the images are built from the release binaries each time (scripts/images.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
 
 "$REPO_ROOT/scripts/install-deps.sh"
 "$REPO_ROOT/scripts/kube-testenv.sh" install
+"$REPO_ROOT/scripts/kube-node.sh" install
 ensure_cargo
 # Style and lints first: they are fast and say most.
 cargo fmt --all -- --check
@@ -17,3 +21,4 @@ build_release
 bash scripts/chart-test.sh
 # --no-fail-fast: report every failing test binary, not only the first.
 cargo test --release --workspace --no-fail-fast "$@"
+bash e2e/story.sh
