@@ -1,6 +1,11 @@
 //! hsm-sidecar: loads the vendor PKCS#11 module, holds the HSM connection and
 //! the credential, and serves PKCS#11 to the shim over a Unix socket.
 //!
+//! Subcommands: `serve` (here, `server/`), `enroll` (`enroll/`), and the two the
+//! injected pod runs so that the image needs no shell: `probe` (`probe.rs`, the
+//! readiness probe before Kubernetes 1.24) and `install-shim` (`install_shim.rs`,
+//! the init container).
+//!
 //! Every call into the vendor module is an `unsafe { p11!(...) }` block whose
 //! `// SAFETY:` line says why its arguments are valid for the module (see
 //! `backend::p11`).
@@ -27,10 +32,12 @@ mod crypto;
 mod enroll;
 mod health;
 mod held_pin;
+mod install_shim;
 mod keys;
 mod login;
 mod object;
 mod objects;
+mod probe;
 mod process;
 mod reply;
 mod rv;
@@ -82,6 +89,11 @@ enum Command {
     /// Exchange a one-time setup password for a permanent secret
     /// (pkcs11-init-pin or ppin), written to files or to a Kubernetes Secret.
     Enroll(enroll::EnrollArgs),
+    /// Ask a sidecar's health server (`serve --health-addr`) whether it serves:
+    /// exit 0 when SERVING, 1 otherwise (NOT_SERVING, unreachable, timeout).
+    Probe(probe::ProbeArgs),
+    /// Copy the shim this image carries into DIR (mode 0755, atomically).
+    InstallShim(install_shim::InstallShimArgs),
 }
 
 fn parse_mechanism(s: &str) -> Result<u64, String> {
@@ -93,7 +105,8 @@ fn parse_mechanism(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    // Both subcommands hold secrets: no core dumps, no ptrace by the pod's other processes.
+    // serve and enroll hold secrets: no core dumps, no ptrace by the pod's other processes
+    // (harmless for probe and install-shim).
     if let Err(e) = process::harden() {
         eprintln!("hsm-sidecar: cannot make the process non-dumpable: {e}");
         return ExitCode::FAILURE;
@@ -120,6 +133,8 @@ fn main() -> ExitCode {
             serve(module, socket, pin_file, health_addr, raw_param_mechanisms, config)
         }
         Command::Enroll(args) => enroll::run(args),
+        Command::Probe(args) => probe::run(args),
+        Command::InstallShim(args) => install_shim::run(args),
     }
 }
 
