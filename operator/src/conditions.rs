@@ -3,6 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::crd::HsmPartition;
+
 pub const CONFIG_RENDERED: &str = "ConfigRendered";
 pub const ENROLLED: &str = "Enrolled";
 pub const READY: &str = "Ready";
@@ -120,6 +122,16 @@ pub fn transitions<'a>(existing: &[Condition], desired: &'a [Cond]) -> Vec<&'a C
                 .any(|c| c.type_ == d.type_ && c.status == status && c.reason == d.reason)
         })
         .collect()
+}
+
+/// The partition's `Ready` condition, if it has one.
+pub fn ready_condition(partition: &HsmPartition) -> Option<&Condition> {
+    partition.status.as_ref()?.conditions.iter().find(|c| c.type_ == READY)
+}
+
+/// Whether the partition's `Ready` condition is True (the webhook injects only such partitions).
+pub fn is_ready(partition: &HsmPartition) -> bool {
+    ready_condition(partition).is_some_and(|c| c.status == "True")
 }
 
 /// Text fit for a condition message or Event note: no control characters, bounded length.

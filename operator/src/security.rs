@@ -1,5 +1,5 @@
 //! The one definition of how the operator's workloads run: the injected `hsm-sidecar` and shim
-//! containers (`webhook/mutate.rs`) and the enrollment Job (`owned.rs`) both meet the
+//! containers (`webhook/inject/`) and the enrollment Job (`owned.rs`) both meet the
 //! "restricted" Pod Security Standard with these security contexts.
 //!
 //! The UID, GID and fsGroup is `hsmbridge_contract::RUN_AS_USER` (contract/contract.env): the

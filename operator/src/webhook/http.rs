@@ -29,9 +29,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::annotations::{self, Parsed};
+use super::inject::{self, Denial, ServerCaps, Settings};
 use super::limits::{self, MAX_BODY};
 use super::metrics::{Outcome, WebhookMetrics};
-use super::mutate::{self, Denial, ServerCaps, Settings};
 use super::partitions::PartitionLookup;
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -222,7 +222,7 @@ impl<L: PartitionLookup> Handler<L> {
             Ok(Parsed::NotOptedIn | Parsed::AlreadyInjected) => return (allow, Outcome::Skipped),
             Err(e) => return deny(allow, e),
         };
-        if let Err(denial) = mutate::precheck(pod) {
+        if let Err(denial) = inject::precheck(pod) {
             return self.denied(allow, pod, denial);
         }
         let Some(namespace) = req
@@ -234,12 +234,12 @@ impl<L: PartitionLookup> Handler<L> {
             return deny(allow, "the pod has no namespace");
         };
         // One lookup per partition, stopping at the first one the pod cannot use.
-        let service_account = mutate::service_account(pod);
+        let service_account = inject::service_account(pod);
         let mut found = BTreeMap::new();
         for name in &request.partitions {
             match self.lookup.get(namespace, name).await {
                 Ok(Some(partition)) => {
-                    if let Err(denial) = mutate::check_usable(&partition, namespace, name, &service_account) {
+                    if let Err(denial) = inject::check_usable(&partition, namespace, name, &service_account) {
                         return self.denied(allow, pod, denial);
                     }
                     found.insert(name.clone(), partition);
@@ -259,7 +259,7 @@ impl<L: PartitionLookup> Handler<L> {
                 }
             }
         }
-        match mutate::inject(pod, namespace, &request, &found, &self.settings, self.caps) {
+        match inject::inject(pod, namespace, &request, &found, &self.settings, self.caps) {
             Ok(patch) => match allow.clone().with_patch(patch) {
                 Ok(patched) => {
                     debug!(namespace, pod = pod_name(pod), partitions = ?request.partitions, "injected");

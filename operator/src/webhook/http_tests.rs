@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::crd::HsmPartition;
+use crate::webhook::inject::{ServerCaps, Settings};
 use crate::webhook::metrics::{Outcome, WebhookMetrics};
-use crate::webhook::mutate::{ServerCaps, Settings};
 use crate::webhook::partitions::PartitionLookup;
 
 /// Partitions from a map; `fail` makes every lookup an error (API server unreachable), `hang`

@@ -1,5 +1,5 @@
 //! The mutating admission webhook: pods labelled `hsmbridge.io/inject: "true"` get the
-//! `hsm-sidecar` container and the PKCS#11 shim (see `mutate.rs` for what the patch adds).
+//! `hsm-sidecar` container and the PKCS#11 shim (see `inject/` for what the patch adds).
 //!
 //! One entry point, [`serve`], which `hsm-operator run` calls on every replica (the webhook is
 //! stateless; only the certificate is shared, through a Secret):
@@ -15,16 +15,16 @@
 //! get/list/watch/create/update in the operator namespace (self-managed TLS only);
 //! `mutatingwebhookconfigurations` get/list/watch/patch (self-managed TLS only, for caBundle).
 //!
-//! Files: `annotations.rs` (what the pod asks), `mutate.rs` (the patch or the denial),
+//! Files: `annotations.rs` (what the pod asks), `inject/` (the patch or the denial),
 //! `partitions.rs` (finding partitions), `tls.rs` (the certificate), `http.rs` (the server),
 //! `limits.rs` (what one pod may ask and one client may hold), `metrics.rs` (latency
 //! histogram for /metrics).
 
 pub mod annotations;
 pub mod http;
+pub mod inject;
 pub mod limits;
 pub mod metrics;
-pub mod mutate;
 pub mod partitions;
 pub mod tls;
 
@@ -45,7 +45,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 pub use metrics::WebhookMetrics;
-pub use mutate::{ServerCaps, Settings as InjectionSettings};
+pub use inject::{ServerCaps, Settings as InjectionSettings};
 
 use self::http::Handler;
 use self::partitions::Partitions;

@@ -11,7 +11,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tracing::warn;
 
-use super::mutate::is_ready;
+use crate::conditions::is_ready;
 use crate::crd::HsmPartition;
 
 /// Where the webhook reads partitions from (the API server, or a map in tests).

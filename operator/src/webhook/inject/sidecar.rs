@@ -1,0 +1,220 @@
+//! One partition's sidecar: the `hsm-sidecar serve` container (command, provider environment,
+//! mounts, probes, security context) and the two volumes only it mounts (the partition's
+//! credential Secret and provider ConfigMap).
+
+use hsmbridge_contract::{SOCKET_DIR, SOCKET_PATH};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, GRPCAction, Probe, SecretVolumeSource, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::super::annotations::SidecarMode;
+use super::denial::Denial;
+use super::settings::{ServerCaps, Settings};
+use super::{env_var, VOLUME_SOCKET, VOLUME_TMP};
+use crate::crd::{EnrollmentMethod, HsmPartition, PinMode, Provider};
+use crate::names;
+use crate::security;
+
+/// Where the credential Secret is mounted in the sidecar.
+pub const CREDENTIALS_DIR: &str = "/etc/hsmbridge/credentials";
+/// Primus provider 1.8.4+: the secrets file ppin wrote.
+pub const ENV_PRIMUS_SECRETS: &str = "SECUROSYS_SECRETS_CONF";
+/// Credential Secret key of the ppin secrets file (CONTRACT.md).
+pub const KEY_SECRETS_CFG: &str = "secrets.cfg";
+/// The first partition's sidecar container.
+pub const SIDECAR_CONTAINER: &str = "hsm-sidecar";
+const VOLUME_CREDENTIALS: &str = "hsmbridge-credentials";
+const VOLUME_PROVIDER: &str = "hsmbridge-provider";
+/// Longest container name (RFC 1123 label).
+pub const MAX_CONTAINER_NAME: usize = 63;
+/// Secret volume mode: owner read only (group read is added by the kubelet for fsGroup).
+const SECRET_MODE: i32 = 0o400;
+
+/// One partition's sidecar.
+#[derive(Clone, Debug)]
+pub(super) struct SidecarPlan {
+    partition: String,
+    pub(super) container_name: String,
+    socket: String,
+    health_port: u16,
+    pub(super) credentials_volume: String,
+    pub(super) provider_volume: String,
+    image: String,
+    module_path: String,
+    managed_pin: bool,
+    primus: bool,
+    ppin: bool,
+    raw_param_mechanisms: Vec<u64>,
+}
+
+impl SidecarPlan {
+    pub(super) fn new(index: usize, name: &str, partition: &HsmPartition, settings: &Settings) -> Result<Self, Denial> {
+        let (container_name, socket, suffix) = if index == 0 {
+            (SIDECAR_CONTAINER.to_owned(), SOCKET_PATH.to_owned(), String::new())
+        } else {
+            (
+                format!("{SIDECAR_CONTAINER}-{name}"),
+                format!("{SOCKET_DIR}/pkcs11-{name}.sock"),
+                format!("-{index}"),
+            )
+        };
+        // Container names are RFC 1123 labels: no dots, at most 63 characters.
+        if container_name.len() > MAX_CONTAINER_NAME || container_name.contains('.') {
+            return Err(Denial::NameTooLong {
+                name: name.to_owned(),
+                container: container_name,
+            });
+        }
+        let health_port = u16::try_from(index)
+            .ok()
+            .and_then(|i| settings.health_port.checked_add(i))
+            .ok_or(Denial::TooManyPartitions)?;
+        let spec = &partition.spec;
+        Ok(SidecarPlan {
+            partition: name.to_owned(),
+            container_name,
+            socket,
+            health_port,
+            credentials_volume: format!("{VOLUME_CREDENTIALS}{suffix}"),
+            provider_volume: format!("{VOLUME_PROVIDER}{suffix}"),
+            image: spec.sidecar.image.clone(),
+            module_path: spec.sidecar.module_path.clone(),
+            managed_pin: spec.pin_mode == PinMode::Managed,
+            primus: spec.provider == Provider::Primus,
+            ppin: spec.enrollment.method == EnrollmentMethod::Ppin,
+            raw_param_mechanisms: spec.sidecar.raw_param_mechanisms.clone(),
+        })
+    }
+
+    /// The volumes only this sidecar mounts: the credential Secret and the provider ConfigMap.
+    pub(super) fn volumes(&self) -> [Volume; 2] {
+        [
+            Volume {
+                name: self.credentials_volume.clone(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(names::credential_secret(&self.partition)),
+                    default_mode: Some(SECRET_MODE),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: self.provider_volume.clone(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::provider_config_map(&self.partition),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]
+    }
+
+    /// The `hsm-sidecar serve` container.
+    pub(super) fn container(&self, settings: &Settings, caps: ServerCaps, mode: SidecarMode) -> Container {
+        let mut command = vec![
+            "hsm-sidecar".to_owned(),
+            "serve".to_owned(),
+            "--module".to_owned(),
+            self.module_path.clone(),
+            "--socket".to_owned(),
+            self.socket.clone(),
+        ];
+        if self.managed_pin {
+            command.push("--pin-file".to_owned());
+            command.push(format!("{CREDENTIALS_DIR}/{}", names::KEY_PIN));
+        }
+        command.push("--health-addr".to_owned());
+        command.push(format!("0.0.0.0:{}", self.health_port));
+        for mechanism in &self.raw_param_mechanisms {
+            command.push("--raw-param-mechanism".to_owned());
+            command.push(format!("{mechanism:#x}"));
+        }
+
+        let mut env = Vec::new();
+        if self.primus {
+            env.push(env_var(
+                names::ENV_PRIMUS_CONF,
+                &format!("{}/{}", names::PROVIDER_DIR, names::KEY_PRIMUS_CFG),
+            ));
+            if self.ppin {
+                env.push(env_var(
+                    ENV_PRIMUS_SECRETS,
+                    &format!("{CREDENTIALS_DIR}/{KEY_SECRETS_CFG}"),
+                ));
+            }
+        }
+
+        let port = IntOrString::Int(i32::from(self.health_port));
+        // gRPC probes ask grpc.health.v1, which follows the backend (token reachable). Before
+        // 1.24 there is no gRPC probe and the image need not carry a probe binary, so the probe
+        // is a TCP connect: the sidecar loaded the module and bound its socket.
+        let readiness = if caps.grpc_probes {
+            Probe {
+                grpc: Some(GRPCAction {
+                    port: i32::from(self.health_port),
+                    ..GRPCAction::default()
+                }),
+                period_seconds: Some(5),
+                ..Probe::default()
+            }
+        } else {
+            Probe {
+                tcp_socket: Some(TCPSocketAction {
+                    port: port.clone(),
+                    host: None,
+                }),
+                period_seconds: Some(5),
+                ..Probe::default()
+            }
+        };
+        let native = mode == SidecarMode::Native;
+        Container {
+            name: self.container_name.clone(),
+            image: Some(self.image.clone()),
+            command: Some(command),
+            env: (!env.is_empty()).then_some(env),
+            volume_mounts: Some(vec![
+                VolumeMount {
+                    name: VOLUME_SOCKET.to_owned(),
+                    mount_path: SOCKET_DIR.to_owned(),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: self.credentials_volume.clone(),
+                    mount_path: CREDENTIALS_DIR.to_owned(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: self.provider_volume.clone(),
+                    mount_path: names::PROVIDER_DIR.to_owned(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: VOLUME_TMP.to_owned(),
+                    mount_path: "/tmp".to_owned(),
+                    ..VolumeMount::default()
+                },
+            ]),
+            readiness_probe: Some(readiness),
+            // A native sidecar counts as started (and the next container starts) once this
+            // passes: the app then finds the socket bound.
+            startup_probe: native.then(|| Probe {
+                tcp_socket: Some(TCPSocketAction { port, host: None }),
+                period_seconds: Some(1),
+                failure_threshold: Some(60),
+                ..Probe::default()
+            }),
+            restart_policy: native.then(|| "Always".to_owned()),
+            security_context: Some(security::restricted_container(settings.run_as_user)),
+            resources: settings.resources.clone(),
+            ..Container::default()
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "sidecar_tests.rs"]
+mod tests;

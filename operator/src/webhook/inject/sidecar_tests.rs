@@ -1,0 +1,135 @@
+//! The sidecar container: its style (native or regular) by server version and annotation, its
+//! probes, and the command and environment from the partition.
+
+use super::super::test_support::*;
+
+#[test]
+fn grpc_probe_from_1_24_native_sidecar_from_1_29() {
+    assert_eq!(ServerCaps::for_version("1", "20"), OLD);
+    assert_eq!(
+        ServerCaps::for_version("1", "24"),
+        ServerCaps {
+            native_sidecars: false,
+            grpc_probes: true,
+            native_sidecars_forcible: false,
+        }
+    );
+    assert_eq!(ServerCaps::for_version("1", "28+"), GATED);
+    assert_eq!(ServerCaps::for_version("1", "29+"), NEW);
+    assert_eq!(ServerCaps::for_version("1", "33"), NEW);
+    assert_eq!(ServerCaps::for_version("2", "0"), NEW);
+    assert_eq!(ServerCaps::for_version("", ""), OLD);
+    assert_eq!(ServerCaps::for_version("one", "x"), OLD);
+}
+
+#[test]
+fn the_annotation_forces_the_sidecar_style() {
+    let parts = partitions(vec![partition("payments", json!({}))]);
+    let mut p = app_pod();
+    p.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("hsmbridge.io/sidecar-mode".into(), "container".into());
+    let out = injected(&p, &parts, NEW);
+    let spec = out.spec.as_ref().expect("spec");
+    assert_eq!(spec.containers[0].name, "hsm-sidecar");
+    assert_eq!(spec.containers[0].restart_policy, None);
+    assert!(spec.containers[0]
+        .readiness_probe
+        .as_ref()
+        .is_some_and(|p| p.grpc.is_some()));
+
+    p.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("hsmbridge.io/sidecar-mode".into(), "native".into());
+    let out = injected(&p, &parts, GATED);
+    let spec = out.spec.as_ref().expect("spec");
+    assert_eq!(
+        container(&spec.init_containers, "hsm-sidecar")
+            .restart_policy
+            .as_deref(),
+        Some("Always")
+    );
+    // Before 1.28 the field does not exist: the sidecar would be a blocking init container.
+    let d = denial(&p, &parts, OLD);
+    assert_eq!(d, Denial::NativeSidecarUnsupported);
+    assert!(
+        d.to_string().contains("use hsmbridge.io/sidecar-mode: container"),
+        "{d}"
+    );
+}
+
+#[test]
+fn app_pin_mode_and_other_providers() {
+    let part = partition(
+        "payments",
+        json!({"spec": {"pinMode": "app", "provider": "pkcs11", "cluster": null,
+                        "enrollment": {"method": "pkcs11-init-pin"},
+                        "sidecar": {"modulePath": "/usr/lib/softhsm/libsofthsm2.so"}}}),
+    );
+    let out = injected(&app_pod(), &partitions(vec![part]), OLD);
+    let sidecar = &out.spec.as_ref().expect("spec").containers[0];
+    let cmd = sidecar.command.clone().unwrap_or_default();
+    assert!(!cmd.contains(&"--pin-file".to_owned()), "{cmd:?}");
+    assert!(cmd.contains(&"/usr/lib/softhsm/libsofthsm2.so".to_owned()));
+    assert_eq!(sidecar.env, None);
+
+    // primus enrolled with pkcs11-init-pin has no secrets file to point at.
+    let part = partition(
+        "payments",
+        json!({"spec": {"enrollment": {"method": "pkcs11-init-pin"}}}),
+    );
+    let out = injected(&app_pod(), &partitions(vec![part]), OLD);
+    let e = env(&out.spec.as_ref().expect("spec").containers[0]);
+    assert!(e.contains_key("SECUROSYS_PKCS11_CONF"));
+    assert!(!e.contains_key("SECUROSYS_SECRETS_CONF"));
+}
+
+#[test]
+fn forced_native_sidecar_on_a_server_with_the_gate() {
+    let r = InjectRequest {
+        partitions: vec!["payments".into()],
+        containers: None,
+        sidecar_mode: Some(SidecarMode::Native),
+    };
+    let patch = inject(
+        &app_pod(),
+        NS,
+        &r,
+        &partitions(vec![partition("payments", json!({}))]),
+        &settings(),
+        GATED,
+    )
+    .expect("patch");
+    let text = serde_json::to_string(&patch).expect("json");
+    assert!(text.contains("\"restartPolicy\":\"Always\""), "{text}");
+}
+
+#[test]
+fn raw_param_mechanisms_become_repeated_sidecar_flags() {
+    let part = partition(
+        "payments",
+        json!({"spec": {"sidecar": {"rawParamMechanisms": [2147483649u64, 2147549185u64]}}}),
+    );
+    let out = injected(&app_pod(), &partitions(vec![part]), OLD);
+    let cmd = out.spec.as_ref().expect("spec").containers[0]
+        .command
+        .clone()
+        .unwrap_or_default();
+    let flags: Vec<&str> = cmd
+        .windows(2)
+        .filter(|w| w[0] == "--raw-param-mechanism")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(flags, ["0x80000001", "0x80010001"], "{cmd:?}");
+    assert_eq!(&cmd[..2], ["hsm-sidecar", "serve"]);
+
+    // None listed: no flag.
+    let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), OLD);
+    let cmd = out.spec.as_ref().expect("spec").containers[0]
+        .command
+        .clone()
+        .unwrap_or_default();
+    assert!(!cmd.iter().any(|a| a == "--raw-param-mechanism"), "{cmd:?}");
+}
