@@ -45,17 +45,34 @@ async fn wait_for(addr: &str, want: ServingStatus, within: Duration) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn health_follows_the_token() {
+async fn health_follows_the_token_away_and_back() {
     let addr = format!("127.0.0.1:{}", free_port());
     let sidecar = Sidecar::start_with_args(SoftHsm::new(), None, &["--health-addr", &addr]);
     wait_for(&addr, ServingStatus::Serving, Duration::from_secs(10)).await;
-    // The token disappears (for Primus: every HSM of the cluster down).
+    // The token disappears (for Primus: every HSM of the cluster down). SoftHSM then answers
+    // C_GetTokenInfo with CKR_GENERAL_ERROR, and keeps doing so after the token is back.
     let tokens = sidecar.softhsm().dir().join("tokens");
+    let away = sidecar.softhsm().dir().join("away");
+    std::fs::create_dir_all(&away).expect("mkdir away");
+    let mut moved = Vec::new();
     for entry in std::fs::read_dir(&tokens).expect("token dir") {
         let path = entry.expect("entry").path();
-        std::fs::remove_dir_all(&path).unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
+        let to = away.join(path.file_name().expect("a name"));
+        std::fs::rename(&path, &to).unwrap_or_else(|e| panic!("moving {}: {e}", path.display()));
+        moved.push((to, path));
     }
     wait_for(&addr, ServingStatus::NotServing, Duration::from_secs(10)).await;
+    for (from, to) in moved {
+        std::fs::rename(&from, &to).unwrap_or_else(|e| panic!("moving {} back: {e}", from.display()));
+    }
+    // No session is open, so the sidecar re-initializes the module (recovery.rs): within
+    // UNREACHABLE_FOR + RETRY_EVERY (14 s) plus a health period.
+    wait_for(&addr, ServingStatus::Serving, Duration::from_secs(20)).await;
+    assert!(
+        sidecar.stderr().contains("module re-initialized"),
+        "the sidecar's log should say it re-initialized the module:\n{}",
+        sidecar.stderr()
+    );
 }
 
 #[test]

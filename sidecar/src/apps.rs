@@ -193,6 +193,11 @@ impl Apps {
         self.by_token.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sessions open or being opened by all applications.
+    pub fn session_count(&self) -> usize {
+        self.all_sessions.load(Ordering::SeqCst)
+    }
+
     /// A new application for a connection that presented no token.
     pub fn create(&self) -> std::io::Result<Arc<App>> {
         let mut token = [0u8; 16];

@@ -2,6 +2,7 @@
 //! function list (cryptoki-sys types).
 
 use std::path::Path;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use cryptoki_sys::*;
 
@@ -20,6 +21,20 @@ pub struct Backend {
     // Unloading a module that other threads may still be in is unsafe; the
     // library stays mapped for the life of the process.
     _lib: &'static libloading::Library,
+    /// Held shared while a request is served ([`Backend::enter`]), and
+    /// exclusively while the module is re-initialized
+    /// ([`Backend::reinitialize_if`]), so no call is ever inside the module
+    /// across its C_Finalize.
+    gate: RwLock<()>,
+}
+
+/// What [`Backend::reinitialize_if`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reinit {
+    /// C_Finalize and C_Initialize ran; the value is C_Initialize's CK_RV.
+    Done(CK_RV),
+    /// A call was in the module, or the condition did not hold: nothing done.
+    Skipped,
 }
 
 /// Calls a backend function: expands to the raw call through the module's
@@ -82,14 +97,12 @@ impl Backend {
                 reason: format!("C_GetFunctionList returned {}", crate::rv::Rv(rv)),
             });
         };
-        let backend = Backend { f, _lib: lib };
-        let mut args = CK_C_INITIALIZE_ARGS {
-            flags: CKF_OS_LOCKING_OK,
-            ..Default::default()
+        let backend = Backend {
+            f,
+            _lib: lib,
+            gate: RwLock::new(()),
         };
-        // SAFETY: `args` is a live CK_C_INITIALIZE_ARGS for the call: no mutex
-        // callbacks (all None), CKF_OS_LOCKING_OK, pReserved NULL (Default).
-        let rv = unsafe { p11!(backend, C_Initialize(&mut args as *mut _ as *mut _)) };
+        let rv = backend.initialize();
         if rv != CKR_OK {
             return Err(LoadError::Initialize {
                 path: shown,
@@ -97,6 +110,38 @@ impl Backend {
             });
         }
         Ok(backend)
+    }
+
+    /// C_Initialize for OS locking (real concurrency).
+    fn initialize(&self) -> CK_RV {
+        let mut args = CK_C_INITIALIZE_ARGS {
+            flags: CKF_OS_LOCKING_OK,
+            ..Default::default()
+        };
+        // SAFETY: `args` is a live CK_C_INITIALIZE_ARGS for the call: no mutex
+        // callbacks (all None), CKF_OS_LOCKING_OK, pReserved NULL (Default).
+        unsafe { p11!(self, C_Initialize(&mut args as *mut _ as *mut _)) }
+    }
+
+    /// Entered by every request before it calls the module; a
+    /// re-initialization waits until no request is inside.
+    pub fn enter(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// C_Finalize then C_Initialize, if no request is inside the module now
+    /// and `idle()` (checked while none can enter) holds. Never waits: with
+    /// a request inside, it returns [`Reinit::Skipped`] at once, so it cannot
+    /// stall the data path.
+    pub fn reinitialize_if(&self, idle: impl FnOnce() -> bool) -> Reinit {
+        let Ok(_exclusive) = self.gate.try_write() else {
+            return Reinit::Skipped;
+        };
+        if !idle() {
+            return Reinit::Skipped;
+        }
+        self.finalize();
+        Reinit::Done(self.initialize())
     }
 
     pub fn functions(&self) -> &'static CK_FUNCTION_LIST {
@@ -112,6 +157,7 @@ impl Backend {
     /// Whether some slot holds an initialized token the module can talk to
     /// (Primus: at least one HSM of the cluster answers).
     pub fn token_reachable(&self) -> bool {
+        let _inside = self.enter();
         self.present_slots().unwrap_or_default().into_iter().any(|slot| {
             let mut info = CK_TOKEN_INFO::default();
             // SAFETY: `info` is a live, aligned CK_TOKEN_INFO for the module to fill;

@@ -2,14 +2,18 @@
 //! probes: SERVING while the backend module reaches an initialized token,
 //! NOT_SERVING when it cannot (for Primus: every HSM of the cluster down)
 //! or when the token rejected the PIN the sidecar holds (see `held_pin`).
+//! While the token stays unreachable it also re-initializes the module when
+//! that is safe (see `recovery`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic_health::ServingStatus;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::backend::Reinit;
+use crate::recovery::Recovery;
 use crate::service::Service;
 
 /// Kubelet probes every 10 s by default; a fresher answer costs one
@@ -20,20 +24,43 @@ pub async fn serve(addr: SocketAddr, service: Arc<Service>, shutdown: impl std::
     let (reporter, health) = tonic_health::server::health_reporter();
     let check = tokio::spawn(async move {
         let mut last = None;
+        let mut recovery = Recovery::default();
         loop {
             let s = service.clone();
-            let usable =
-                tokio::task::spawn_blocking(move || !s.logins.held_pin_rejected() && s.backend.token_reachable()).await;
-            let status = if matches!(usable, Ok(true)) {
+            let seen =
+                tokio::task::spawn_blocking(move || (s.backend.token_reachable(), s.logins.held_pin_rejected())).await;
+            let (reachable, rejected) = seen.unwrap_or((false, false));
+            let status = if reachable && !rejected {
                 ServingStatus::Serving
             } else {
                 ServingStatus::NotServing
             };
             if last != Some(status) {
-                info!(?status, "backend health changed");
+                info!(
+                    ?status,
+                    reachable,
+                    held_pin_rejected = rejected,
+                    "backend health changed"
+                );
                 last = Some(status);
             }
             reporter.set_service_status("", status).await;
+            if recovery.due(reachable, Instant::now()) {
+                let s = service.clone();
+                let done =
+                    tokio::task::spawn_blocking(move || s.backend.reinitialize_if(|| s.apps.session_count() == 0))
+                        .await;
+                match done {
+                    Ok(Reinit::Done(rv)) => {
+                        info!(c_initialize = %crate::rv::Rv(rv), "token unreachable and no session open: module re-initialized");
+                        continue;
+                    }
+                    Ok(Reinit::Skipped) => {
+                        debug!("token unreachable, but a call or a session is open: module left alone")
+                    }
+                    Err(e) => warn!(error = %e, "re-initialization task failed"),
+                }
+            }
             tokio::time::sleep(CHECK_EVERY).await;
         }
     });

@@ -39,6 +39,7 @@ mod object;
 mod objects;
 mod probe;
 mod process;
+mod recovery;
 mod reply;
 mod rv;
 mod searches;

@@ -66,6 +66,11 @@ impl Service {
 
     pub fn handle(&self, app: &App, call: Call) -> Response {
         use Call::*;
+        // Inside the module until the answer is made (backend.rs: no
+        // re-initialization meanwhile). Not C_WaitForSlotEvent, which may block
+        // as long as the caller asks: PKCS#11 lets C_Finalize end it (with
+        // CKR_CRYPTOKI_NOT_INITIALIZED), so it must not hold a re-initialization off.
+        let _inside = (!matches!(call, WaitForSlotEvent(_))).then(|| self.backend.enter());
         let answer = match call {
             // Hello is only valid as a connection's first message.
             Hello(_) => Err(CKR_GENERAL_ERROR),
@@ -258,6 +263,7 @@ impl Service {
     /// Ends an application whose last connection closed: its sessions are
     /// closed in the backend and its logins released.
     pub fn end_app(&self, app: &App) -> usize {
+        let _inside = self.backend.enter();
         let sessions = app.take_all_sessions();
         let mut slots: Vec<CK_SLOT_ID> = Vec::new();
         for (session, slot) in &sessions {
