@@ -128,14 +128,14 @@ static_checks() {
     local want got
     want=$(printf '%s\n' ClusterRole/hsm-operator ClusterRole/hsm-operator-webhook ClusterRoleBinding/hsm-operator \
         ClusterRoleBinding/hsm-operator-webhook CustomResourceDefinition/hsmpartitions.hsmbridge.io Deployment/hsm-operator \
-        MutatingWebhookConfiguration/hsmbridge-injector PodDisruptionBudget/hsm-operator Role/hsm-operator-leader-election \
+        Lease/hsm-operator-leader MutatingWebhookConfiguration/hsmbridge-injector PodDisruptionBudget/hsm-operator Role/hsm-operator-leader-election \
         Role/hsm-operator-webhook-tls RoleBinding/hsm-operator-leader-election RoleBinding/hsm-operator-webhook-tls \
         Secret/hsmbridge-webhook-tls Service/hsm-operator-metrics Service/hsmbridge-webhook ServiceAccount/hsm-operator | sort)
     got=$(kinds default)
     [ "$got" = "$want" ] || fail "default render: objects differ (- expected, + rendered):
 $(diff <(echo "$want") <(echo "$got") || true)"
-    ok "renders the 16 expected objects"
-    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image $IMAGE_REGISTRY/$IMAGE_SIDECAR:$APP_VERSION --injected-resources {\\limits\\:{\\memory\\:\\128Mi\\},\\requests\\:{\\cpu\\:\\20m\\,\\memory\\:\\32Mi\\}}"
+    ok "renders the 17 expected objects"
+    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --leader-election-lease hsm-operator-leader --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image $IMAGE_REGISTRY/$IMAGE_SIDECAR:$APP_VERSION --injected-resources {\\limits\\:{\\memory\\:\\128Mi\\},\\requests\\:{\\cpu\\:\\20m\\,\\memory\\:\\32Mi\\}}"
     got=$(args_of default | paste -sd' ' -)
     [ "$got" = "$want" ] || fail "default render: operator args
   got:      $got
@@ -306,6 +306,7 @@ api_checks() {
         "clusterrole hsm-operator" "clusterrolebinding hsm-operator"
         "clusterrole hsm-operator-webhook" "clusterrolebinding hsm-operator-webhook"
         "role hsm-operator-leader-election -n $NS" "rolebinding hsm-operator-leader-election -n $NS"
+        "lease hsm-operator-leader -n $NS"
         "role hsm-operator-webhook-tls -n $NS" "rolebinding hsm-operator-webhook-tls -n $NS"
         "secret hsmbridge-webhook-tls -n $NS"
         "service hsmbridge-webhook -n $NS" "service hsm-operator-metrics -n $NS"

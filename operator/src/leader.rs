@@ -1,4 +1,4 @@
-//! Leader election over the Lease `hsm-operator-leader` (kube-lease-manager: server-side apply
+//! Leader election over a Lease (`hsm-operator-leader` by default; kube-lease-manager: server-side apply
 //! on a `coordination.k8s.io/v1` Lease). Publishes this replica's role on a watch channel:
 //! `None` until the Lease was read once, then `Some(true)` while leader.
 //!
@@ -15,7 +15,6 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::names::LEASE_NAME;
 
 /// Lease duration: a follower takes over this long after the leader's last renewal.
 const LEASE_DURATION_SECS: u64 = 15;
@@ -31,6 +30,7 @@ pub type Role = Option<bool>;
 pub async fn run(
     client: Client,
     namespace: String,
+    lease: String,
     identity: String,
     role: watch::Sender<Role>,
     mut shutdown: watch::Receiver<bool>,
@@ -42,12 +42,12 @@ pub async fn run(
         }
         let manager = tokio::select! {
             _ = stopped(&mut shutdown) => return,
-            m = build(&client, &namespace, &identity) => m,
+            m = build(&client, &namespace, &lease, &identity) => m,
         };
         let manager = match manager {
             Ok(m) => m,
             Err(e) => {
-                warn!(error = %e, lease = LEASE_NAME, %namespace, "cannot read the leader Lease; retrying");
+                warn!(error = %e, %lease, %namespace, "cannot read the leader Lease; retrying");
                 role.send_replace(Some(false));
                 if sleep_or_shutdown(retry, &mut shutdown).await {
                     return;
@@ -91,8 +91,8 @@ pub async fn run(
     }
 }
 
-async fn build(client: &Client, namespace: &str, identity: &str) -> kube_lease_manager::Result<LeaseManager> {
-    LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+async fn build(client: &Client, namespace: &str, lease: &str, identity: &str) -> kube_lease_manager::Result<LeaseManager> {
+    LeaseManagerBuilder::new(client.clone(), lease)
         .with_namespace(namespace)
         .with_identity(identity)
         .with_duration(LEASE_DURATION_SECS)

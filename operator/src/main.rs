@@ -69,9 +69,13 @@ struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    /// Namespace of the leader-election Lease `hsm-operator-leader`.
+    /// Namespace of the leader-election Lease.
     #[arg(long, default_value = "hsmbridge-system")]
     leader_election_namespace: String,
+    /// Name of the leader-election Lease (the chart creates it, so `helm uninstall` removes it;
+    /// created here when missing).
+    #[arg(long, default_value = names::LEASE_NAME)]
+    leader_election_lease: String,
     /// Run the controller without leader election (a single replica).
     #[arg(long)]
     no_leader_election: bool,
@@ -189,10 +193,11 @@ async fn run(args: RunArgs) -> Result<(), FatalError> {
         role_tx.send_replace(Some(true));
         None
     } else {
-        info!(%identity, namespace = %args.leader_election_namespace, lease = names::LEASE_NAME, "joining leader election");
+        info!(%identity, namespace = %args.leader_election_namespace, lease = %args.leader_election_lease, "joining leader election");
         Some(tokio::spawn(leader::run(
             client.clone(),
             args.leader_election_namespace.clone(),
+            args.leader_election_lease.clone(),
             identity.clone(),
             role_tx,
             shutdown.clone(),

@@ -9,6 +9,8 @@ operator, its RBAC (operator/deploy/rbac.yaml) and the tests share these names.
 {{- define "hsmbridge.webhookServiceName" -}}hsmbridge-webhook{{- end }}
 {{- define "hsmbridge.metricsServiceName" -}}hsm-operator-metrics{{- end }}
 {{- define "hsmbridge.webhookSecretName" -}}hsmbridge-webhook-tls{{- end }}
+{{/* The leader-election Lease (templates/lease.yaml; the operator gets it as --leader-election-lease). */}}
+{{- define "hsmbridge.leaseName" -}}hsm-operator-leader{{- end }}
 {{- define "hsmbridge.certificateName" -}}hsmbridge-webhook{{- end }}
 {{- define "hsmbridge.selfSignedIssuerName" -}}hsmbridge-selfsigned{{- end }}
 {{/* Where the cert-manager Secret is mounted in the operator pods. */}}
