@@ -15,7 +15,6 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-
 /// Lease duration: a follower takes over this long after the leader's last renewal.
 const LEASE_DURATION_SECS: u64 = 15;
 /// The leader renews this long before the Lease expires.
@@ -91,7 +90,12 @@ pub async fn run(
     }
 }
 
-async fn build(client: &Client, namespace: &str, lease: &str, identity: &str) -> kube_lease_manager::Result<LeaseManager> {
+async fn build(
+    client: &Client,
+    namespace: &str,
+    lease: &str,
+    identity: &str,
+) -> kube_lease_manager::Result<LeaseManager> {
     LeaseManagerBuilder::new(client.clone(), lease)
         .with_namespace(namespace)
         .with_identity(identity)
@@ -117,12 +121,9 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) ->
 /// A Lease holder identity unique per process: the pod (host) name, the pid and the start time,
 /// so two replicas on one host never share it.
 pub fn identity() -> String {
-    let host = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "hsm-operator".to_owned());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let host =
+        std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "hsm-operator".to_owned());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{host}-{}-{nanos:08x}", std::process::id())
 }
