@@ -46,7 +46,11 @@ use crate::metrics::Metrics;
 use crate::reconcile::Context;
 
 #[derive(Parser)]
-#[command(name = "hsm-operator", version, about = "Reconciles HsmPartition resources (hsmbridge.io/v1alpha1)")]
+#[command(
+    name = "hsm-operator",
+    version,
+    about = "Reconciles HsmPartition resources (hsmbridge.io/v1alpha1)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -200,8 +204,13 @@ async fn run(args: RunArgs) -> Result<(), FatalError> {
         )))
     };
 
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: names::MANAGER.to_owned(), instance: Some(identity) });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: names::MANAGER.to_owned(),
+            instance: Some(identity),
+        },
+    );
     let ctx = Arc::new(Context::new(client.clone(), recorder, metrics.clone()));
 
     let mut shutdown_wait = shutdown.clone();
@@ -235,9 +244,15 @@ async fn run(args: RunArgs) -> Result<(), FatalError> {
                 let _ = stop_tx.send(());
             })
         };
-        controller::run(client.clone(), ctx.clone(), args.concurrency, health.clone(), async move {
-            let _ = stop_rx.await;
-        })
+        controller::run(
+            client.clone(),
+            ctx.clone(),
+            args.concurrency,
+            health.clone(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
         .await;
         stop_watch.abort();
         metrics.set_leader(false);
