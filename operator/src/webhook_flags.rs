@@ -35,7 +35,8 @@ pub struct WebhookFlags {
     /// added to the certificate's names.
     #[arg(long)]
     webhook_url: Option<String>,
-    /// Image of the init container that copies libhsmbridge_pkcs11.so into the pod.
+    /// Image of the init container that installs libhsmbridge_pkcs11.so into the pod
+    /// (`hsm-sidecar install-shim`): the hsm-sidecar image, which carries the shim.
     #[arg(long)]
     shim_image: Option<String>,
     /// Resources of the injected containers, as the JSON of a container's `resources`
@@ -52,7 +53,7 @@ enum TlsSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlagError {
-    #[error("--webhook-addr needs --shim-image (the image carrying libhsmbridge_pkcs11.so)")]
+    #[error("--webhook-addr needs --shim-image (an image with hsm-sidecar and libhsmbridge_pkcs11.so, e.g. the hsm-sidecar image)")]
     ShimImage,
     #[error("--webhook-tls cert-manager needs --webhook-cert-dir")]
     CertDir,

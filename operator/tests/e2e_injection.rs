@@ -263,7 +263,7 @@ async fn labelled_pod_is_injected_and_signs_through_the_shim() {
 }
 
 /// The stored pod carries exactly what the webhook adds (on a 1.20 server: a regular sidecar
-/// container first, TCP readiness probe).
+/// container first, exec readiness probe `hsm-sidecar probe`).
 fn check_injected(pod: &Pod, app_command: &[&str]) {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
@@ -305,13 +305,10 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
     let shim = &init[0];
     assert_eq!(shim.name, "hsmbridge-shim");
     assert_eq!(shim.image.as_deref(), Some(SHIM_IMAGE));
-    let cp = shim.command.clone().unwrap_or_default();
-    assert!(
-        cp.len() == 3
-            && cp[0] == "cp"
-            && cp[1].ends_with("/libhsmbridge_pkcs11.so")
-            && cp[2] == "/opt/hsmbridge/lib/libhsmbridge_pkcs11.so",
-        "shim copy command: {cp:?}"
+    assert_eq!(
+        shim.command.clone().unwrap_or_default(),
+        ["hsm-sidecar", "install-shim", "--to", "/opt/hsmbridge/lib"],
+        "the shim's init container installs it with hsm-sidecar (no shell in the image)"
     );
     assert!(
         has_mount(shim, "hsmbridge-lib", "/opt/hsmbridge/lib"),
@@ -348,10 +345,15 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
             sidecar.volume_mounts
         );
     }
-    let probe = sidecar.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref());
+    let probe = sidecar
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.exec.as_ref())
+        .and_then(|e| e.command.clone())
+        .unwrap_or_default();
     assert!(
-        probe.is_some(),
-        "1.20 has no gRPC probes: the sidecar's readiness probe is TCP: {:?}",
+        probe.starts_with(&["hsm-sidecar".to_owned(), "probe".to_owned(), "--addr".to_owned()]),
+        "1.20 has no gRPC probes: the sidecar's readiness probe runs hsm-sidecar probe: {:?}",
         sidecar.readiness_probe
     );
     assert_restricted(sidecar);

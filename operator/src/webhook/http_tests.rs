@@ -61,7 +61,6 @@ fn handler(fail: bool) -> Handler<Fake> {
         },
         settings: Settings {
             shim_image: "shim:1".into(),
-            shim_source_path: "/usr/lib/hsmbridge/libhsmbridge_pkcs11.so".into(),
             health_port: 17310,
             run_as_user: 65532,
             resources: None,

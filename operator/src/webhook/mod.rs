@@ -44,8 +44,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-pub use metrics::WebhookMetrics;
 pub use inject::{ServerCaps, Settings as InjectionSettings};
+pub use metrics::WebhookMetrics;
 
 use self::http::Handler;
 use self::partitions::Partitions;
@@ -114,7 +114,6 @@ impl WebhookConfig {
             },
             injection: InjectionSettings {
                 shim_image: shim_image.into(),
-                shim_source_path: hsmbridge_contract::IMAGE_SHIM_PATH.to_owned(),
                 health_port: DEFAULT_HEALTH_PORT,
                 // The one definition the enrollment Job shares (owned.rs).
                 run_as_user: hsmbridge_contract::RUN_AS_USER,

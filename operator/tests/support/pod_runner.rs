@@ -8,10 +8,12 @@
 //! - the pod has one network namespace: a listen address `0.0.0.0:PORT` in a command line gets a
 //!   free loopback port, and probes on PORT go there;
 //! - init containers run in order, to completion; the only image content needed is the shim, so
-//!   `cp <image path>/libhsmbridge_pkcs11.so DEST` copies the built `libhsmbridge_pkcs11.so`;
+//!   `hsm-sidecar install-shim --to DIR` runs the built `hsm-sidecar` with `--from` the built
+//!   `libhsmbridge_pkcs11.so`;
 //! - a container running `hsm-sidecar` runs the built `target/<profile>/hsm-sidecar` (plus
 //!   `extra_env`, e.g. the `SOFTHSM2_CONF` its image would carry) and counts as started once its
-//!   readiness probe (TCP) passes; any other container runs its command from this machine's PATH.
+//!   readiness probe passes (TCP, or the exec probe `hsm-sidecar probe --addr 127.0.0.1:PORT`,
+//!   run with the built binary); any other container runs its command from this machine's PATH.
 //!
 //! Not emulated: users and fsGroup (everything runs as the test's user), read-only mounts,
 //! resource limits, restarts.
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hsmbridge_contract::SHIM_FILE;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret, Volume};
 use kube::Api;
 
@@ -32,8 +35,6 @@ use super::operator::free_local_addr;
 use super::paths;
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The shim's file name (DESIGN.md: must not churn).
-const SHIM_FILE: &str = "libhsmbridge_pkcs11.so";
 
 /// One container as it was run: the command line and environment after `$(VAR)` expansion and
 /// path rewriting (what the process really got).
@@ -293,32 +294,41 @@ impl RunningPod {
         Some(local.to_string())
     }
 
-    /// Init container `c`: only the shim copy is known (`cp <path>/libhsmbridge_pkcs11.so DEST`).
+    /// Init container `c`: only the shim's installation is known (`hsm-sidecar install-shim
+    /// --to DIR`); it runs the built `hsm-sidecar` with `--from` the built shim (the image's file
+    /// system is not emulated).
     fn run_init(&mut self, c: &Container) -> Ran {
         let ran = self.prepare(c);
-        let is_shim_copy =
-            ran.argv.len() == 3 && ran.argv[0] == "cp" && ran.argv[1].ends_with(&format!("/{SHIM_FILE}"));
+        let is_install = is_sidecar(c) && ran.argv.len() == 4 && ran.argv[1] == "install-shim" && ran.argv[2] == "--to";
         assert!(
-            is_shim_copy,
-            "init container {}: this stand-in only knows `cp <image>/{SHIM_FILE} DEST`, not {:?}",
+            is_install,
+            "init container {}: this stand-in only knows `hsm-sidecar install-shim --to DIR`, not {:?}",
             c.name, ran.argv
         );
-        let dest = PathBuf::from(&ran.argv[2]);
+        let dir = PathBuf::from(&ran.argv[3]);
         assert!(
-            dest.starts_with(&self.root),
+            dir.starts_with(&self.root),
             "init container {}: {} is not on a volume (the image's root filesystem is not emulated)",
             c.name,
-            dest.display()
+            dir.display()
         );
         let shim = paths::profile_dir().join(SHIM_FILE);
-        std::fs::copy(&shim, &dest).unwrap_or_else(|e| {
-            panic!(
-                "init container {}: cp {} {}: {e}",
-                c.name,
-                shim.display(),
-                dest.display()
-            )
-        });
+        let out = Command::new(paths::sidecar_bin())
+            .args(&ran.argv[1..])
+            .arg("--from")
+            .arg(&shim)
+            .env_clear()
+            .env("PATH", PATH)
+            .output()
+            .unwrap_or_else(|e| panic!("init container {}: running hsm-sidecar install-shim: {e}", c.name));
+        assert!(
+            out.status.success(),
+            "init container {}: `{}` failed ({}):\n{}",
+            c.name,
+            ran.argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         ran
     }
 
@@ -347,22 +357,46 @@ impl RunningPod {
         ran
     }
 
-    /// Polls `c`'s TCP readiness probe until it connects.
+    /// Polls `c`'s readiness probe until it passes: a TCP connect, or the exec probe
+    /// `hsm-sidecar probe --addr 127.0.0.1:PORT ...` (before 1.24), run with the built binary
+    /// against PORT's loopback stand-in.
     fn wait_ready(&mut self, c: &Container, log: &Path) {
-        let probe = c.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref());
-        let port = match probe.map(|t| &t.port) {
-            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p)) => *p as u16,
-            other => panic!(
-                "container {}: expected a TCP readiness probe on a port number, found {other:?}",
+        let probe = c.readiness_probe.as_ref();
+        let ready: Box<dyn Fn() -> bool> = if let Some(tcp) = probe.and_then(|p| p.tcp_socket.as_ref()) {
+            let port = match &tcp.port {
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p as u16,
+                other => panic!("container {}: a TCP readiness probe on a named port {other:?}", c.name),
+            };
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.local_port(c, port)));
+            Box::new(move || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+        } else if let Some(exec) = probe.and_then(|p| p.exec.as_ref()) {
+            let mut argv = exec.command.clone().unwrap_or_default();
+            assert!(
+                argv.len() > 2 && argv[0] == "hsm-sidecar" && argv[1] == "probe",
+                "container {}: this stand-in only knows the exec probe `hsm-sidecar probe ...`, not {argv:?}",
                 c.name
-            ),
+            );
+            for arg in &mut argv {
+                if let Some(port) = arg.strip_prefix("127.0.0.1:").and_then(|p| p.parse::<u16>().ok()) {
+                    *arg = format!("127.0.0.1:{}", self.local_port(c, port));
+                }
+            }
+            let sidecar = paths::sidecar_bin();
+            Box::new(move || {
+                Command::new(&sidecar)
+                    .args(&argv[1..])
+                    .env_clear()
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+        } else {
+            panic!(
+                "container {}: expected a TCP or exec readiness probe, found {probe:?}",
+                c.name
+            );
         };
-        let local = self
-            .port(port)
-            .unwrap_or_else(|| panic!("container {}: the probe's port {port} is not one it listens on", c.name));
-        let addr = SocketAddr::from(([127, 0, 0, 1], local));
         let start = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        while !ready() {
             let exited = self
                 .daemons
                 .last_mut()
@@ -376,12 +410,18 @@ impl RunningPod {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "container {}: readiness probe (port {port}) failed for 60 s; log:\n{}",
+                "container {}: readiness probe {probe:?} failed for 60 s; log:\n{}",
                 c.name,
                 tail_file(log, 40)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The loopback port standing in for pod port `port`, which `c` must listen on.
+    fn local_port(&self, c: &Container, port: u16) -> u16 {
+        self.port(port)
+            .unwrap_or_else(|| panic!("container {}: the probe's port {port} is not one it listens on", c.name))
     }
 
     /// The last lines of sidecar `name`'s output.

@@ -6,7 +6,8 @@
 //! - volumes `hsmbridge-lib` (the shim, at /opt/hsmbridge/lib), `hsmbridge-socket` (the Unix
 //!   socket, at /var/run/hsmbridge), `hsmbridge-tmp` (the sidecar's /tmp: its root filesystem
 //!   is read-only), and per partition its credential Secret (mode 0400) and provider ConfigMap;
-//! - init container `hsmbridge-shim`: copies `libhsmbridge_pkcs11.so` into `hsmbridge-lib`;
+//! - init container `hsmbridge-shim`: `hsm-sidecar install-shim` copies `libhsmbridge_pkcs11.so`
+//!   from its image into `hsmbridge-lib`;
 //! - per partition a sidecar running `hsm-sidecar serve` (the first partition's is `hsm-sidecar`
 //!   on /var/run/hsmbridge/pkcs11.sock), with the Secret and ConfigMap mounted only into it: an
 //!   init container with `restartPolicy: Always` (native sidecar, 1.29+) or the first regular
@@ -20,10 +21,11 @@
 //!
 //! The sidecar runs `hsm-sidecar serve --module … --socket … [--pin-file …] --health-addr …`,
 //! plus `--raw-param-mechanism 0x<hex>` per entry of the partition's
-//! `spec.sidecar.rawParamMechanisms`. Refused before any partition is looked up ([`precheck`]):
+//! `spec.sidecar.rawParamMechanisms`; its readiness probe asks its health server (gRPC from
+//! Kubernetes 1.24, `hsm-sidecar probe` before). Refused before any partition is looked up ([`precheck`]):
 //! a pod with `spec.shareProcessNamespace: true` (the app containers would see the sidecar's
 //! processes, and through /proc its memory and files) and a pod with more than
-//! [`MAX_CONTAINERS`] containers.
+//! [`MAX_CONTAINERS`](super::limits::MAX_CONTAINERS) containers.
 //!
 //! Several partitions: one sidecar each (the sidecar serves one module and one PIN). The first
 //! partition is the one `HSMBRIDGE_SOCKET` points to; partition N>0 listens on

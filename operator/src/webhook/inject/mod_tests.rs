@@ -37,10 +37,21 @@ fn old_server_gets_a_regular_sidecar_container_first() {
     assert_eq!(sidecar.startup_probe, None);
     let probe = sidecar.readiness_probe.as_ref().expect("readiness probe");
     assert_eq!(probe.grpc, None, "1.20 has no gRPC probes");
+    assert_eq!(probe.tcp_socket, None, "readiness follows the backend, not the port");
     assert_eq!(
-        probe.tcp_socket.as_ref().map(|t| t.port.clone()),
-        Some(IntOrString::Int(17310))
+        probe.exec.as_ref().and_then(|e| e.command.as_deref()),
+        Some(
+            &strings(&[
+                "hsm-sidecar",
+                "probe",
+                "--addr",
+                "127.0.0.1:17310",
+                "--timeout-secs",
+                "2"
+            ])[..]
+        )
     );
+    assert_eq!((probe.period_seconds, probe.timeout_seconds), (Some(5), Some(3)));
     assert_eq!(
         env(sidecar),
         BTreeMap::from([
@@ -84,13 +95,7 @@ fn old_server_gets_a_regular_sidecar_container_first() {
     assert_eq!(shim.image.as_deref(), Some("registry.example/hsmbridge-shim:1.0"));
     assert_eq!(
         shim.command.as_deref(),
-        Some(
-            &strings(&[
-                "cp",
-                "/usr/lib/hsmbridge/libhsmbridge_pkcs11.so",
-                "/opt/hsmbridge/lib/libhsmbridge_pkcs11.so",
-            ])[..]
-        )
+        Some(&strings(&["hsm-sidecar", "install-shim", "--to", "/opt/hsmbridge/lib"])[..])
     );
     assert_eq!(
         mounts(shim),

@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 /// How injected containers look; from the operator's configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    /// Image of the `hsmbridge-shim` init container; carries the shim and `cp`.
+    /// Image of the `hsmbridge-shim` init container, which runs `hsm-sidecar install-shim`: an
+    /// image with `hsm-sidecar` and the shim at `hsmbridge_contract::IMAGE_SHIM_PATH` (the chart
+    /// sets the hsm-sidecar image: one image serves both).
     pub shim_image: String,
-    /// Path of `libhsmbridge_pkcs11.so` inside `shim_image`.
-    pub shim_source_path: String,
     /// The first sidecar's gRPC health port (partition N uses `health_port + N`). It listens on
     /// the pod IP: the kubelet probes from the node.
     pub health_port: u16,

@@ -1,5 +1,5 @@
 //! How app containers get the shim: the `hsmbridge-shim` init container that puts
-//! `libhsmbridge_pkcs11.so` into the `hsmbridge-lib` emptyDir, and what each selected app
+//! `libhsmbridge_pkcs11.so` into the `hsmbridge-lib` emptyDir (`hsm-sidecar install-shim`), and what each selected app
 //! container gets to load it (the two read-only mounts, `HSMBRIDGE_SOCKET` and
 //! `PKCS11_MODULE_PATH` unless it sets them itself).
 
@@ -13,7 +13,7 @@ use super::settings::Settings;
 use super::{env_var, VOLUME_LIB, VOLUME_SOCKET};
 use crate::security;
 
-/// The init container that copies the shim.
+/// The init container that installs the shim.
 pub const SHIM_CONTAINER: &str = "hsmbridge-shim";
 
 /// The `hsmbridge-shim` init container.
@@ -21,10 +21,12 @@ pub(super) fn shim_container(settings: &Settings) -> Container {
     Container {
         name: SHIM_CONTAINER.to_owned(),
         image: Some(settings.shim_image.clone()),
+        // The image's own shim (hsmbridge_contract::IMAGE_SHIM_PATH), atomically: no shell needed.
         command: Some(vec![
-            "cp".to_owned(),
-            settings.shim_source_path.clone(),
-            APP_MODULE_PATH.to_owned(),
+            "hsm-sidecar".to_owned(),
+            "install-shim".to_owned(),
+            "--to".to_owned(),
+            APP_LIB_DIR.to_owned(),
         ]),
         volume_mounts: Some(vec![VolumeMount {
             name: VOLUME_LIB.to_owned(),

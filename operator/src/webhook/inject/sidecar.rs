@@ -1,10 +1,15 @@
 //! One partition's sidecar: the `hsm-sidecar serve` container (command, provider environment,
 //! mounts, probes, security context) and the two volumes only it mounts (the partition's
 //! credential Secret and provider ConfigMap).
+//!
+//! Readiness follows the backend's health (`sidecar/src/health.rs`): a gRPC probe from
+//! Kubernetes 1.24, the exec probe `hsm-sidecar probe` before; native sidecars (1.28+) also get a
+//! TCP startup probe, which passes once the socket is bound.
 
 use hsmbridge_contract::{SOCKET_DIR, SOCKET_PATH};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, GRPCAction, Probe, SecretVolumeSource, TCPSocketAction, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ExecAction, GRPCAction, Probe, SecretVolumeSource, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -30,6 +35,11 @@ const VOLUME_PROVIDER: &str = "hsmbridge-provider";
 pub const MAX_CONTAINER_NAME: usize = 63;
 /// Secret volume mode: owner read only (group read is added by the kubelet for fsGroup).
 const SECRET_MODE: i32 = 0o400;
+/// How often the kubelet asks the readiness probe.
+const PROBE_PERIOD_SECONDS: i32 = 5;
+/// How long the kubelet waits for the exec readiness probe (before 1.24); `hsm-sidecar probe`
+/// gives up a second earlier, so that its line says why.
+const PROBE_TIMEOUT_SECONDS: i32 = 3;
 
 /// One partition's sidecar.
 #[derive(Clone, Debug)]
@@ -146,25 +156,32 @@ impl SidecarPlan {
         }
 
         let port = IntOrString::Int(i32::from(self.health_port));
-        // gRPC probes ask grpc.health.v1, which follows the backend (token reachable). Before
-        // 1.24 there is no gRPC probe and the image need not carry a probe binary, so the probe
-        // is a TCP connect: the sidecar loaded the module and bound its socket.
+        // Readiness asks grpc.health.v1, which follows the backend (token reachable, held PIN
+        // not rejected): with a gRPC probe from 1.24, before that with `hsm-sidecar probe` (the
+        // image carries it, it is the sidecar binary).
         let readiness = if caps.grpc_probes {
             Probe {
                 grpc: Some(GRPCAction {
                     port: i32::from(self.health_port),
                     ..GRPCAction::default()
                 }),
-                period_seconds: Some(5),
+                period_seconds: Some(PROBE_PERIOD_SECONDS),
                 ..Probe::default()
             }
         } else {
             Probe {
-                tcp_socket: Some(TCPSocketAction {
-                    port: port.clone(),
-                    host: None,
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "hsm-sidecar".to_owned(),
+                        "probe".to_owned(),
+                        "--addr".to_owned(),
+                        format!("127.0.0.1:{}", self.health_port),
+                        "--timeout-secs".to_owned(),
+                        (PROBE_TIMEOUT_SECONDS - 1).to_string(),
+                    ]),
                 }),
-                period_seconds: Some(5),
+                period_seconds: Some(PROBE_PERIOD_SECONDS),
+                timeout_seconds: Some(PROBE_TIMEOUT_SECONDS),
                 ..Probe::default()
             }
         };

@@ -11,7 +11,7 @@ fn grpc_probe_from_1_24_native_sidecar_from_1_29() {
         ServerCaps {
             native_sidecars: false,
             grpc_probes: true,
-            native_sidecars_forcible: false,
+            native_sidecars_forcible: false
         }
     );
     assert_eq!(ServerCaps::for_version("1", "28+"), GATED);

@@ -34,7 +34,6 @@ pub const NEW: ServerCaps = ServerCaps {
 pub fn settings() -> Settings {
     Settings {
         shim_image: "registry.example/hsmbridge-shim:1.0".into(),
-        shim_source_path: "/usr/lib/hsmbridge/libhsmbridge_pkcs11.so".into(),
         health_port: 17310,
         run_as_user: 65532,
         resources: None,
