@@ -34,6 +34,12 @@ spec:
             - |
               set -u
               p11() { pkcs11-tool --module "$PKCS11_MODULE_PATH" --token-label "$TOKEN" "$@"; }
+              # Before 1.29 the sidecar is a regular container: it may not serve yet.
+              i=0
+              until pkcs11-tool --module "$PKCS11_MODULE_PATH" --list-token-slots 2>/dev/null | grep -q "label.*: $TOKEN"; do
+                i=$((i + 1)); [ "$i" -lt 120 ] || { echo "the token never showed up"; exit 1; }
+                sleep 0.5
+              done
               if ! p11 --list-objects --type privkey 2>/dev/null | grep -q 'e2e-key'; then
                 p11 --login --keypairgen --key-type EC:prime256v1 --label e2e-key --id 01 >/dev/null || exit 1
               fi

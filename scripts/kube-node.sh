@@ -66,6 +66,8 @@ PACKAGES=(containerd runc containernetworking-plugins iptables conntrack iproute
 HOST_PATHS=(/var/log/pods /var/log/containers /var/lib/cni /run/containerd /run/netns)
 # Sysctls the components change.
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.conf.all.route_localnet net.ipv4.ip_forward)
+# The content of DIR/run/node, written by start: stop touches only a DIR that has it.
+MARK="hsmbridge kube-node state directory"
 
 # ---------------------------------------------------------------------------------------------
 # install
@@ -404,8 +406,13 @@ cmd_start() {
     [ -s "$PAUSE_ARCHIVE" ] || die "$PAUSE_ARCHIVE missing: run '$0 install' first"
     mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
     [ -d "$DIR/run" ] && die "$DIR/run exists: a node runs (or ran and was not stopped) there; '$0 stop $DIR' first"
+    # stop empties DIR (but the logs): it must hold nothing else.
+    [ -z "$(find "$DIR" -mindepth 1 -maxdepth 1 ! -name '*.log' -print -quit)" ] \
+        || die "$DIR holds files: give an empty (or new) directory, which stop empties again"
     kube_chains_present && die "iptables has KUBE-* chains already: another node runs on this machine"
     mkdir -p "$DIR/run"
+    # What stop looks for before it removes anything under DIR.
+    echo "$MARK" >"$DIR/run/node"
     # From here on, a failure stops what was started.
     trap 'log "start failed; stopping what it started"; cmd_stop "$DIR"' ERR
     save_host_state
@@ -513,7 +520,8 @@ restore_host() {
 
 cmd_stop() {
     DIR=$(cd "$1" 2>/dev/null && pwd) || return 0
-    [ -d "$DIR/run" ] || { log "nothing runs in $DIR"; return 0; }
+    # Only a directory start made: stop removes everything in it but the logs.
+    [ "$(cat "$DIR/run/node" 2>/dev/null)" = "$MARK" ] || { log "no node was started in $DIR"; return 0; }
     trap - ERR
     set +e
     log "stopping the node in $DIR"
