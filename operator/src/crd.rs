@@ -17,6 +17,15 @@ pub const FINALIZER: &str = "hsmbridge.io/cleanup";
 pub const CKM_VENDOR_DEFINED: u64 = 0x8000_0000;
 /// Most entries of `spec.sidecar.rawParamMechanisms`.
 pub const MAX_RAW_PARAM_MECHANISMS: usize = 64;
+/// Most entries of `spec.sidecar.env`.
+pub const MAX_SIDECAR_ENV: usize = 64;
+/// Longest value of a `spec.sidecar.env` entry.
+pub const MAX_SIDECAR_ENV_VALUE: usize = 4096;
+/// Most entries of `spec.sidecar.volumes`.
+pub const MAX_SIDECAR_VOLUMES: usize = 16;
+/// Longest name of a `spec.sidecar.volumes` entry: the pod's volume is `hsmbridge-<index>-<name>`,
+/// at most 63 characters with up to 16 partitions.
+pub const MAX_SIDECAR_VOLUME_NAME: usize = 40;
 
 /// An HSM partition that workloads of this namespace may use: where the HSMs are, how the
 /// partition's credential is enrolled, and who may use it.
@@ -85,6 +94,103 @@ pub struct SidecarSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(range(min = 0x8000_0000u64)))]
     pub raw_param_mechanisms: Vec<u64>,
+    /// Environment of the sidecar and of the enrollment Job, for the vendor module (e.g.
+    /// SOFTHSM2_CONF): plain values. Never given to the app containers. Names starting with
+    /// HSMBRIDGE_, and SECUROSYS_PKCS11_CONF and SECUROSYS_SECRETS_CONF (the operator sets
+    /// them), are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub env: Vec<SidecarEnvVar>,
+    /// Volumes mounted into the sidecar and into the enrollment Job, for the vendor module (its
+    /// configuration files, a token directory): each from a ConfigMap, a Secret or a
+    /// PersistentVolumeClaim of the partition's namespace. Never mounted into the app containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub volumes: Vec<SidecarVolume>,
+}
+
+/// An environment variable of the sidecar and the enrollment Job.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarEnvVar {
+    /// The variable's name.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub name: String,
+    /// Its value (plain text; put secrets into a Secret volume instead).
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// A volume of the sidecar and the enrollment Job. Exactly one of `configMap`, `secret` and
+/// `persistentVolumeClaim` is set (there is deliberately no hostPath: whoever may write an
+/// HsmPartition must not mount node paths into the namespace's pods).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarVolume {
+    /// Unique in the list: a DNS-1123 label of at most 40 characters.
+    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Where the volume appears in the sidecar and the Job: an absolute path, not under
+    /// /var/run/hsmbridge, /run/hsmbridge, /etc/hsmbridge, /opt/hsmbridge or /tmp (hsmbridge's
+    /// own mounts).
+    #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/"))]
+    pub mount_path: String,
+    /// Read-only unless false (e.g. a token directory the module writes).
+    #[serde(default = "default_true")]
+    pub read_only: bool,
+    /// A path inside the volume to mount instead of its root: relative, without `..`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub sub_path: Option<String>,
+    /// A ConfigMap of the partition's namespace, its keys as files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapRef>,
+    /// A Secret of the partition's namespace, its keys as files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretRef>,
+    /// A PersistentVolumeClaim of the partition's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<ClaimRef>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A ConfigMap by name.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapRef {
+    /// Name of the ConfigMap.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// A Secret by name.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub secret_name: String,
+}
+
+/// A PersistentVolumeClaim by name.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRef {
+    /// Name of the PersistentVolumeClaim.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub claim_name: String,
 }
 
 /// The HSMs of the cluster and the partition on them.

@@ -18,6 +18,7 @@ mod http;
 mod injected_resources;
 mod leader;
 mod metrics;
+mod module_env;
 mod names;
 mod owned;
 mod ownership;

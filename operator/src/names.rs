@@ -33,6 +33,10 @@ pub const ANNOTATION_SETUP_PASSWORD_VERSION: &str = "hsmbridge.io/setup-password
 pub const KEY_PIN: &str = "pin";
 /// Provider ConfigMap key holding the Primus configuration.
 pub const KEY_PRIMUS_CFG: &str = "primus.cfg";
+/// Credential Secret key of the ppin secrets file.
+pub const KEY_SECRETS_CFG: &str = "secrets.cfg";
+/// Where the credential Secret is mounted in the injected sidecar.
+pub const CREDENTIALS_DIR: &str = "/etc/hsmbridge/credentials";
 
 /// Where the enrollment Job finds the setup password.
 pub const SETUP_DIR: &str = "/var/run/hsmbridge/setup";
@@ -42,6 +46,9 @@ pub const SETUP_FILE: &str = "setup-password";
 pub const PROVIDER_DIR: &str = "/etc/hsmbridge/provider";
 /// Environment variable the Primus provider reads its configuration path from.
 pub const ENV_PRIMUS_CONF: &str = "SECUROSYS_PKCS11_CONF";
+/// Primus provider 1.8.4+: the environment variable naming the secrets file ppin wrote (the
+/// webhook points it into the credential Secret for ppin partitions).
+pub const ENV_PRIMUS_SECRETS: &str = "SECUROSYS_SECRETS_CONF";
 
 const JOB_SUFFIX: &str = "-enroll-";
 const HASH_HEX_LEN: usize = 8;

@@ -34,6 +34,9 @@ const JOB_REQUESTS: [(&str, &str); 2] = [("cpu", "20m"), ("memory", "32Mi")];
 const JOB_LIMITS: [(&str, &str); 2] = [("cpu", "1"), ("memory", "128Mi")];
 /// The Job's writable /tmp (its root filesystem is read-only; `ppin` writes its files there).
 const TMP_VOLUME: &str = "tmp";
+/// The Job's pod names `spec.sidecar.volumes` as the first partition of an injected pod does
+/// (`hsmbridge-0-<name>`, module_env.rs), which none of the names above is.
+const MODULE_VOLUME_INDEX: usize = 0;
 
 /// Identity of the partition the objects belong to.
 #[derive(Clone, Debug)]
@@ -128,7 +131,8 @@ pub fn enroll_role_binding(owner: &Owner) -> RoleBinding {
 
 /// The enrollment Job for one setup-password version. It runs once (`backoffLimit: 0`,
 /// `restartPolicy: Never`): HSMs lock a partition out after repeated bad setup passwords. The
-/// setup password reaches it only as a file from a Secret volume, never in argv or env. Its pod
+/// setup password reaches it only as a file from a Secret volume, never in argv or env. It gets
+/// `spec.sidecar.env` and `spec.sidecar.volumes` like the partition's sidecars. Its pod
 /// meets the "restricted" Pod Security Standard with the injected sidecar's security context
 /// (security.rs), has a deadline and resources, and is removed a day after it finished.
 pub fn enrollment_job(owner: &Owner, plan: &EnrollmentPlan, job_name: &str, setup_version: &str) -> Job {
@@ -147,37 +151,41 @@ pub fn enrollment_job(owner: &Owner, plan: &EnrollmentPlan, job_name: &str, setu
             ..Default::default()
         });
     }
+    // The module the Job loads needs what the partition's sidecars get (module_env.rs).
+    env.extend(plan.module_env.env_vars());
+    let mut mounts = vec![
+        VolumeMount {
+            name: "setup-password".to_owned(),
+            mount_path: SETUP_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "provider-config".to_owned(),
+            mount_path: PROVIDER_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: TMP_VOLUME.to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..Default::default()
+        },
+    ];
+    mounts.extend(plan.module_env.mounts(MODULE_VOLUME_INDEX));
 
     let container = Container {
         name: "enroll".to_owned(),
         image: Some(plan.image.clone()),
         command: Some(enroll_command(owner, plan)),
         env: (!env.is_empty()).then_some(env),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "setup-password".to_owned(),
-                mount_path: SETUP_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "provider-config".to_owned(),
-                mount_path: PROVIDER_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: TMP_VOLUME.to_owned(),
-                mount_path: "/tmp".to_owned(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         security_context: Some(security::restricted_container(hsmbridge_contract::RUN_AS_USER)),
         resources: Some(job_resources()),
         ..Default::default()
     };
 
-    let volumes = vec![
+    let mut volumes = vec![
         Volume {
             name: "setup-password".to_owned(),
             secret: Some(SecretVolumeSource {
@@ -207,6 +215,7 @@ pub fn enrollment_job(owner: &Owner, plan: &EnrollmentPlan, job_name: &str, setu
             ..Default::default()
         },
     ];
+    volumes.extend(plan.module_env.volumes(MODULE_VOLUME_INDEX));
 
     Job {
         metadata,

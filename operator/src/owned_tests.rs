@@ -1,5 +1,6 @@
 use super::*;
 use crate::crd::SecretKeyRef;
+use crate::module_env::ModuleEnv;
 
 fn owner() -> Owner {
     Owner {
@@ -32,6 +33,7 @@ fn init_pin_plan() -> EnrollmentPlan {
             token_label: "payments".to_owned(),
         },
         setup_password: setup(),
+        module_env: ModuleEnv::default(),
     }
 }
 
@@ -44,6 +46,7 @@ fn ppin_plan() -> EnrollmentPlan {
             user: "PAYMENTS".to_owned(),
         },
         setup_password: setup(),
+        module_env: ModuleEnv::default(),
     }
 }
 
@@ -261,4 +264,76 @@ fn enrollment_job_meets_the_restricted_pod_security_standard() {
     assert!(volume.empty_dir.is_some());
     assert_eq!(pod.host_pid, None);
     assert_eq!(pod.host_network, None);
+}
+
+#[test]
+fn the_job_gets_the_sidecar_env_and_volumes_of_the_partition() {
+    let sidecar: crate::crd::SidecarSpec = serde_json::from_value(serde_json::json!({
+        "image": "hsm-sidecar-softhsm:dev",
+        "modulePath": "/usr/lib/softhsm/libsofthsm2.so",
+        "env": [{"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"}],
+        "volumes": [
+            {"name": "softhsm-conf", "mountPath": "/etc/softhsm", "configMap": {"name": "softhsm-conf"}},
+            {"name": "tokens", "mountPath": "/var/lib/softhsm/tokens", "readOnly": false,
+             "persistentVolumeClaim": {"claimName": "softhsm-tokens"}}
+        ]
+    }))
+    .expect("sidecar spec");
+    let mut plan = init_pin_plan();
+    plan.module_env = ModuleEnv::parse(&sidecar).expect("valid");
+    let job = enrollment_job(&owner(), &plan, "payments-enroll-1", "1");
+    let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let c = &pod.containers[0];
+    let env: Vec<(String, Option<String>)> = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(
+        env,
+        [(
+            "SOFTHSM2_CONF".to_owned(),
+            Some("/etc/softhsm/softhsm2.conf".to_owned())
+        )]
+    );
+    let mounts: Vec<(String, String, Option<bool>)> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only))
+        .collect();
+    let owned = |n: &str, p: &str, ro: Option<bool>| (n.to_owned(), p.to_owned(), ro);
+    assert_eq!(
+        mounts,
+        [
+            owned("setup-password", "/var/run/hsmbridge/setup", Some(true)),
+            owned("provider-config", "/etc/hsmbridge/provider", Some(true)),
+            owned("tmp", "/tmp", None),
+            owned("hsmbridge-0-softhsm-conf", "/etc/softhsm", Some(true)),
+            owned("hsmbridge-0-tokens", "/var/lib/softhsm/tokens", Some(false)),
+        ]
+    );
+    let volumes = pod.volumes.expect("volumes");
+    let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "setup-password",
+            "provider-config",
+            "tmp",
+            "hsmbridge-0-softhsm-conf",
+            "hsmbridge-0-tokens"
+        ]
+    );
+    assert_eq!(
+        volumes[3].config_map.as_ref().map(|c| c.name.as_str()),
+        Some("softhsm-conf")
+    );
+    let claim = volumes[4].persistent_volume_claim.as_ref().expect("a PVC volume");
+    assert_eq!(
+        (claim.claim_name.as_str(), claim.read_only),
+        ("softhsm-tokens", Some(false))
+    );
+    assert!(volumes.iter().all(|v| v.host_path.is_none()));
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use crate::crd::{
     EnrollmentMethod, HsmPartitionSpec, Provider, SecretKeyRef, CKM_VENDOR_DEFINED, MAX_RAW_PARAM_MECHANISMS,
 };
+use crate::module_env::ModuleEnv;
 use crate::names::MAX_PARTITION_NAME_LEN;
 use crate::provider_config;
 
@@ -27,6 +28,8 @@ pub struct EnrollmentPlan {
     pub provider: Provider,
     pub method: EnrollMethodArgs,
     pub setup_password: SecretKeyRef,
+    /// `spec.sidecar.env` and `spec.sidecar.volumes`: the Job loads the same module.
+    pub module_env: ModuleEnv,
 }
 
 /// Method-specific arguments of `hsm-sidecar enroll`.
@@ -76,6 +79,10 @@ pub fn validate(namespace: &str, name: &str, spec: &HsmPartitionSpec) -> Result<
     if spec.sidecar.image.trim().is_empty() {
         problems.push("spec.sidecar.image must name the image carrying hsm-sidecar and the vendor module".to_owned());
     }
+    let module_env = ModuleEnv::parse(&spec.sidecar).unwrap_or_else(|found| {
+        problems.extend(found);
+        ModuleEnv::default()
+    });
 
     match (&spec.cluster, spec.provider) {
         (None, Provider::Primus) => problems.push(
@@ -165,6 +172,7 @@ pub fn validate(namespace: &str, name: &str, spec: &HsmPartitionSpec) -> Result<
                 provider: spec.provider,
                 method,
                 setup_password: setup.clone(),
+                module_env,
             },
         }),
         _ if problems.is_empty() => Err(InvalidSpec(vec!["spec.enrollment is incomplete".to_owned()])),

@@ -48,7 +48,63 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
         json!([2147483648u64, 2147483649u64, 4294967296u64])
     );
 
+    // spec.sidecar.env and volumes: readOnly defaults to true; a hostPath is not in the schema and
+    // is pruned (validate.rs then finds the volume without a source: see the test below).
+    let module_env = with(&pkcs11, |v| {
+        v["metadata"]["name"] = json!("valid-module-env");
+        v["spec"]["sidecar"]["env"] = json!([{"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"}]);
+        v["spec"]["sidecar"]["volumes"] = json!([
+            {"name": "conf", "mountPath": "/etc/softhsm", "configMap": {"name": "softhsm-conf"},
+             "hostPath": {"path": "/"}},
+            {"name": "tokens", "mountPath": "/var/lib/softhsm/tokens", "readOnly": false,
+             "persistentVolumeClaim": {"claimName": "softhsm-tokens"}}
+        ]);
+    });
+    let created = fx.create_partition(&module_env).await;
+    assert_eq!(
+        created["spec"]["sidecar"]["volumes"],
+        json!([
+            {"name": "conf", "mountPath": "/etc/softhsm", "readOnly": true, "configMap": {"name": "softhsm-conf"}},
+            {"name": "tokens", "mountPath": "/var/lib/softhsm/tokens", "readOnly": false,
+             "persistentVolumeClaim": {"claimName": "softhsm-tokens"}}
+        ])
+    );
+
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        (
+            "sidecar env name with a dash",
+            with(&pkcs11, |v| {
+                v["spec"]["sidecar"]["env"] = json!([{"name": "A-B", "value": "1"}])
+            }),
+            vec!["spec.sidecar.env.name", "should match"],
+        ),
+        (
+            "sidecar env without a value",
+            with(&pkcs11, |v| v["spec"]["sidecar"]["env"] = json!([{"name": "A"}])),
+            vec!["spec.sidecar.env.value", "Required value"],
+        ),
+        (
+            "sidecar volume name in capitals",
+            with(
+                &pkcs11,
+                |v| {
+                    v["spec"]["sidecar"]["volumes"] =
+                        json!([{"name": "Conf", "mountPath": "/etc/x", "configMap": {"name": "c"}}])
+                },
+            ),
+            vec!["spec.sidecar.volumes.name", "should match"],
+        ),
+        (
+            "sidecar volume at a relative path",
+            with(
+                &pkcs11,
+                |v| {
+                    v["spec"]["sidecar"]["volumes"] =
+                        json!([{"name": "conf", "mountPath": "etc/x", "configMap": {"name": "c"}}])
+                },
+            ),
+            vec!["spec.sidecar.volumes.mountPath", "should match"],
+        ),
         (
             "unknown provider",
             with(&pkcs11, |v| v["spec"]["provider"] = json!("luna")),
@@ -181,7 +237,7 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
     );
     assert_eq!(
         names,
-        vec!["valid-0", "valid-1", "valid-raw"],
+        vec!["valid-0", "valid-1", "valid-module-env", "valid-raw"],
         "only the valid partitions may exist"
     );
 }
@@ -199,10 +255,27 @@ async fn cross_field_errors_are_reported_as_invalid_spec() {
     let no_cluster = with(&primus_partition("nocluster"), |v| remove(v, "/spec", "cluster"));
     let no_token = pkcs11_partition("notoken", "x");
     let no_token = with(&no_token, |v| remove(v, "/spec", "token"));
+    // A volume whose only source is a hostPath (pruned by the API server: not in the schema),
+    // and an env name the operator sets itself.
+    fx.create_setup_secret("hostpath-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+        .await;
+    let host_path = with(&pkcs11_partition("hostpath", "t"), |v| {
+        v["spec"]["sidecar"]["volumes"] = json!([{"name": "node", "mountPath": "/node", "hostPath": {"path": "/"}}]);
+        v["spec"]["sidecar"]["env"] = json!([{"name": "HSMBRIDGE_SOCKET", "value": "/x"}]);
+    });
     fx.create_partition(&no_cluster).await;
     fx.create_partition(&no_token).await;
+    fx.create_partition(&host_path).await;
 
-    for (name, field) in [("nocluster", "cluster"), ("notoken", "token")] {
+    for (name, field) in [
+        ("nocluster", "cluster"),
+        ("notoken", "token"),
+        (
+            "hostpath",
+            "spec.sidecar.volumes[0] (\"node\") needs exactly one source",
+        ),
+        ("hostpath", "spec.sidecar.env[0].name \"HSMBRIDGE_SOCKET\" is reserved"),
+    ] {
         let p = fx
             .wait_condition(name, "ConfigRendered", "False", Some("InvalidSpec"))
             .await;

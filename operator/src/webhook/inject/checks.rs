@@ -168,17 +168,12 @@ pub(super) fn check_names_free(
             name: c.name.clone(),
         });
     }
-    let mut our_volumes = vec![VOLUME_LIB, VOLUME_SOCKET, VOLUME_TMP];
+    let mut our_volumes: Vec<String> = [VOLUME_LIB, VOLUME_SOCKET, VOLUME_TMP].map(str::to_owned).to_vec();
     for s in sidecars {
-        our_volumes.push(&s.credentials_volume);
-        our_volumes.push(&s.provider_volume);
+        our_volumes.extend(s.volume_names());
     }
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
-    if let Some(v) = volumes
-        .into_iter()
-        .flatten()
-        .find(|v| our_volumes.contains(&v.name.as_str()))
-    {
+    if let Some(v) = volumes.into_iter().flatten().find(|v| our_volumes.contains(&v.name)) {
         return Err(Denial::NameTaken {
             kind: "volume",
             name: v.name.clone(),

@@ -41,6 +41,12 @@ pub enum Denial {
     },
     #[error("HsmPartition name {name:?} is too long for its sidecar container name {container:?} (at most {MAX_CONTAINER_NAME} characters); use it as the first partition, or rename it")]
     NameTooLong { name: String, container: String },
+    #[error("HsmPartition {namespace}/{name} has an invalid spec.sidecar ({problems}); fix the partition (its ConfigRendered condition says the same once hsm-operator has seen it)")]
+    InvalidSidecar {
+        namespace: String,
+        name: String,
+        problems: String,
+    },
     #[error("the pod has no spec")]
     NoSpec,
     #[error("the pod sets spec.shareProcessNamespace: true, which hsmbridge refuses: the hsm-sidecar container holds the partition's credential, and a process namespace shared with the app containers lets them see its processes and reach its memory and files through /proc. Remove shareProcessNamespace (or the {LABEL_INJECT} label)")]

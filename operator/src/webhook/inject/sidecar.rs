@@ -18,15 +18,10 @@ use super::denial::Denial;
 use super::settings::{ServerCaps, Settings};
 use super::{env_var, VOLUME_SOCKET, VOLUME_TMP};
 use crate::crd::{EnrollmentMethod, HsmPartition, PinMode, Provider};
-use crate::names;
+use crate::module_env::ModuleEnv;
+use crate::names::{self, CREDENTIALS_DIR, KEY_SECRETS_CFG};
 use crate::security;
 
-/// Where the credential Secret is mounted in the sidecar.
-pub const CREDENTIALS_DIR: &str = "/etc/hsmbridge/credentials";
-/// Primus provider 1.8.4+: the secrets file ppin wrote.
-pub const ENV_PRIMUS_SECRETS: &str = "SECUROSYS_SECRETS_CONF";
-/// Credential Secret key of the ppin secrets file (CONTRACT.md).
-pub const KEY_SECRETS_CFG: &str = "secrets.cfg";
 /// The first partition's sidecar container.
 pub const SIDECAR_CONTAINER: &str = "hsm-sidecar";
 const VOLUME_CREDENTIALS: &str = "hsmbridge-credentials";
@@ -50,6 +45,10 @@ pub(super) struct SidecarPlan {
     health_port: u16,
     pub(super) credentials_volume: String,
     pub(super) provider_volume: String,
+    /// Its place in the pod's list of partitions (names its `spec.sidecar.volumes`).
+    index: usize,
+    /// `spec.sidecar.env` and `spec.sidecar.volumes`.
+    pub(super) module_env: ModuleEnv,
     image: String,
     module_path: String,
     managed_pin: bool,
@@ -81,6 +80,12 @@ impl SidecarPlan {
             .and_then(|i| settings.health_port.checked_add(i))
             .ok_or(Denial::TooManyPartitions)?;
         let spec = &partition.spec;
+        // validate.rs refused such a spec; it may have changed since the partition was Ready.
+        let module_env = ModuleEnv::parse(&spec.sidecar).map_err(|problems| Denial::InvalidSidecar {
+            namespace: partition.metadata.namespace.clone().unwrap_or_default(),
+            name: name.to_owned(),
+            problems: problems.join("; "),
+        })?;
         Ok(SidecarPlan {
             partition: name.to_owned(),
             container_name,
@@ -88,6 +93,8 @@ impl SidecarPlan {
             health_port,
             credentials_volume: format!("{VOLUME_CREDENTIALS}{suffix}"),
             provider_volume: format!("{VOLUME_PROVIDER}{suffix}"),
+            index,
+            module_env,
             image: spec.sidecar.image.clone(),
             module_path: spec.sidecar.module_path.clone(),
             managed_pin: spec.pin_mode == PinMode::Managed,
@@ -97,9 +104,10 @@ impl SidecarPlan {
         })
     }
 
-    /// The volumes only this sidecar mounts: the credential Secret and the provider ConfigMap.
-    pub(super) fn volumes(&self) -> [Volume; 2] {
-        [
+    /// The volumes only this sidecar mounts: the credential Secret, the provider ConfigMap and
+    /// the partition's `spec.sidecar.volumes`.
+    pub(super) fn volumes(&self) -> Vec<Volume> {
+        let mut volumes = vec![
             Volume {
                 name: self.credentials_volume.clone(),
                 secret: Some(SecretVolumeSource {
@@ -117,7 +125,16 @@ impl SidecarPlan {
                 }),
                 ..Volume::default()
             },
-        ]
+        ];
+        volumes.extend(self.module_env.volumes(self.index));
+        volumes
+    }
+
+    /// The names of [`SidecarPlan::volumes`].
+    pub(super) fn volume_names(&self) -> Vec<String> {
+        let mut names = vec![self.credentials_volume.clone(), self.provider_volume.clone()];
+        names.extend(self.module_env.volume_names(self.index));
+        names
     }
 
     /// The `hsm-sidecar serve` container.
@@ -149,11 +166,12 @@ impl SidecarPlan {
             ));
             if self.ppin {
                 env.push(env_var(
-                    ENV_PRIMUS_SECRETS,
+                    names::ENV_PRIMUS_SECRETS,
                     &format!("{CREDENTIALS_DIR}/{KEY_SECRETS_CFG}"),
                 ));
             }
         }
+        env.extend(self.module_env.env_vars());
 
         let port = IntOrString::Int(i32::from(self.health_port));
         // Readiness asks grpc.health.v1, which follows the backend (token reachable, held PIN
@@ -185,36 +203,38 @@ impl SidecarPlan {
                 ..Probe::default()
             }
         };
+        let mut mounts = vec![
+            VolumeMount {
+                name: VOLUME_SOCKET.to_owned(),
+                mount_path: SOCKET_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: self.credentials_volume.clone(),
+                mount_path: CREDENTIALS_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: self.provider_volume.clone(),
+                mount_path: names::PROVIDER_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: VOLUME_TMP.to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..VolumeMount::default()
+            },
+        ];
+        mounts.extend(self.module_env.mounts(self.index));
         let native = mode == SidecarMode::Native;
         Container {
             name: self.container_name.clone(),
             image: Some(self.image.clone()),
             command: Some(command),
             env: (!env.is_empty()).then_some(env),
-            volume_mounts: Some(vec![
-                VolumeMount {
-                    name: VOLUME_SOCKET.to_owned(),
-                    mount_path: SOCKET_DIR.to_owned(),
-                    ..VolumeMount::default()
-                },
-                VolumeMount {
-                    name: self.credentials_volume.clone(),
-                    mount_path: CREDENTIALS_DIR.to_owned(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                },
-                VolumeMount {
-                    name: self.provider_volume.clone(),
-                    mount_path: names::PROVIDER_DIR.to_owned(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                },
-                VolumeMount {
-                    name: VOLUME_TMP.to_owned(),
-                    mount_path: "/tmp".to_owned(),
-                    ..VolumeMount::default()
-                },
-            ]),
+            volume_mounts: Some(mounts),
             readiness_probe: Some(readiness),
             // A native sidecar counts as started (and the next container starts) once this
             // passes: the app then finds the socket bound.

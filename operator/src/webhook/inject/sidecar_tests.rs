@@ -133,3 +133,123 @@ fn raw_param_mechanisms_become_repeated_sidecar_flags() {
         .unwrap_or_default();
     assert!(!cmd.iter().any(|a| a == "--raw-param-mechanism"), "{cmd:?}");
 }
+
+/// `spec.sidecar.env` and `spec.sidecar.volumes` for SoftHSM (the README's example).
+fn softhsm_module_env() -> serde_json::Value {
+    json!({"spec": {"sidecar": {
+        "env": [{"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"}],
+        "volumes": [
+            {"name": "softhsm-conf", "mountPath": "/etc/softhsm", "configMap": {"name": "softhsm-conf"}},
+            {"name": "tokens", "mountPath": "/var/lib/softhsm/tokens", "readOnly": false,
+             "persistentVolumeClaim": {"claimName": "softhsm-tokens"}}
+        ]
+    }}})
+}
+
+#[test]
+fn sidecar_env_and_volumes_go_to_the_sidecar_only() {
+    let parts = partitions(vec![partition("payments", softhsm_module_env())]);
+    for caps in [OLD, NEW] {
+        let out = injected(&app_pod(), &parts, caps);
+        let spec = out.spec.as_ref().expect("spec");
+        let sidecar = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == "hsm-sidecar")
+            .expect("sidecar");
+        assert_eq!(env(sidecar)["SOFTHSM2_CONF"], "/etc/softhsm/softhsm2.conf");
+        assert_eq!(
+            env(sidecar)["SECUROSYS_PKCS11_CONF"],
+            "/etc/hsmbridge/provider/primus.cfg",
+            "the operator's own provider env stays"
+        );
+        let m = mounts(sidecar);
+        assert_eq!(m["hsmbridge-0-softhsm-conf"], ("/etc/softhsm".into(), true));
+        assert_eq!(m["hsmbridge-0-tokens"], ("/var/lib/softhsm/tokens".into(), false));
+        assert_eq!(m.len(), 6, "{m:?}");
+        assert_eq!(
+            volume(&out, "hsmbridge-0-softhsm-conf")
+                .config_map
+                .as_ref()
+                .map(|c| c.name.as_str()),
+            Some("softhsm-conf")
+        );
+        let claim = volume(&out, "hsmbridge-0-tokens")
+            .persistent_volume_claim
+            .as_ref()
+            .expect("PVC volume");
+        assert_eq!(claim.claim_name, "softhsm-tokens");
+
+        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+            if c.name == "hsm-sidecar" {
+                continue;
+            }
+            assert!(!env(c).contains_key("SOFTHSM2_CONF"), "{}: {:?}", c.name, c.env);
+            assert!(
+                !mounts(c).keys().any(|k| k.starts_with("hsmbridge-0-")),
+                "{}: {:?}",
+                c.name,
+                c.volume_mounts
+            );
+        }
+    }
+}
+
+#[test]
+fn each_partition_names_its_volumes_by_its_place() {
+    let mut p = app_pod();
+    p.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("hsmbridge.io/partition".into(), "payments,audit".into());
+    let parts = partitions(vec![
+        partition("payments", softhsm_module_env()),
+        partition("audit", softhsm_module_env()),
+    ]);
+    let out = injected(&p, &parts, OLD);
+    let spec = out.spec.as_ref().expect("spec");
+    assert_eq!(
+        mounts(&spec.containers[0])["hsmbridge-0-tokens"].0,
+        "/var/lib/softhsm/tokens"
+    );
+    assert_eq!(
+        mounts(&spec.containers[1])["hsmbridge-1-tokens"].0,
+        "/var/lib/softhsm/tokens"
+    );
+    assert!(!mounts(&spec.containers[1]).contains_key("hsmbridge-0-tokens"));
+    volume(&out, "hsmbridge-1-softhsm-conf");
+
+    // A pod volume with one of those names is refused like the other reserved names.
+    p.spec.as_mut().expect("spec").volumes = Some(vec![Volume {
+        name: "hsmbridge-1-tokens".into(),
+        ..Volume::default()
+    }]);
+    let d = denial(&p, &parts, OLD);
+    assert_eq!(
+        d,
+        Denial::NameTaken {
+            kind: "volume",
+            name: "hsmbridge-1-tokens".into()
+        }
+    );
+}
+
+#[test]
+fn a_sidecar_spec_that_became_invalid_is_denied() {
+    // validate.rs refuses it; a partition edited after it was Ready may still carry it.
+    let part = partition(
+        "payments",
+        json!({"spec": {"sidecar": {"env": [{"name": "HSMBRIDGE_SOCKET", "value": "/x"}],
+            "volumes": [{"name": "node", "mountPath": "/etc/hsmbridge/credentials"}]}}}),
+    );
+    let d = denial(&app_pod(), &partitions(vec![part]), OLD);
+    assert!(matches!(d, Denial::InvalidSidecar { .. }), "{d}");
+    let text = d.to_string();
+    assert!(text.starts_with("HsmPartition team-a/payments has an invalid spec.sidecar (spec.sidecar.env[0].name \"HSMBRIDGE_SOCKET\" is reserved"), "{text}");
+    assert!(
+        text.contains("spec.sidecar.volumes[0] (\"node\") needs exactly one source"),
+        "{text}"
+    );
+    assert!(text.contains("is in /etc/hsmbridge"), "{text}");
+}
