@@ -35,7 +35,7 @@ eventually 60 "HsmPartition unready reports Ready=False" is_false "$NS" hsmparti
 denied not-ready signer unready "HsmPartition $NS/unready is not Ready"
 denied intruder intruder "$NS" "ServiceAccount \"intruder\" may not use HsmPartition $NS/$NS"
 pod_yaml plain signer "" | k create -f - >/dev/null
-eventually 60 "the unlabelled pod runs" test "$(jp "$NS" pod/plain '{.status.phase}')" = Running
+eventually 60 "the unlabelled pod runs" 'test "$(jp "$NS" pod/plain "{.status.phase}")" = Running'
 containers=$(jp "$NS" pod/plain '{.spec.initContainers[*].name} {.spec.containers[*].name}')
 [ "$(echo $containers)" = app ] || fail "the unlabelled pod was changed: containers '$containers'"
 [ -z "$(jp "$NS" pod/plain '{.metadata.annotations.hsmbridge\.io/inject-status}')" ] || fail "the unlabelled pod carries inject-status"

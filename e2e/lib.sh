@@ -16,11 +16,17 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 
 k() { "$KUBECTL" "$@"; }
 
-# eventually SECONDS WHAT CMD...: polls CMD every second until it succeeds.
+# eventually SECONDS WHAT CMD...: polls CMD every second until it succeeds. A single CMD argument
+# is shell code, evaluated anew each time (for conditions with "$(...)" in them: in CMD... form
+# those would be expanded once, before the first try).
 eventually() {
     local secs="$1" what="$2" i; shift 2
     for ((i = 0; i < secs; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
+        if [ $# -eq 1 ]; then
+            eval "$1" >/dev/null 2>&1 && return 0
+        else
+            "$@" >/dev/null 2>&1 && return 0
+        fi
         sleep 1
     done
     fail "timed out after ${secs}s waiting until $what"
@@ -40,9 +46,9 @@ container_field() { jp "$1" "pod/$2" "{.status.containerStatuses[?(@.name==\"$3\
 
 # the_pod NS SELECTOR: the name of a running pod the selector matches that is not being deleted.
 the_pod() {
-    k -n "$1" get pods -l "$2" \
-        -o 'jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}{"\n"}{end}' 2>/dev/null \
-        | awk '$2 == "Running" && $3 == "" {print $1; exit}'
+    k -n "$1" get pods -l "$2" --no-headers \
+        -o custom-columns=NAME:.metadata.name,PHASE:.status.phase,DELETING:.metadata.deletionTimestamp 2>/dev/null \
+        | awk '$2 == "Running" && $3 == "<none>" {print $1; exit}'
 }
 
 # container_pid CONTAINER-ID: the host PID of the container's main process (containerd's view).

@@ -7,10 +7,8 @@ id=$(container_field "$NS" "$SIGNER_POD" hsm-sidecar containerID)
 [ -n "$id" ] || fail "no container id for hsm-sidecar"
 killed=$(date +%s)
 show $CTR tasks kill -s SIGKILL "${id#containerd://}"
-eventually 90 "the kubelet restarted hsm-sidecar" \
-    test "$(container_field "$NS" "$SIGNER_POD" hsm-sidecar restartCount)" -ge 1
-eventually 60 "the restarted hsm-sidecar is ready" \
-    test "$(container_field "$NS" "$SIGNER_POD" hsm-sidecar ready)" = true
+eventually 90 "the kubelet restarted hsm-sidecar" 'test "$(container_field "$NS" "$SIGNER_POD" hsm-sidecar restartCount)" -ge 1'
+eventually 60 "the restarted hsm-sidecar is ready" 'test "$(container_field "$NS" "$SIGNER_POD" hsm-sidecar ready)" = true'
 next=$(wait_new_signature "$((killed + 1))" 90)
 verify_signature "$next"
 SIDECAR_RESTARTS=$(container_field "$NS" "$SIGNER_POD" hsm-sidecar restartCount)

@@ -9,10 +9,10 @@ leftovers() {
 
 step "helm uninstall: the CRD stays (and the partitions with it), nothing else of the release"
 chart_uninstall hsmbridge "$SYSTEM_NS" >/dev/null
-eventually 90 "the operator's pods are gone" test -z "$(k -n "$SYSTEM_NS" get pods -o name 2>/dev/null)"
+eventually 90 "the operator's pods are gone" 'test -z "$(k -n "$SYSTEM_NS" get pods -o name 2>/dev/null)"'
 left=$(chart_labelled hsmbridge)
 [ "$left" = "CustomResourceDefinition//hsmpartitions.hsmbridge.io" ] || fail "after helm uninstall, labelled objects left: $left"
-eventually 30 "$SYSTEM_NS holds nothing of the release" test -z "$(leftovers "$SYSTEM_NS")"
+eventually 30 "$SYSTEM_NS holds nothing of the release" 'test -z "$(leftovers "$SYSTEM_NS")"'
 for o in mutatingwebhookconfiguration/hsmbridge-injector clusterrole/hsm-operator clusterrolebinding/hsm-operator; do
     [ -z "$(k get "$o" -o name 2>/dev/null)" ] || fail "$o is left after helm uninstall"
 done
@@ -20,10 +20,8 @@ say "left: $left; $SYSTEM_NS is empty; HsmPartition $NS is still there: $(condit
 
 step "helm install again, as release 'bridge-b' in namespace 'hsmbridge-b', over the kept CRD"
 chart_install bridge-b hsmbridge-b --wait --timeout 180s >/dev/null
-eventually 120 "bridge-b's operator has 2 ready replicas" \
-    test "$(jp hsmbridge-b deployment/hsm-operator '{.status.readyReplicas}')" = 2
-eventually 60 "bridge-b wrote the caBundle" \
-    test -n "$(jp "" mutatingwebhookconfiguration/hsmbridge-injector '{.webhooks[0].clientConfig.caBundle}')"
+eventually 120 "bridge-b's operator has 2 ready replicas" 'test "$(jp hsmbridge-b deployment/hsm-operator "{.status.readyReplicas}")" = 2'
+eventually 60 "bridge-b wrote the caBundle" 'test -n "$(jp "" mutatingwebhookconfiguration/hsmbridge-injector "{.webhooks[0].clientConfig.caBundle}")"'
 # The new release's webhook serves: a labelled pod gets its sidecar.
 pod_yaml again signer "$NS" | k create -f - >/dev/null
 [ "$(jp "$NS" pod/again '{.metadata.annotations.hsmbridge\.io/inject-status}')" = injected ] \

@@ -78,12 +78,9 @@ show k get nodes -o wide
 # ---------------------------------------------------------------------------------------------
 step "helm install the chart (operator: 2 replicas, leader election, webhook behind its Service)"
 chart_install hsmbridge "$SYSTEM_NS" --wait --timeout 180s >/dev/null
-eventually 120 "the operator Deployment has 2 ready replicas" \
-    test "$(jp "$SYSTEM_NS" deployment/hsm-operator '{.status.readyReplicas}')" = 2
-eventually 60 "a replica holds the leader Lease" \
-    test -n "$(jp "$SYSTEM_NS" lease/hsm-operator-leader '{.spec.holderIdentity}')"
-eventually 60 "the operator wrote the webhook's caBundle" \
-    test -n "$(jp "" mutatingwebhookconfiguration/hsmbridge-injector '{.webhooks[0].clientConfig.caBundle}')"
+eventually 120 "the operator Deployment has 2 ready replicas" 'test "$(jp "$SYSTEM_NS" deployment/hsm-operator "{.status.readyReplicas}")" = 2'
+eventually 60 "a replica holds the leader Lease" 'test -n "$(jp "$SYSTEM_NS" lease/hsm-operator-leader "{.spec.holderIdentity}")"'
+eventually 60 "the operator wrote the webhook's caBundle" 'test -n "$(jp "" mutatingwebhookconfiguration/hsmbridge-injector "{.webhooks[0].clientConfig.caBundle}")"'
 show k -n "$SYSTEM_NS" get pods -o wide
 say "leader: $(jp "$SYSTEM_NS" lease/hsm-operator-leader '{.spec.holderIdentity}')"
 
@@ -160,10 +157,11 @@ k apply -f "$WORK/partition.yaml" >/dev/null
 eventually 240 "HsmPartition $NS is Ready" is_true "$NS" "hsmpartition/$NS" Ready
 show k -n "$NS" get hsmpartitions
 JOB=$(jp "$NS" "hsmpartition/$NS" '{.status.enrollment.job}')
+eventually 60 "enrollment Job $JOB reports success" 'test "$(jp "$NS" "job/$JOB" "{.status.succeeded}")" = 1'
 say "enrollment Job $JOB: succeeded=$(jp "$NS" "job/$JOB" '{.status.succeeded}'), pod ran as uid" \
     "$(k -n "$NS" get pods -l "job-name=$JOB" -o 'jsonpath={.items[0].spec.securityContext.runAsUser}')"
 if out=$(SOFTHSM2_CONF="$WORK/softhsm2-host.conf" pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$TOKEN_LABEL" \
-    --login --login-type so --so-pin "$(cat "$WORK/setup-password")" --list-objects 2>&1); then
+    --session-rw --login --login-type so --so-pin "$(cat "$WORK/setup-password")" --list-objects 2>&1); then
     fail "the setup password still opens the token after enrollment"
 fi
 echo "$out" | grep -q -E 'CKR_PIN_INCORRECT|CKR_PIN_LOCKED' || fail "unexpected answer to the spent setup password: $out"

@@ -513,7 +513,10 @@ restore_host() {
     # What the node added under HOST_PATHS (the paths themselves when they were absent), deepest first.
     if [ -f "$DIR/run/host-files.before" ]; then
         host_files | sort | comm -13 "$DIR/run/host-files.before" - | sort -r | while read -r p; do
-            [ -n "$p" ] && rm -rf "$p"
+            [ -n "$p" ] || continue
+            # /run/netns is a mount point once a namespace was made there (iproute2, CNI).
+            mountpoint -q "$p" && umount -l "$p"
+            rm -rf "$p"
         done
     fi
 }

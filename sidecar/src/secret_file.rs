@@ -3,7 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -24,11 +24,32 @@ pub fn read(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
         ));
     }
     if let Ok(meta) = fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "secret file is readable by group or others; use mode 0600");
+        if too_open(meta.permissions().mode(), meta.gid(), &own_groups()) {
+            tracing::warn!(path = %path.display(), "secret file is readable by others, or by a group this process is not in; use mode 0600 (or 0440 with the group of the pod's fsGroup)");
         }
     }
     Ok(data)
+}
+
+/// Whether a secret file with `mode`, of group `gid`, is readable beyond this process: by
+/// others, or by a group it is not in. A Kubernetes Secret volume under a pod fsGroup is 0440
+/// of group fsGroup, a group the containers run with: that is as it should be.
+fn too_open(mode: u32, gid: u32, own: &[u32]) -> bool {
+    mode & 0o007 != 0 || (mode & 0o070 != 0 && !own.contains(&gid))
+}
+
+/// This process's effective and supplementary group ids.
+fn own_groups() -> Vec<u32> {
+    // SAFETY: getegid has no arguments and cannot fail.
+    let mut groups = vec![unsafe { libc::getegid() }];
+    let mut buf = vec![0 as libc::gid_t; 256];
+    // SAFETY: `buf` holds `buf.len()` writable gid_t entries, the count passed; getgroups writes
+    // at most that many and returns how many it wrote (or -1).
+    let n = unsafe { libc::getgroups(buf.len() as libc::c_int, buf.as_mut_ptr()) };
+    if let Ok(n) = usize::try_from(n) {
+        groups.extend_from_slice(&buf[..n.min(buf.len())]);
+    }
+    groups
 }
 
 /// Writes a secret to a new or truncated file with mode 0600.
@@ -43,4 +64,17 @@ pub fn write(path: &Path, secret: &[u8]) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(0o600))?;
     f.write_all(secret)?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_open;
+
+    #[test]
+    fn group_read_is_fine_only_for_a_group_of_the_process() {
+        assert!(!too_open(0o600, 0, &[65532]));
+        assert!(!too_open(0o440, 65532, &[65532]), "a Secret volume under fsGroup 65532");
+        assert!(too_open(0o440, 0, &[65532]), "readable by root's group");
+        assert!(too_open(0o604, 65532, &[65532]), "readable by others");
+    }
 }
