@@ -49,6 +49,9 @@ die() { log "error: $*"; exit 1; }
 # CACHE, as_root, apt_install, kube_install: scripts/lib/kube-build.sh.
 # shellcheck source=lib/kube-build.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/kube-build.sh"
+# stop_process: scripts/common.sh.
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 NODE_NAME=hsmbridge-node
@@ -445,16 +448,11 @@ cmd_import() {
 # ---------------------------------------------------------------------------------------------
 # stop
 
+# stop_one NAME: stops the process start recorded in DIR/run/NAME.pid (stop_process, common.sh).
 stop_one() {
-    local name="$1" pidf="$DIR/run/$1.pid" pid i
+    local pidf="$DIR/run/$1.pid"
     [ -f "$pidf" ] || return 0
-    pid=$(cat "$pidf")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
+    stop_process "$(cat "$pidf")"
     rm -f "$pidf"
 }
 
