@@ -95,9 +95,11 @@ pub struct SidecarSpec {
     #[schemars(length(max = 64), inner(range(min = 0x8000_0000u64)))]
     pub raw_param_mechanisms: Vec<u64>,
     /// Environment of the sidecar and of the enrollment Job, for the vendor module (e.g.
-    /// SOFTHSM2_CONF): plain values. Never given to the app containers. Names starting with
-    /// HSMBRIDGE_, and SECUROSYS_PKCS11_CONF and SECUROSYS_SECRETS_CONF (the operator sets
-    /// them), are refused.
+    /// SOFTHSM2_CONF): plain values. Never given to the app containers. Refused: names starting
+    /// with HSMBRIDGE_, SECUROSYS_PKCS11_CONF and SECUROSYS_SECRETS_CONF (the operator sets
+    /// them), and variables that would redirect the credential or the loader rather than
+    /// configure the module: KUBECONFIG, KUBERNETES_*, *_PROXY, SSL_CERT_FILE/DIR, LD_*,
+    /// GLIBC_TUNABLES, RUST_*, HOME, PATH.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub env: Vec<SidecarEnvVar>,
@@ -130,9 +132,9 @@ pub struct SidecarVolume {
     /// Unique in the list: a DNS-1123 label of at most 40 characters.
     #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
-    /// Where the volume appears in the sidecar and the Job: an absolute path, not under
-    /// /var/run/hsmbridge, /run/hsmbridge, /etc/hsmbridge, /opt/hsmbridge or /tmp (hsmbridge's
-    /// own mounts).
+    /// Where the volume appears in the sidecar and the Job: an absolute path, neither in nor
+    /// above /var/run/hsmbridge, /run/hsmbridge, /etc/hsmbridge, /opt/hsmbridge, /tmp
+    /// (hsmbridge's own mounts), /var/run/secrets or /run/secrets (the ServiceAccount token).
     #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/"))]
     pub mount_path: String,
     /// Read-only unless false (e.g. a token directory the module writes).

@@ -24,10 +24,40 @@ use crate::names::{ENV_PRIMUS_CONF, ENV_PRIMUS_SECRETS};
 /// Variables the operator sets itself, besides every `HSMBRIDGE_*`.
 const RESERVED_ENV: [&str; 2] = [ENV_PRIMUS_CONF, ENV_PRIMUS_SECRETS];
 const RESERVED_ENV_PREFIX: &str = "HSMBRIDGE_";
+/// Variables that would redirect what the processes holding the credential do, not configure
+/// the module: where the enrollment Job's Kubernetes client sends the permanent secret
+/// (`KUBECONFIG`, `KUBERNETES_*`, proxies, TLS roots), which code the dynamic loader runs
+/// (`LD_*`, `GLIBC_TUNABLES`), and what the Rust runtime logs (`RUST_*`). Matched without
+/// regard to case; `*` ends a prefix, a leading `*` starts a suffix.
+const DENIED_ENV: [&str; 10] = [
+    "KUBECONFIG",
+    "KUBERNETES_*",
+    "LD_*",
+    "GLIBC_TUNABLES",
+    "RUST_*",
+    "*_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HOME",
+    "PATH",
+];
 /// Directories hsmbridge mounts into (or under) in the sidecar, the Job and the app containers
-/// (a test checks that every such mount is under one). `/run` because `/var/run` is a symlink
-/// to it in most images.
-const RESERVED_DIRS: [&str; 5] = [SOCKET_DIR, "/run/hsmbridge", "/etc/hsmbridge", "/opt/hsmbridge", "/tmp"];
+/// (a test checks that every such mount is under one), and where the kubelet mounts the
+/// ServiceAccount token the enrollment Job writes the credential Secret with. `/run` because
+/// `/var/run` is a symlink to it in most images.
+const RESERVED_DIRS: [&str; 7] = [
+    SOCKET_DIR,
+    "/run/hsmbridge",
+    CREDENTIALS_PARENT,
+    APP_LIB_PARENT,
+    "/tmp",
+    "/var/run/secrets",
+    "/run/secrets",
+];
+/// The parents of the credential and provider mounts (names.rs, webhook/inject/sidecar.rs).
+const CREDENTIALS_PARENT: &str = "/etc/hsmbridge";
+/// The parent of the shim's directory (contract.env APP_LIB_DIR).
+const APP_LIB_PARENT: &str = "/opt/hsmbridge";
 
 /// `spec.sidecar.env` and `spec.sidecar.volumes`, checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,6 +163,10 @@ fn check_env(spec: &SidecarSpec, problems: &mut Vec<String>) {
                 "spec.sidecar.env[{i}].name {name:?} is reserved: the operator sets HSMBRIDGE_* and the provider's {} itself",
                 RESERVED_ENV.join(" and ")
             ));
+        } else if let Some(rule) = denied_env(name) {
+            problems.push(format!(
+                "spec.sidecar.env[{i}].name {name:?} is refused ({rule}): it would change where the sidecar and the enrollment Job send the credential or which code they load, not configure the module"
+            ));
         }
         if let Some(j) = spec.env[..i].iter().position(|e| e.name == *name) {
             problems.push(format!(
@@ -231,7 +265,11 @@ fn check_mount_path(at: &str, v: &SidecarVolume, earlier: &[SidecarVolume], prob
         let reserved = components(dir).unwrap_or_default();
         if parts.starts_with(&reserved) {
             problems.push(format!(
-                "{at}.mountPath {path} is in {dir}, where hsmbridge mounts its own volumes; choose another path"
+                "{at}.mountPath {path} is in {dir}, where hsmbridge or the kubelet mount their own volumes; choose another path"
+            ));
+        } else if reserved.starts_with(&parts) {
+            problems.push(format!(
+                "{at}.mountPath {path} would hide {dir}, where hsmbridge or the kubelet mount their own volumes; choose another path"
             ));
         }
     }
@@ -243,6 +281,20 @@ fn check_mount_path(at: &str, v: &SidecarVolume, earlier: &[SidecarVolume], prob
             "{at}.mountPath {path} is also spec.sidecar.volumes[{j}].mountPath: mount paths must be unique"
         ));
     }
+}
+
+/// The [`DENIED_ENV`] rule `name` matches, if any.
+fn denied_env(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    DENIED_ENV.into_iter().find(|rule| {
+        if let Some(prefix) = rule.strip_suffix('*') {
+            upper.starts_with(prefix)
+        } else if let Some(suffix) = rule.strip_prefix('*') {
+            upper.ends_with(suffix)
+        } else {
+            upper == *rule
+        }
+    })
 }
 
 /// The path's components without empty and `.` ones; `None` when one is `..`.

@@ -103,3 +103,63 @@ fn names() {
     assert_eq!(components("//etc/./hsmbridge/"), Some(vec!["etc", "hsmbridge"]));
     assert_eq!(components("/etc/x/../hsmbridge"), None);
 }
+
+/// The problems `parse` reports for the SoftHSM spec changed by `edit`.
+fn problems_with(edit: impl FnOnce(&mut SidecarSpec)) -> Vec<String> {
+    let mut spec = softhsm();
+    edit(&mut spec);
+    ModuleEnv::parse(&spec).err().unwrap_or_default()
+}
+
+#[test]
+fn variables_that_redirect_the_credential_or_the_loader_are_refused() {
+    for name in [
+        "KUBECONFIG",
+        "KUBERNETES_SERVICE_HOST",
+        "LD_PRELOAD",
+        "ld_library_path",
+        "https_proxy",
+        "HTTP_PROXY",
+        "RUST_LOG",
+        "SSL_CERT_FILE",
+        "GLIBC_TUNABLES",
+        "PATH",
+    ] {
+        let problems = problems_with(|s| {
+            s.env
+                .push(serde_json::from_value(json!({"name": name, "value": "x"})).expect("env"))
+        });
+        assert_eq!(problems.len(), 1, "{name}: {problems:?}");
+        assert!(
+            problems[0].contains("is refused") && problems[0].contains(name),
+            "{name}: {problems:?}"
+        );
+    }
+    for fine in ["SOFTHSM2_CONF2", "PRIMUS_LOG", "LDAP_HOST", "KUBE_X"] {
+        assert!(
+            problems_with(|s| s
+                .env
+                .push(serde_json::from_value(json!({"name": fine, "value": "x"})).expect("env")))
+            .is_empty(),
+            "{fine}"
+        );
+    }
+}
+
+#[test]
+fn mounts_over_the_token_or_over_a_parent_of_hsmbridge_s_directories_are_refused() {
+    for (path, says) in [
+        (
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+            "is in /var/run/secrets",
+        ),
+        ("/etc", "would hide /etc/hsmbridge"),
+        ("/var/run", "would hide /var/run/hsmbridge"),
+        ("/opt", "would hide /opt/hsmbridge"),
+        ("/etc/hsmbridge/credentials/pin", "is in /etc/hsmbridge"),
+    ] {
+        let problems = problems_with(|s| s.volumes[0].mount_path = path.to_owned());
+        assert!(problems.iter().any(|p| p.contains(says)), "{path}: {problems:?}");
+    }
+    assert!(problems_with(|s| s.volumes[0].mount_path = "/etc/vendor".to_owned()).is_empty());
+}

@@ -148,9 +148,17 @@ impl Backend {
         self.f
     }
 
-    pub fn finalize(&self) -> CK_RV {
+    /// C_Finalize when the process is done with the module, once no request is
+    /// inside it (it waits for them: the connections are closed by then).
+    pub fn finalize_for_shutdown(&self) -> CK_RV {
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        self.finalize()
+    }
+
+    fn finalize(&self) -> CK_RV {
         // SAFETY: C_Finalize takes only pReserved, which must be NULL; after it
-        // the module answers calls with CKR_CRYPTOKI_NOT_INITIALIZED.
+        // the module answers calls with CKR_CRYPTOKI_NOT_INITIALIZED. Callers
+        // hold the gate exclusively, so no other call is inside the module.
         unsafe { p11!(self, C_Finalize(std::ptr::null_mut())) }
     }
 

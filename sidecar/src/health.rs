@@ -50,11 +50,17 @@ pub async fn serve(addr: SocketAddr, service: Arc<Service>, shutdown: impl std::
                 let done =
                     tokio::task::spawn_blocking(move || s.backend.reinitialize_if(|| s.apps.session_count() == 0))
                         .await;
+                // The rest between attempts counts from the end of this one (a
+                // C_Initialize that waits for an unreachable HSM may take long).
+                recovery.attempted(Instant::now());
                 match done {
-                    Ok(Reinit::Done(rv)) => {
-                        info!(c_initialize = %crate::rv::Rv(rv), "token unreachable and no session open: module re-initialized");
-                        continue;
+                    Ok(Reinit::Done(rv)) if rv == cryptoki_sys::CKR_OK => {
+                        info!("token unreachable and no session open: module re-initialized")
                     }
+                    Ok(Reinit::Done(rv)) => warn!(
+                        c_initialize = %crate::rv::Rv(rv),
+                        "token unreachable and no session open: module re-initialization failed"
+                    ),
                     Ok(Reinit::Skipped) => {
                         debug!("token unreachable, but a call or a session is open: module left alone")
                     }

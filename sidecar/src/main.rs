@@ -214,7 +214,7 @@ fn serve(
     for app in service.apps.all() {
         service.end_app(&app);
     }
-    service.backend.finalize();
+    service.backend.finalize_for_shutdown();
     ExitCode::SUCCESS
 }
 

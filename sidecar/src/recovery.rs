@@ -45,6 +45,12 @@ impl Recovery {
         }
         false
     }
+
+    /// Records when an attempt [`Recovery::due`] asked for ended: the next one
+    /// waits [`RETRY_EVERY`] from then.
+    pub fn attempted(&mut self, now: Instant) {
+        self.last_attempt = Some(now);
+    }
 }
 
 #[cfg(test)]
@@ -74,5 +80,20 @@ mod tests {
         assert!(!r.due(true, t0 + Duration::from_secs(3)));
         assert!(!r.due(false, t0 + Duration::from_secs(5)), "a new outage waits again");
         assert!(r.due(false, t0 + Duration::from_secs(5) + UNREACHABLE_FOR));
+    }
+
+    #[test]
+    fn the_rest_counts_from_the_end_of_a_long_attempt() {
+        let t0 = Instant::now();
+        let mut r = Recovery::default();
+        r.due(false, t0);
+        assert!(r.due(false, t0 + UNREACHABLE_FOR));
+        let ended = t0 + UNREACHABLE_FOR + Duration::from_secs(30);
+        r.attempted(ended);
+        assert!(
+            !r.due(false, ended + Duration::from_secs(1)),
+            "a slow C_Initialize is not retried at once"
+        );
+        assert!(r.due(false, ended + RETRY_EVERY));
     }
 }

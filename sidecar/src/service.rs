@@ -67,10 +67,9 @@ impl Service {
     pub fn handle(&self, app: &App, call: Call) -> Response {
         use Call::*;
         // Inside the module until the answer is made (backend.rs: no
-        // re-initialization meanwhile). Not C_WaitForSlotEvent, which may block
-        // as long as the caller asks: PKCS#11 lets C_Finalize end it (with
-        // CKR_CRYPTOKI_NOT_INITIALIZED), so it must not hold a re-initialization off.
-        let _inside = (!matches!(call, WaitForSlotEvent(_))).then(|| self.backend.enter());
+        // re-initialization meanwhile, for any call: a blocking
+        // C_WaitForSlotEvent holds re-initialization off while it waits).
+        let _inside = self.backend.enter();
         let answer = match call {
             // Hello is only valid as a connection's first message.
             Hello(_) => Err(CKR_GENERAL_ERROR),

@@ -32,7 +32,7 @@ pub fn enroll(
 ) -> Result<(), EnrollError> {
     let backend = Backend::load(module)?;
     let result = enroll_with(&backend, token, setup, deliver);
-    backend.finalize();
+    backend.finalize_for_shutdown();
     result
 }
 
