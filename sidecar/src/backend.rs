@@ -28,6 +28,9 @@ pub struct Backend {
     gate: RwLock<()>,
 }
 
+/// How long [`Backend::finalize_for_shutdown`] waits for calls inside the module.
+const FINALIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What [`Backend::reinitialize_if`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reinit {
@@ -149,10 +152,21 @@ impl Backend {
     }
 
     /// C_Finalize when the process is done with the module, once no request is
-    /// inside it (it waits for them: the connections are closed by then).
-    pub fn finalize_for_shutdown(&self) -> CK_RV {
-        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
-        self.finalize()
+    /// inside it. It waits up to [`FINALIZE_WAIT`] for them (the connections
+    /// are closed by then); a call still inside after that (a blocking
+    /// C_WaitForSlotEvent) leaves the module unfinalized: `None`, and the
+    /// process exits without it.
+    pub fn finalize_for_shutdown(&self) -> Option<CK_RV> {
+        let deadline = std::time::Instant::now() + FINALIZE_WAIT;
+        loop {
+            if let Ok(_exclusive) = self.gate.try_write() {
+                return Some(self.finalize());
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     fn finalize(&self) -> CK_RV {

@@ -214,7 +214,11 @@ fn serve(
     for app in service.apps.all() {
         service.end_app(&app);
     }
-    service.backend.finalize_for_shutdown();
+    if service.backend.finalize_for_shutdown().is_none() {
+        error!(
+            "a call is still inside the module after 5 s (a blocking C_WaitForSlotEvent?): exiting without C_Finalize"
+        );
+    }
     ExitCode::SUCCESS
 }
 
