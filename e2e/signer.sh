@@ -113,7 +113,9 @@ say "containers as the kubelet runs them: init $(jp "$NS" "pod/$SIGNER_POD" '{.s
     "then $(jp "$NS" "pod/$SIGNER_POD" '{.spec.containers[*].name}'); stored in ${POD_YAML#"$REPO"/}"
 say "app env: $(jp "$NS" "pod/$SIGNER_POD" '{.spec.containers[?(@.name=="app")].env[*].name}')"
 k -n "$NS" exec "$SIGNER_POD" -c app -- sh -c 'id; ls -l /var/run/hsmbridge /opt/hsmbridge/lib' | sed 's/^/   app$ /'
-if k -n "$NS" exec "$SIGNER_POD" -c app -- sh -c 'env; ls /etc/hsmbridge 2>&1; true' | grep -qiE 'pin=|credentials'; then
+seen=$(k -n "$NS" exec "$SIGNER_POD" -c app -- sh -c 'env; ls /etc/hsmbridge 2>&1; true') || fail "kubectl exec into the app failed"
+printf '%s' "$seen" | grep -q '^PKCS11_MODULE_PATH=' || fail "kubectl exec did not show the app's environment: $seen"
+if printf '%s' "$seen" | grep -qiE 'pin=|credentials'; then
     fail "the app container sees the credential"
 fi
 say "the app container has no PIN in its environment and no credential mount"

@@ -28,7 +28,8 @@
 #   - iptables/ip6tables chains KUBE-* (kubelet, kube-proxy): rules and chains removed (start
 #     refuses to run when such chains exist already: another node is running); the CNI bridge
 #     makes none (no ipMasq, no portmap or firewall plugin);
-#   - sysctls the kubelet (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops), kube-proxy
+#   - sysctls the kubelet (vm.overcommit_memory, vm.panic_on_oom, kernel.panic, kernel.panic_on_oops,
+#     kernel.keys.root_maxkeys, kernel.keys.root_maxbytes), kube-proxy
 #     (net.ipv4.conf.all.route_localnet) and the CNI bridge (net.ipv4.ip_forward) set: restored to
 #     the values saved at start;
 #   - paths outside DIR that the kubelet, containerd or CNI write to whatever they are told
@@ -68,7 +69,8 @@ PACKAGES=(containerd runc containernetworking-plugins iptables conntrack iproute
 # Host paths the components create outside DIR whatever their flags say.
 HOST_PATHS=(/var/log/pods /var/log/containers /var/lib/cni /run/containerd /run/netns)
 # Sysctls the components change.
-SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.conf.all.route_localnet net.ipv4.ip_forward)
+SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
+    kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet net.ipv4.ip_forward)
 # The content of DIR/run/node, written by start: stop touches only a DIR that has it.
 MARK="hsmbridge kube-node state directory"
 
@@ -417,7 +419,9 @@ cmd_start() {
     # What stop looks for before it removes anything under DIR.
     echo "$MARK" >"$DIR/run/node"
     # From here on, a failure stops what was started.
-    trap 'log "start failed; stopping what it started"; cmd_stop "$DIR"' ERR
+    # A failure from here on (a failed command or a die, in any function) stops what was started.
+    STARTED=0
+    trap '[ "$STARTED" = 1 ] || { log "start failed; stopping what it started"; cmd_stop "$DIR"; }' EXIT
     save_host_state
     make_bridge
     make_pki
@@ -426,7 +430,8 @@ cmd_start() {
     start_containerd
     [ $# -gt 0 ] && import_archives "$@"
     start_node
-    trap - ERR
+    STARTED=1
+    trap - EXIT
     cat >"$DIR/env" <<EOF
 KUBECONFIG=$DIR/admin.kubeconfig
 KUBECTL=$CACHE/bin/kubectl
@@ -476,7 +481,7 @@ stop_containers() {
 remove_mounts_and_netns() {
     local m ns
     # Deepest first: secret tmpfs, token tmpfs, overlay rootfs, netns bind mounts.
-    findmnt -rn -o TARGET | grep -F "$DIR/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    findmnt -rn -o TARGET | awk -v d="$DIR/" 'index($0, d) == 1' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     if [ -f "$DIR/run/netns.before" ]; then
         ip netns list 2>/dev/null | cut -d' ' -f1 | sort | comm -13 "$DIR/run/netns.before" - | while read -r ns; do
             [ -n "$ns" ] && ip netns delete "$ns" 2>/dev/null || true
@@ -523,7 +528,7 @@ cmd_stop() {
     DIR=$(cd "$1" 2>/dev/null && pwd) || return 0
     # Only a directory start made: stop removes everything in it but the logs.
     [ "$(cat "$DIR/run/node" 2>/dev/null)" = "$MARK" ] || { log "no node was started in $DIR"; return 0; }
-    trap - ERR
+    trap - EXIT
     set +e
     log "stopping the node in $DIR"
     stop_one kubelet
