@@ -79,10 +79,13 @@ show k get nodes -o wide
 step "helm install the chart (operator: 2 replicas, leader election, webhook behind its Service)"
 chart_install hsmbridge "$SYSTEM_NS" --wait --timeout 180s >/dev/null
 eventually 120 "the operator Deployment has 2 ready replicas" 'test "$(jp "$SYSTEM_NS" deployment/hsm-operator "{.status.readyReplicas}")" = 2'
-eventually 60 "a replica holds the leader Lease" 'test -n "$(jp "$SYSTEM_NS" lease/hsm-operator-leader "{.spec.holderIdentity}")"'
+# The chart's Lease (templates/lease.yaml), found by the release's label.
+LEASE=$(k -n "$SYSTEM_NS" get lease -l app.kubernetes.io/instance=hsmbridge -o name)
+[ -n "$LEASE" ] || fail "the chart made no Lease"
+eventually 60 "a replica holds the leader Lease" 'test -n "$(jp "$SYSTEM_NS" "$LEASE" "{.spec.holderIdentity}")"'
 eventually 60 "the operator wrote the webhook's caBundle" 'test -n "$(jp "" mutatingwebhookconfiguration/hsmbridge-injector "{.webhooks[0].clientConfig.caBundle}")"'
 show k -n "$SYSTEM_NS" get pods -o wide
-say "leader: $(jp "$SYSTEM_NS" lease/hsm-operator-leader '{.spec.holderIdentity}')"
+say "leader ($LEASE): $(jp "$SYSTEM_NS" "$LEASE" '{.spec.holderIdentity}')"
 
 # ---------------------------------------------------------------------------------------------
 step "A SoftHSM token (the stand-in for an HSM partition) and its setup password"
