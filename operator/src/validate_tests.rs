@@ -278,7 +278,7 @@ fn refused_sidecar_volumes_say_why() {
         (at("etc/vendor"), "spec.sidecar.volumes[0].mountPath \"etc/vendor\" must be an absolute path"),
         (
             at("/var/run/hsmbridge/x"),
-            "spec.sidecar.volumes[0].mountPath /var/run/hsmbridge/x is in /var/run/hsmbridge, where hsmbridge mounts its own volumes; choose another path",
+            "spec.sidecar.volumes[0].mountPath /var/run/hsmbridge/x is in /var/run/hsmbridge, where hsmbridge or the kubelet mount their own volumes; choose another path",
         ),
         (at("/run/hsmbridge"), "is in /run/hsmbridge"),
         (at("/etc/hsmbridge/provider"), "is in /etc/hsmbridge"),
