@@ -17,6 +17,10 @@ use crate::apps::{App, Apps};
 use crate::backend::{p11, Backend};
 use crate::held_pin::HeldPin;
 
+/// Sessions [`Logins::sessions_closed`] tries to log the backend out through
+/// before it gives up (each one closed under it by its ending app).
+const LOGOUT_TRIES: usize = 64;
+
 /// Who is logged in on one slot.
 struct SlotLogin {
     user_type: CK_USER_TYPE,
@@ -195,9 +199,17 @@ impl Logins {
             return;
         }
         slots.remove(&slot);
-        if let Some(other) = apps.any_session_on(slot) {
+        // Log the backend out through another app's session. That session may be
+        // closing meanwhile (its app ending on another thread): then try the next
+        // one, or the backend would stay logged in with no app knowing, and the
+        // next C_Login would get CKR_USER_ALREADY_LOGGED_IN.
+        for _ in 0..LOGOUT_TRIES {
+            let Some(other) = apps.any_session_on(slot) else { return };
             // SAFETY: only a session handle, another app's session on the slot; no pointers.
-            unsafe { p11!(backend, C_Logout(other as CK_SESSION_HANDLE)) };
+            let rv = unsafe { p11!(backend, C_Logout(other as CK_SESSION_HANDLE)) };
+            if rv != CKR_SESSION_HANDLE_INVALID && rv != CKR_SESSION_CLOSED {
+                return;
+            }
         }
     }
 
