@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub const FINALIZER: &str = "hsmbridge.io/cleanup";
 /// PKCS#11 `CKM_VENDOR_DEFINED`: vendor mechanisms are numbered from here.
 pub const CKM_VENDOR_DEFINED: u64 = 0x8000_0000;
+/// An object name (RFC 1123 DNS subdomain): Secrets, ConfigMaps, PVCs, ServiceAccounts.
+const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// Most entries of `spec.sidecar.rawParamMechanisms`.
 pub const MAX_RAW_PARAM_MECHANISMS: usize = 64;
 /// Most entries of `spec.sidecar.env`.
@@ -166,7 +168,7 @@ pub struct ConfigMapRef {
     /// Name of the ConfigMap.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = DNS_SUBDOMAIN)
     )]
     pub name: String,
 }
@@ -178,7 +180,7 @@ pub struct SecretRef {
     /// Name of the Secret.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = DNS_SUBDOMAIN)
     )]
     pub secret_name: String,
 }
@@ -190,7 +192,7 @@ pub struct ClaimRef {
     /// Name of the PersistentVolumeClaim.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = DNS_SUBDOMAIN)
     )]
     pub claim_name: String,
 }
@@ -287,7 +289,7 @@ pub struct SecretKeyRef {
     /// Name of the Secret.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = DNS_SUBDOMAIN)
     )]
     pub name: String,
     /// Key in the Secret.
@@ -310,7 +312,7 @@ pub enum PinMode {
 pub struct ServiceAccountName(
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = DNS_SUBDOMAIN)
     )]
     pub String,
 );
