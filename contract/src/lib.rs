@@ -56,6 +56,22 @@ pub const IMAGE_SIDECAR_SOFTHSM: &str = value("IMAGE_SIDECAR_SOFTHSM");
 /// Image name of `hsm-sidecar` with the Securosys Primus module.
 pub const IMAGE_SIDECAR_PRIMUS: &str = value("IMAGE_SIDECAR_PRIMUS");
 
+/// The first sidecar's metrics port (`hsm-sidecar serve --metrics-addr`); the i-th sidecar of a
+/// pod uses `METRICS_PORT + i`.
+pub const METRICS_PORT: u16 = parse_i64(value("METRICS_PORT")) as u16;
+/// The name of the first sidecar's metrics container port (`-i` appended for the i-th).
+pub const METRICS_PORT_NAME: &str = value("METRICS_PORT_NAME");
+/// The sidecar's pod namespace (downward API), for the audit trail.
+pub const ENV_POD_NAMESPACE: &str = value("ENV_POD_NAMESPACE");
+/// The sidecar's pod name (downward API), for the audit trail.
+pub const ENV_POD_NAME: &str = value("ENV_POD_NAME");
+/// The HsmPartition a sidecar serves, for its info metric and audit lines.
+pub const ENV_PARTITION: &str = value("ENV_PARTITION");
+/// Set in each app container to the container's name; the shim sends it in its Hello.
+pub const ENV_CONTAINER: &str = value("ENV_CONTAINER");
+/// The data key (credential Secret, provider ConfigMap) holding their generation counter.
+pub const GENERATION_KEY: &str = value("GENERATION_KEY");
+
 /// Every key of `contract.env` with its value, as written in the file.
 pub const ALL: &[(&str, &str)] = &[
     ("SHIM_FILE", SHIM_FILE),
@@ -75,6 +91,13 @@ pub const ALL: &[(&str, &str)] = &[
     ("IMAGE_SIDECAR", IMAGE_SIDECAR),
     ("IMAGE_SIDECAR_SOFTHSM", IMAGE_SIDECAR_SOFTHSM),
     ("IMAGE_SIDECAR_PRIMUS", IMAGE_SIDECAR_PRIMUS),
+    ("METRICS_PORT", value("METRICS_PORT")),
+    ("METRICS_PORT_NAME", METRICS_PORT_NAME),
+    ("ENV_POD_NAMESPACE", ENV_POD_NAMESPACE),
+    ("ENV_POD_NAME", ENV_POD_NAME),
+    ("ENV_PARTITION", ENV_PARTITION),
+    ("ENV_CONTAINER", ENV_CONTAINER),
+    ("GENERATION_KEY", GENERATION_KEY),
 ];
 
 /// The value of `key` in [`CONTRACT_ENV`]; anything wrong is a compile error where a constant
