@@ -13,7 +13,6 @@ mod crd;
 mod crd_schema;
 mod enrollment;
 mod error;
-mod exposition;
 mod http;
 mod injected_resources;
 mod leader;

@@ -1,40 +1,85 @@
-//! Prometheus metrics in the text exposition format, hand-written (three metric families do not
-//! need a registry crate):
+//! The operator's Prometheus metrics, one `prometheus_client` registry rendered as OpenMetrics
+//! text on `/metrics`:
 //! `hsm_operator_reconciles_total`, `hsm_operator_reconcile_failures_total{reason}`,
-//! `hsm_operator_reconcile_duration_seconds` (histogram), and `hsm_operator_leader` (gauge).
+//! `hsm_operator_reconcile_duration_seconds` (histogram), `hsm_operator_leader` (gauge), and the
+//! webhook's families (`webhook/metrics.rs`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::exposition::{header, Histogram};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
 use crate::webhook::WebhookMetrics;
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the duration histogram's buckets.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    /// A short, fixed value (`Error::metric_reason`): the label stays bounded.
+    reason: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
-    /// The injection webhook's reviews, rendered after the controller's families.
+    /// The injection webhook's reviews (registered here too, so one `/metrics` shows both).
     pub webhook: Arc<WebhookMetrics>,
-    reconciles: AtomicU64,
-    /// Failures by reason. A std Mutex is fine: it is held for a map update only, never across
-    /// an await, and failures are rare.
-    failures: Mutex<BTreeMap<&'static str, u64>>,
+    reconciles: Counter,
+    failures: Family<FailureLabels, Counter>,
     duration: Histogram,
-    leader: AtomicBool,
+    leader: Gauge,
+    /// Holds clones of the metrics above (they share their values); built once, read by
+    /// `render` only, so it needs no lock.
+    registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let webhook = Arc::new(WebhookMetrics::default());
+        let reconciles = Counter::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let duration = Histogram::new(BUCKETS);
+        let leader = Gauge::default();
+        let mut registry = Registry::default();
+        // Names without the `_total`/unit suffixes: the encoder appends them.
+        registry.register(
+            "hsm_operator_reconciles",
+            "Reconciliations of HsmPartitions",
+            reconciles.clone(),
+        );
+        registry.register(
+            "hsm_operator_reconcile_failures",
+            "Failed reconciliations by reason",
+            failures.clone(),
+        );
+        registry.register_with_unit(
+            "hsm_operator_reconcile_duration",
+            "Time spent in one reconciliation",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        registry.register(
+            "hsm_operator_leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
+        webhook.register(&mut registry);
         Metrics {
-            webhook: Arc::default(),
-            reconciles: AtomicU64::new(0),
-            failures: Mutex::default(),
-            duration: Histogram::new(&BUCKETS),
-            leader: AtomicBool::new(false),
+            webhook,
+            reconciles,
+            failures,
+            duration,
+            leader,
+            registry,
         }
     }
 }
@@ -42,79 +87,43 @@ impl Default for Metrics {
 impl Metrics {
     /// One reconcile finished after `elapsed`.
     pub fn reconciled(&self, elapsed: Duration) {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
-        self.duration.observe(elapsed);
+        self.reconciles.inc();
+        self.duration.observe(elapsed.as_secs_f64());
     }
 
     /// One reconcile failed for `reason` (a short, fixed label value).
     pub fn failed(&self, reason: &'static str) {
-        let mut failures = match self.failures.lock() {
-            Ok(guard) => guard,
-            // A panic while holding this lock cannot leave the map inconsistent.
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *failures.entry(reason).or_insert(0) += 1;
+        self.failures.get_or_create(&FailureLabels { reason }).inc();
     }
 
     pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::Relaxed);
+        self.leader.set(i64::from(leader));
     }
 
-    /// The text exposition (format 0.0.4).
+    /// The OpenMetrics text exposition (1.0.0, ending in `# EOF`), of type [`CONTENT_TYPE`].
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        header(
-            &mut out,
-            "hsm_operator_reconciles_total",
-            "counter",
-            "Reconciliations of HsmPartitions.",
-        );
-        let _ = writeln!(
-            out,
-            "hsm_operator_reconciles_total {}",
-            self.reconciles.load(Ordering::Relaxed)
-        );
-
-        header(
-            &mut out,
-            "hsm_operator_reconcile_failures_total",
-            "counter",
-            "Failed reconciliations by reason.",
-        );
-        let failures = match self.failures.lock() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        for (reason, n) in failures {
-            let _ = writeln!(out, "hsm_operator_reconcile_failures_total{{reason=\"{reason}\"}} {n}");
-        }
-
-        self.duration.render(
-            &mut out,
-            "hsm_operator_reconcile_duration_seconds",
-            "Time spent in one reconciliation.",
-        );
-
-        header(
-            &mut out,
-            "hsm_operator_leader",
-            "gauge",
-            "1 while this replica holds the leader Lease.",
-        );
-        let _ = writeln!(
-            out,
-            "hsm_operator_leader {}",
-            u8::from(self.leader.load(Ordering::Relaxed))
-        );
-        out.push_str(&self.webhook.render());
-        out
+        render(&self.registry)
     }
+}
+
+/// `registry` as OpenMetrics text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail; the encoder fails only when its writer does.
+    let _ = encode(&mut out, registry);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value of the sample line that starts with `series ` (name and labels as written).
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
 
     #[test]
     fn exposition() {
@@ -126,15 +135,61 @@ mod tests {
         m.failed("forbidden");
         m.set_leader(true);
         let text = m.render();
-        assert!(text.contains("\nhsm_operator_reconciles_total 2\n"), "{text}");
-        assert!(text.contains("hsm_operator_reconcile_failures_total{reason=\"conflict\"} 2\n"));
-        assert!(text.contains("hsm_operator_reconcile_failures_total{reason=\"forbidden\"} 1\n"));
-        assert!(text.contains("hsm_operator_reconcile_duration_seconds_bucket{le=\"0.005\"} 0\n"));
-        assert!(text.contains("hsm_operator_reconcile_duration_seconds_bucket{le=\"0.01\"} 1\n"));
-        assert!(text.contains("hsm_operator_reconcile_duration_seconds_bucket{le=\"0.5\"} 2\n"));
-        assert!(text.contains("hsm_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("hsm_operator_reconcile_duration_seconds_sum 0.307\n"));
-        assert!(text.contains("hsm_operator_reconcile_duration_seconds_count 2\n"));
-        assert!(text.contains("hsm_operator_leader 1\n"));
+        for line in [
+            "# TYPE hsm_operator_reconciles counter\n",
+            "\nhsm_operator_reconciles_total 2\n",
+            "# TYPE hsm_operator_reconcile_failures counter\n",
+            "hsm_operator_reconcile_failures_total{reason=\"conflict\"} 2\n",
+            "hsm_operator_reconcile_failures_total{reason=\"forbidden\"} 1\n",
+            "# TYPE hsm_operator_reconcile_duration_seconds histogram\n",
+            "# UNIT hsm_operator_reconcile_duration_seconds seconds\n",
+            "hsm_operator_reconcile_duration_seconds_bucket{le=\"0.005\"} 0\n",
+            "hsm_operator_reconcile_duration_seconds_bucket{le=\"0.01\"} 1\n",
+            "hsm_operator_reconcile_duration_seconds_bucket{le=\"0.25\"} 1\n",
+            "hsm_operator_reconcile_duration_seconds_bucket{le=\"0.5\"} 2\n",
+            "hsm_operator_reconcile_duration_seconds_bucket{le=\"10.0\"} 2\n",
+            "hsm_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} 2\n",
+            "hsm_operator_reconcile_duration_seconds_count 2\n",
+            "# TYPE hsm_operator_leader gauge\n",
+            "hsm_operator_leader 1\n",
+            // The webhook's families are on the same page.
+            "hsm_operator_webhook_requests_total{outcome=\"injected\"} 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        let sum = sample(&text, "hsm_operator_reconcile_duration_seconds_sum").expect("a _sum sample");
+        assert!((sum - 0.307).abs() < 1e-9, "sum {sum}");
+        // Exactly the ten bounds and +Inf, in order.
+        let bounds: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("hsm_operator_reconcile_duration_seconds_bucket{le=\""))
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(
+            bounds,
+            ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "10.0", "+Inf"]
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        m.set_leader(false);
+        assert_eq!(sample(&m.render(), "hsm_operator_leader"), Some(0.0));
+    }
+
+    #[test]
+    fn failures_appear_with_the_first() {
+        // prometheus-client leaves a family without series out of the page, HELP and TYPE too.
+        let m = Metrics::default();
+        let text = m.render();
+        assert!(!text.contains("hsm_operator_reconcile_failures"), "{text}");
+        assert_eq!(sample(&text, "hsm_operator_reconciles_total"), Some(0.0));
+        m.failed("timeout");
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE hsm_operator_reconcile_failures counter\n"),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "hsm_operator_reconcile_failures_total{reason=\"timeout\"}"),
+            Some(1.0)
+        );
     }
 }

@@ -44,10 +44,23 @@ async fn metrics_count_reconciles_and_health_endpoints_answer() {
         durations.is_some_and(|n| n >= 1.0),
         "hsm_operator_reconcile_duration_seconds has no observations:\n{text}"
     );
-    assert!(
-        text.contains("hsm_operator_reconcile_failures_total"),
-        "hsm_operator_reconcile_failures_total is not exported (not even its HELP/TYPE):\n{text}"
+    // OpenMetrics: a counter family is announced without `_total` (its samples carry it; a
+    // family without series is left out until its first failure), and the page ends with `# EOF`.
+    let failures = text
+        .lines()
+        .filter(|l| l.starts_with("hsm_operator_reconcile_failures_total"))
+        .count();
+    assert_eq!(
+        text.contains("# TYPE hsm_operator_reconcile_failures counter\n"),
+        failures > 0,
+        "hsm_operator_reconcile_failures_total: TYPE line and series disagree:\n{text}"
     );
+    assert!(
+        text.contains("# TYPE hsm_operator_reconciles counter\n")
+            && text.contains("# TYPE hsm_operator_leader gauge\n"),
+        "families not announced:\n{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "not OpenMetrics text (no # EOF):\n{text}");
     eprintln!(
         "failures by reason while the setup Secret is missing: {:?}",
         text.lines()

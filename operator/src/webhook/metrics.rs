@@ -1,15 +1,17 @@
-//! The webhook's metrics, in the Prometheus text format, for the operator's `/metrics`:
+//! The webhook's metrics, for the operator's `/metrics`:
 //! `hsm_operator_webhook_requests_total{outcome}` (injected | skipped | denied | invalid) and the
 //! histogram `hsm_operator_webhook_duration_seconds` (body read to response ready, per review).
 //!
-//! Registering: create one `Arc<WebhookMetrics>`, pass it in `WebhookConfig::metrics`, and append
-//! `webhook_metrics.render()` to the operator's exposition.
+//! Registering: create one `Arc<WebhookMetrics>`, pass it in `WebhookConfig::metrics`, and
+//! `register` it in the operator's `prometheus_client` registry (`metrics.rs` does).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::exposition::{header, Histogram};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Upper bounds (seconds); fine below 10 ms, where the latency target lives.
 const BUCKETS: [f64; 12] = [
@@ -42,17 +44,35 @@ impl Outcome {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+impl From<Outcome> for OutcomeLabels {
+    fn from(outcome: Outcome) -> Self {
+        OutcomeLabels {
+            outcome: outcome.label(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct WebhookMetrics {
-    outcomes: [AtomicU64; 4],
+    requests: Family<OutcomeLabels, Counter>,
     duration: Histogram,
 }
 
 impl Default for WebhookMetrics {
     fn default() -> Self {
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        // Every outcome is exported from the start, at 0.
+        for outcome in Outcome::ALL {
+            let _ = requests.get_or_create(&outcome.into());
+        }
         WebhookMetrics {
-            outcomes: Default::default(),
-            duration: Histogram::new(&BUCKETS),
+            requests,
+            duration: Histogram::new(BUCKETS),
         }
     }
 }
@@ -60,48 +80,63 @@ impl Default for WebhookMetrics {
 impl WebhookMetrics {
     /// One review took `elapsed` and ended with `outcome`.
     pub fn observe(&self, outcome: Outcome, elapsed: Duration) {
-        let slot = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.outcomes[slot].fetch_add(1, Ordering::Relaxed);
-        self.duration.observe(elapsed);
+        self.requests.get_or_create(&outcome.into()).inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Adds the webhook's families to `registry` (they share their values with `self`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "hsm_operator_webhook_requests",
+            "Admission reviews by outcome",
+            self.requests.clone(),
+        );
+        registry.register_with_unit(
+            "hsm_operator_webhook_duration",
+            "Time to answer one admission review",
+            Unit::Seconds,
+            self.duration.clone(),
+        );
     }
 
     /// Reviews counted so far with `outcome`.
     #[cfg(test)]
     pub fn count(&self, outcome: Outcome) -> u64 {
-        let slot = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.outcomes[slot].load(Ordering::Relaxed)
+        self.requests.get(&outcome.into()).map_or(0, |c| c.get())
     }
 
-    /// The upper bound of the bucket holding quantile `q` of the review durations so far.
+    /// The webhook's families alone, as OpenMetrics text.
+    #[cfg(test)]
+    pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        self.register(&mut registry);
+        crate::metrics::render(&registry)
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..=1) of the review durations so far,
+    /// in seconds (`None` before any, `+Inf` past the last bucket), read from the exposition.
     #[cfg(test)]
     pub fn quantile_bound(&self, q: f64) -> Option<f64> {
-        self.duration.quantile_bound(q)
-    }
-
-    /// The text exposition (format 0.0.4) of the webhook's families.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        header(
-            &mut out,
-            "hsm_operator_webhook_requests_total",
-            "counter",
-            "Admission reviews by outcome.",
-        );
-        for (outcome, counter) in Outcome::ALL.iter().zip(&self.outcomes) {
-            let _ = writeln!(
-                out,
-                "hsm_operator_webhook_requests_total{{outcome=\"{}\"}} {}",
-                outcome.label(),
-                counter.load(Ordering::Relaxed)
-            );
+        let text = self.render();
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("hsm_operator_webhook_duration_seconds_bucket{le=\""))
+            .filter_map(|l| {
+                let (bound, count) = l.split_once("\"} ")?;
+                let bound = if bound == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    bound.parse().ok()?
+                };
+                Some((bound, count.parse().ok()?))
+            })
+            .collect();
+        let count = buckets.last()?.1;
+        if count == 0 {
+            return None;
         }
-        self.duration.render(
-            &mut out,
-            "hsm_operator_webhook_duration_seconds",
-            "Time to answer one admission review.",
-        );
-        out
+        let rank = (q.clamp(0.0, 1.0) * count as f64).ceil().max(1.0) as u64;
+        buckets.iter().find(|(_, n)| *n >= rank).map(|(bound, _)| *bound)
     }
 }
 
@@ -125,12 +160,25 @@ mod tests {
             "hsm_operator_webhook_duration_seconds_bucket{le=\"0.005\"} 2\n",
             "hsm_operator_webhook_duration_seconds_bucket{le=\"0.025\"} 2\n",
             "hsm_operator_webhook_duration_seconds_bucket{le=\"0.05\"} 3\n",
+            "hsm_operator_webhook_duration_seconds_bucket{le=\"1.0\"} 3\n",
             "hsm_operator_webhook_duration_seconds_bucket{le=\"+Inf\"} 3\n",
-            "hsm_operator_webhook_duration_seconds_sum 0.0348\n",
             "hsm_operator_webhook_duration_seconds_count 3\n",
+            "# TYPE hsm_operator_webhook_requests counter\n",
+            "# TYPE hsm_operator_webhook_duration_seconds histogram\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+        let sum: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("hsm_operator_webhook_duration_seconds_sum "))
+            .and_then(|v| v.parse().ok())
+            .expect("a _sum sample");
+        assert!((sum - 0.0348).abs() < 1e-9, "sum {sum}");
+        let bounds = text
+            .lines()
+            .filter(|l| l.starts_with("hsm_operator_webhook_duration_seconds_bucket"))
+            .count();
+        assert_eq!(bounds, BUCKETS.len() + 1, "the twelve bounds and +Inf:\n{text}");
         assert_eq!(m.count(Outcome::Injected), 2);
         assert_eq!(m.quantile_bound(0.5), Some(0.005));
         assert_eq!(m.quantile_bound(0.99), Some(0.05));

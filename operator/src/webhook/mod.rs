@@ -7,7 +7,7 @@
 //! ```ignore
 //! let webhook_metrics = Arc::new(webhook::WebhookMetrics::default());
 //! let mut config = webhook::WebhookConfig::new(namespace, shim_image);
-//! config.metrics = webhook_metrics.clone();    // /metrics appends webhook_metrics.render()
+//! config.metrics = webhook_metrics.clone();    // and webhook_metrics.register(&mut registry) for /metrics
 //! tokio::spawn(webhook::serve(client.clone(), config, shutdown_future));
 //! ```
 //!
