@@ -4,14 +4,17 @@
 # first failure.
 #
 #   bash scripts/chart-test.sh            # static checks, then the API server checks
-#   bash scripts/chart-test.sh static     # only lint/template/schema/CRD-copy checks (no API server)
+#   bash scripts/chart-test.sh static     # only lint/template/schema/CRD-copy/monitoring checks (no API server)
 #
 # Static: the chart's CRD is the current crds/hsmpartition.yaml; `helm lint` and `helm lint --strict`
 # are clean for the default values, webhook.url and webhook.certManager.enabled; `helm template`
 # renders each variant with the expected objects, flags and selectors; values.schema.json rejects
-# typos and bad values.
+# typos and bad values; monitoring.* (all off by default, none rendered then) renders the
+# ServiceMonitor, PodMonitor, PrometheusRule and Grafana dashboard ConfigMap, whose rules and
+# dashboard are those of charts/hsmbridge/files/ (scripts/check-monitoring.py checks their structure;
+# needs python3-yaml, which scripts/install-deps.sh installs).
 # On the API server: the rendered objects pass server-side dry-run (all variants, cert-manager
-# kinds aside); `helm install` into hsmbridge-system (webhook.url at a closed 127.0.0.1 port,
+# and Prometheus Operator kinds aside: the dashboard ConfigMap is dry-run); `helm install` into hsmbridge-system (webhook.url at a closed 127.0.0.1 port,
 # failurePolicy Ignore, placeholder images: no kubelet runs them) creates every object; the
 # ClusterRole/Role rules equal operator/deploy/rbac.yaml's; the ServiceAccount can do exactly what
 # the webhook needs (checked with its own token and `auth can-i`); the webhook selectors decide on
@@ -112,7 +115,8 @@ static_checks() {
     local variant args
     for variant in "default|" "url|--set webhook.url=https://127.0.0.1:9443/mutate-pods" \
         "cert-manager|--set webhook.certManager.enabled=true" \
-        "cert-manager-issuer|--set webhook.certManager.enabled=true --set webhook.certManager.issuerRef.name=ca --set webhook.certManager.issuerRef.kind=ClusterIssuer"; do
+        "cert-manager-issuer|--set webhook.certManager.enabled=true --set webhook.certManager.issuerRef.name=ca --set webhook.certManager.issuerRef.kind=ClusterIssuer" \
+        "monitoring|${MONITORING_ALL[*]}"; do
         args="${variant#*|}"
         # shellcheck disable=SC2086
         for strict in "" --strict; do
@@ -168,6 +172,8 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     hasnt default '    caBundle:' "a caBundle (the operator owns it)"
     hasnt default 'apiVersion: cert-manager.io' "cert-manager objects"
     hasnt default 'cert-manager.io/inject-ca-from' "the cert-manager CA injector annotation"
+    hasnt default 'monitoring.coreos.com' "Prometheus Operator objects (monitoring.* is off by default)"
+    hasnt default 'grafana_dashboard' "the Grafana dashboard ConfigMap (monitoring.* is off by default)"
     ok "default render: probes, securityContext, selectors, webhook, PDB, CRD policy"
 
     step "helm template: webhook.url"
@@ -210,6 +216,8 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     args_of cpu1 | grep -qF -- '\requests\:{\cpu\:1,' || fail "injection.resources.requests.cpu=1 not passed as a number: $(args_of cpu1 | tail -1)"
     ok "crds.enabled=false, replicas=1 (no PDB), image digest, extraArgs, injection.resources null or a number"
 
+    monitoring_checks
+
     step "values.schema.json"
     rejects "a typo at the top level" --set webhok.url=https://x/
     rejects "a typo inside webhook" --set webhook.failurPolicy=Fail
@@ -224,6 +232,117 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     rejects "a quantity in bytes, not Mi" --set injection.resources.requests.memory=32MB
     rejects "a typo in injection.resources" --set injection.resources.request.cpu=1m
     rejects "a misspelt resource name" --set injection.resources.limits.memroy=1Gi
+    rejects "a typo inside monitoring" --set monitoring.podMonitr.enabled=true
+    rejects "an unknown key in monitoring.grafanaDashboard" --set monitoring.grafanaDashboard.label=x
+    rejects "errorRatioThreshold 0" --set monitoring.prometheusRule.errorRatioThreshold=0
+    rejects "errorRatioThreshold 2" --set monitoring.prometheusRule.errorRatioThreshold=2
+    rejects "errorRatioThreshold 5%" --set monitoring.prometheusRule.errorRatioThreshold=5%
+    rejects "a scrape interval of 30sec" --set monitoring.serviceMonitor.interval=30sec
+    rejects "a label value with a space" --set 'monitoring.podMonitor.labels.team=a b'
+}
+
+# Every monitoring object on.
+MONITORING_ALL=(--set monitoring.serviceMonitor.enabled=true --set monitoring.podMonitor.enabled=true
+    --set monitoring.prometheusRule.enabled=true --set monitoring.grafanaDashboard.enabled=true)
+
+# monitoring.*: the kinds rendered, what they select and scrape, and that they carry the chart's
+# files/prometheus-rules.yaml and files/grafana-dashboard.json unchanged.
+monitoring_checks() {
+    local want got
+    step "helm template: monitoring.* (ServiceMonitor, PodMonitor, PrometheusRule, Grafana dashboard)"
+    python3 -c 'import yaml' 2>/dev/null || fail "python3 cannot import yaml: install python3-yaml (bash scripts/install-deps.sh)"
+    python3 "$REPO/scripts/check-monitoring.py" 2>"$WORK/check-monitoring.err" \
+        || { cat "$WORK/check-monitoring.err" >&2; fail "scripts/check-monitoring.py: the dashboard or the rules are malformed"; }
+    ok "scripts/check-monitoring.py: $(cat "$WORK/check-monitoring.err")"
+    render monitoring "${MONITORING_ALL[@]}"
+    want=$(printf '%s\n' ConfigMap/hsmbridge-grafana-dashboard PodMonitor/hsmbridge-sidecars PrometheusRule/hsmbridge ServiceMonitor/hsm-operator)
+    got=$(comm -13 <(kinds default) <(kinds monitoring))
+    [ "$got" = "$want" ] || fail "monitoring render: the objects added to the default render differ (- expected, + rendered):
+$(diff <(echo "$want") <(echo "$got") || true)"
+    got=$(comm -23 <(kinds default) <(kinds monitoring))
+    [ -z "$got" ] || fail "monitoring render lacks objects of the default render: $got"
+    python3 - "$WORK/monitoring.yaml" "$CHART_DIR" "$NS" "$METRICS_PORT_NAME" <<'PY' || fail "monitoring render: see the line above ($WORK/monitoring.yaml)"
+import json, re, sys, yaml
+rendered, chart, ns, port_name = sys.argv[1:]
+objs = {}
+for d in yaml.safe_load_all(open(rendered)):
+    if d:
+        objs[(d["kind"], d["metadata"]["name"])] = d
+def fail(msg):
+    sys.exit(f"chart-test: FAIL: monitoring render: {msg}")
+def get(kind, name):
+    o = objs.get((kind, name)) or fail(f"no {kind}/{name}")
+    return o
+sm, pm = get("ServiceMonitor", "hsm-operator"), get("PodMonitor", "hsmbridge-sidecars")
+pr, cm = get("PrometheusRule", "hsmbridge"), get("ConfigMap", "hsmbridge-grafana-dashboard")
+svc = get("Service", "hsm-operator-metrics")
+for o in (sm, pm, pr):
+    if o["apiVersion"] != "monitoring.coreos.com/v1":
+        fail(f"{o['kind']} has apiVersion {o['apiVersion']}")
+for o in (sm, pm, pr, cm):
+    if o["metadata"].get("namespace") != ns or o["metadata"]["labels"].get("app.kubernetes.io/instance") != "hsmbridge":
+        fail(f"{o['kind']} is not in {ns} or lacks the release label")
+# ServiceMonitor -> the metrics Service, its port, the partition's namespace label kept.
+sel = sm["spec"]["selector"]["matchLabels"]
+if any(svc["metadata"]["labels"].get(k) != v for k, v in sel.items()):
+    fail(f"the ServiceMonitor's selector {sel} does not select Service hsm-operator-metrics")
+ep = sm["spec"]["endpoints"][0]
+if ep["port"] not in [p["name"] for p in svc["spec"]["ports"]] or ep.get("path") != "/metrics":
+    fail(f"the ServiceMonitor scrapes port {ep['port']} {ep.get('path')}, not a port of the Service at /metrics")
+if sm["spec"]["namespaceSelector"] != {"matchNames": [ns]} or ep.get("honorLabels") is not True:
+    fail("the ServiceMonitor must look in the release namespace only, with honorLabels (namespace of hsm_operator_partition_pods)")
+if {"sourceLabels": ["__meta_kubernetes_service_name"], "regex": "hsm-operator-metrics", "action": "keep"} not in ep.get("relabelings", []):
+    fail("the ServiceMonitor does not keep only the Service hsm-operator-metrics")
+# PodMonitor -> injected pods everywhere, the sidecars' metrics ports only.
+if pm["spec"]["namespaceSelector"] != {"any": True} or pm["spec"]["selector"] != {"matchLabels": {"hsmbridge.io/inject": "true"}}:
+    fail(f"the PodMonitor selects {pm['spec']['selector']} in {pm['spec']['namespaceSelector']}")
+pe = pm["spec"]["podMetricsEndpoints"][0]
+if "port" in pe or pe.get("path") != "/metrics":
+    fail("the PodMonitor endpoint must have no port (the relabeling picks them) and path /metrics")
+keep = pe["relabelings"][0]
+if keep.get("action") != "keep" or keep.get("sourceLabels") != ["__meta_kubernetes_pod_container_port_name"]:
+    fail(f"the PodMonitor's first relabeling is not a keep on the container port name: {keep}")
+for name, want in [(port_name, True), (port_name + "-1", True), (port_name + "-12", True), ("metrics", False),
+                   (port_name + "-x", False), (port_name + "-", False), ("x" + port_name, False), ("http", False)]:
+    if bool(re.fullmatch(keep["regex"], name)) != want:
+        fail(f"the PodMonitor's port regex {keep['regex']!r} {'drops' if want else 'keeps'} port {name}")
+targets = {r.get("targetLabel"): r.get("sourceLabels") for r in pe["relabelings"][1:]}
+for label, meta in [("namespace", "__meta_kubernetes_namespace"), ("pod", "__meta_kubernetes_pod_name"),
+                    ("container", "__meta_kubernetes_pod_container_name")]:
+    if targets.get(label) != [meta]:
+        fail(f"the PodMonitor does not set {label} from {meta}")
+# PrometheusRule = files/prometheus-rules.yaml; ConfigMap = files/grafana-dashboard.json.
+if pr["spec"]["groups"] != yaml.safe_load(open(f"{chart}/files/prometheus-rules.yaml"))["groups"]:
+    fail("the PrometheusRule's groups are not those of files/prometheus-rules.yaml")
+if cm["metadata"]["labels"].get("grafana_dashboard") != "1":
+    fail("the dashboard ConfigMap lacks the label grafana_dashboard: \"1\"")
+if json.loads(cm["data"]["hsmbridge.json"]) != json.load(open(f"{chart}/files/grafana-dashboard.json")):
+    fail("the ConfigMap's hsmbridge.json is not files/grafana-dashboard.json")
+PY
+    has monitoring 'regex: hsm-metrics(-[0-9]+)?' "the sidecars' port names"
+    ok "ServiceMonitor -> Service hsm-operator-metrics:metrics (honorLabels); PodMonitor -> hsmbridge.io/inject=true pods, ports $METRICS_PORT_NAME(-N); rules and dashboard = files/"
+
+    render monitoring-values "${MONITORING_ALL[@]}" --set monitoring.serviceMonitor.labels.release=prom \
+        --set monitoring.serviceMonitor.interval=1m --set monitoring.podMonitor.interval= \
+        --set monitoring.prometheusRule.labels.role=alert-rules --set monitoring.prometheusRule.errorRatioThreshold=0.2 \
+        --set monitoring.grafanaDashboard.labelKey=dashboards --set monitoring.grafanaDashboard.labelValue=1 \
+        --set monitoring.grafanaDashboard.namespace=monitoring --set monitoring.grafanaDashboard.annotations.grafana_folder=HSM
+    has monitoring-values 'release: prom' "the ServiceMonitor's extra label"
+    has monitoring-values 'interval: 1m' "the ServiceMonitor's interval"
+    [ "$(grep -c 'interval:' "$WORK/monitoring-values.yaml")" = 1 ] || fail "monitoring.podMonitor.interval= (empty) still renders an interval"
+    has monitoring-values 'role: alert-rules' "the PrometheusRule's extra label"
+    has monitoring-values '          ) > 0.2' "errorRatioThreshold 0.2 in HsmbridgeErrorRatioHigh"
+    hasnt monitoring-values '> 0.05' "the default threshold next to errorRatioThreshold 0.2"
+    has monitoring-values 'dashboards: "1"' "the dashboard label from labelKey/labelValue (a string)"
+    hasnt monitoring-values 'grafana_dashboard:' "the default dashboard label next to labelKey"
+    has monitoring-values 'namespace: monitoring' "the dashboard ConfigMap's namespace"
+    has monitoring-values 'grafana_folder: HSM' "the dashboard ConfigMap's annotations"
+    if "$HELM" template "$RELEASE" "$CHART_DIR" --namespace "$NS" --set monitoring.serviceMonitor.enabled=true \
+        --set metrics.service.enabled=false >/dev/null 2>"$WORK/sm.err"; then
+        fail "monitoring.serviceMonitor.enabled rendered without the metrics Service (metrics.service.enabled=false)"
+    fi
+    grep -qF 'needs metrics.service.enabled' "$WORK/sm.err" || { cat "$WORK/sm.err" >&2; fail "serviceMonitor without the metrics Service: not the chart's message"; }
+    ok "labels, intervals (empty: none), errorRatioThreshold, dashboard label/namespace/annotations; a ServiceMonitor needs metrics.service.enabled"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +409,12 @@ api_checks() {
         --show-only templates/rbac.yaml >"$WORK/cm-core.yaml" 2>"$WORK/cm-core.err" || { cat "$WORK/cm-core.err" >&2; fail "helm template (cert-manager)"; }
     k apply --dry-run=server -f "$WORK/cm-core.yaml" >"$WORK/dry.out" 2>&1 \
         || { cat "$WORK/dry.out" >&2; fail "server-side dry run of the cert-manager render"; }
-    ok "default, webhook.url and cert-manager renders are valid 1.20 objects"
+    # The Prometheus Operator's kinds are unknown here too; the dashboard ConfigMap is not.
+    "$HELM" template "$RELEASE" "$CHART_DIR" --namespace "$NS" "${MONITORING_ALL[@]}" \
+        --show-only templates/grafana-dashboard.yaml >"$WORK/grafana-cm.yaml" 2>"$WORK/grafana-cm.err" || { cat "$WORK/grafana-cm.err" >&2; fail "helm template (grafana dashboard)"; }
+    k apply --dry-run=server -f "$WORK/grafana-cm.yaml" >"$WORK/dry.out" 2>&1 \
+        || { cat "$WORK/dry.out" >&2; fail "server-side dry run of the Grafana dashboard ConfigMap"; }
+    ok "default, webhook.url and cert-manager renders and the dashboard ConfigMap are valid 1.20 objects"
 
     step "helm install"
     chart_install "$RELEASE" "$NS" "${set_test[@]}" >"$WORK/install.out" 2>&1 \

@@ -7,12 +7,13 @@
 #   opensc-pkcs11    pkcs11-spy.so, which the hostile suite puts between the sidecar and SoftHSM
 #                    to count the logins that reach the token
 #   openssl          verifies the demo's signature outside the HSM
+#   python3-yaml     PyYAML, for scripts/check-monitoring.py and the chart test's monitoring checks
 #   gcc, libc6-dev   only when no C compiler is present: rustc links through `cc`
 # Idempotent and fast: it asks dpkg first and only runs apt-get (update + install) when
 # something is missing. Needs root (or sudo) only in that case.
 set -euo pipefail
 
-packages=(softhsm2 opensc opensc-pkcs11 p11-kit p11-kit-modules openssl)
+packages=(softhsm2 opensc opensc-pkcs11 p11-kit p11-kit-modules openssl python3-yaml)
 if ! command -v cc >/dev/null 2>&1; then
     packages+=(gcc libc6-dev)
 fi
