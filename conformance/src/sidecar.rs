@@ -16,6 +16,8 @@ pub struct Sidecar {
     hsm: SoftHsm,
     socket: PathBuf,
     stderr_log: PathBuf,
+    /// The audit trail (the sidecar's stdout).
+    stdout_log: PathBuf,
     pin_file: Option<PathBuf>,
     extra_args: Vec<String>,
     child: Option<Child>,
@@ -44,11 +46,13 @@ impl Sidecar {
     pub fn start_with_args(hsm: SoftHsm, pin_file: Option<PathBuf>, extra_args: &[&str]) -> Self {
         let socket = hsm.dir().join("pkcs11.sock");
         let stderr_log = hsm.dir().join("sidecar.stderr");
+        let stdout_log = hsm.dir().join("sidecar.stdout");
         let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
         let mut sidecar = Sidecar {
             hsm,
             socket,
             stderr_log,
+            stdout_log,
             pin_file,
             extra_args,
             child: None,
@@ -63,6 +67,11 @@ impl Sidecar {
             .append(true)
             .open(&self.stderr_log)
             .unwrap_or_else(|e| panic!("opening {}: {e}", self.stderr_log.display()));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stdout_log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.stdout_log.display()));
         let mut cmd = Command::new(sidecar_bin());
         cmd.arg("serve")
             .arg("--module")
@@ -75,7 +84,7 @@ impl Sidecar {
         cmd.args(&self.extra_args);
         cmd.env("SOFTHSM2_CONF", self.hsm.conf())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(out))
             .stderr(Stdio::from(log));
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {:?}: {e}", cmd));
         self.child = Some(child);
@@ -128,6 +137,11 @@ impl Sidecar {
 
     pub fn softhsm(&self) -> &SoftHsm {
         &self.hsm
+    }
+
+    /// Everything the sidecar wrote to stdout (its audit trail) so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_log).unwrap_or_default()
     }
 
     /// Everything the sidecar wrote to stderr so far.

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cryptoki_sys::*;
 use tracing::warn;
 
+use crate::audit::Caller;
+
 /// Sessions one application may have open (or being opened) at once.
 /// C_OpenSession past it is `CKR_SESSION_COUNT`; the module is not asked.
 pub const MAX_SESSIONS_PER_APP: usize = 1024;
@@ -47,6 +49,8 @@ pub struct App {
     sessions_refused: AtomicBool,
     objects_refused: AtomicBool,
     connections: AtomicUsize,
+    /// Who the application's first connection came from (audit lines).
+    caller: Arc<Caller>,
 }
 
 /// Room for one session taken by [`App::reserve_session`]: given back when
@@ -178,6 +182,10 @@ impl App {
     pub fn token(&self) -> &AppToken {
         &self.token
     }
+
+    pub fn caller(&self) -> Arc<Caller> {
+        self.caller.clone()
+    }
 }
 
 #[derive(Default)]
@@ -199,7 +207,7 @@ impl Apps {
     }
 
     /// A new application for a connection that presented no token.
-    pub fn create(&self) -> std::io::Result<Arc<App>> {
+    pub fn create(&self, caller: Caller) -> std::io::Result<Arc<App>> {
         let mut token = [0u8; 16];
         fill_random(&mut token)?;
         let app = Arc::new(App {
@@ -210,6 +218,7 @@ impl Apps {
             sessions_refused: AtomicBool::new(false),
             objects_refused: AtomicBool::new(false),
             connections: AtomicUsize::new(1),
+            caller: Arc::new(caller),
         });
         self.map().insert(token, app.clone());
         Ok(app)
@@ -226,10 +235,10 @@ impl Apps {
     /// Joins the application of `token`, or starts a new one when it has
     /// ended (all its connections closed, or the sidecar restarted): the shim
     /// sees a new token and voids its handles.
-    pub fn join_or_create(&self, token: &[u8]) -> std::io::Result<Arc<App>> {
+    pub fn join_or_create(&self, token: &[u8], caller: Caller) -> std::io::Result<Arc<App>> {
         match self.join(token) {
             Some(app) => Ok(app),
-            None => self.create(),
+            None => self.create(caller),
         }
     }
 
@@ -261,6 +270,17 @@ impl Apps {
         }
     }
 
+    /// Connected applications.
+    pub fn count(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Forgets every application: a join with their tokens makes a new one,
+    /// so their shims start a new epoch (the module was re-initialized).
+    pub fn forget_all(&self) -> Vec<Arc<App>> {
+        self.map().drain().map(|(_, app)| app).collect()
+    }
+
     pub fn all(&self) -> Vec<Arc<App>> {
         self.map().values().cloned().collect()
     }
@@ -283,7 +303,7 @@ mod tests {
     #[test]
     fn sessions_stop_at_the_caps_and_room_is_given_back() {
         let apps = Apps::default();
-        let a = apps.create().expect("app");
+        let a = apps.create(Caller::default()).expect("app");
         for h in 0..MAX_SESSIONS_PER_APP as u64 {
             a.reserve_session().expect("room").opened(h + 1, 0);
         }
@@ -299,7 +319,7 @@ mod tests {
 
         // Across applications: rooms taken (not yet opened) count too.
         let others: Vec<_> = (0..MAX_SESSIONS / MAX_SESSIONS_PER_APP)
-            .map(|_| apps.create().expect("app"))
+            .map(|_| apps.create(Caller::default()).expect("app"))
             .collect();
         let rooms: Vec<_> = others
             .iter()

@@ -2,7 +2,9 @@
 //! function list (cryptoki-sys types).
 
 use std::path::Path;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use cryptoki_sys::*;
 
@@ -23,13 +25,15 @@ pub struct Backend {
     _lib: &'static libloading::Library,
     /// Held shared while a request is served ([`Backend::enter`]), and
     /// exclusively while the module is re-initialized
-    /// ([`Backend::reinitialize_if`]), so no call is ever inside the module
-    /// across its C_Finalize.
+    /// ([`Backend::reinitialize_if`], [`Backend::reinitialize_draining`]), so
+    /// no call is ever inside the module across its C_Finalize. parking_lot's
+    /// lock is task-fair: a writer waiting holds new readers back, so a drain
+    /// ends; shared holders never enter again while they hold it.
     gate: RwLock<()>,
 }
 
 /// How long [`Backend::finalize_for_shutdown`] waits for calls inside the module.
-const FINALIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const FINALIZE_WAIT: Duration = Duration::from_secs(5);
 
 /// What [`Backend::reinitialize_if`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +133,7 @@ impl Backend {
     /// Entered by every request before it calls the module; a
     /// re-initialization waits until no request is inside.
     pub fn enter(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+        self.gate.read()
     }
 
     /// C_Finalize then C_Initialize, if no request is inside the module now
@@ -137,7 +141,7 @@ impl Backend {
     /// a request inside, it returns [`Reinit::Skipped`] at once, so it cannot
     /// stall the data path.
     pub fn reinitialize_if(&self, idle: impl FnOnce() -> bool) -> Reinit {
-        let Ok(_exclusive) = self.gate.try_write() else {
+        let Some(_exclusive) = self.gate.try_write() else {
             return Reinit::Skipped;
         };
         if !idle() {
@@ -145,6 +149,17 @@ impl Backend {
         }
         self.finalize();
         Reinit::Done(self.initialize())
+    }
+
+    /// Waits up to `wait` for the calls inside the module to end (new ones
+    /// wait meanwhile), then runs `under` with none inside, and C_Finalize and
+    /// C_Initialize: the C_Initialize CK_RV, or `None` when a call stayed inside
+    /// (a blocking C_WaitForSlotEvent): then nothing was done.
+    pub fn reinitialize_draining(&self, wait: Duration, under: impl FnOnce()) -> Option<CK_RV> {
+        let _exclusive = self.gate.try_write_for(wait)?;
+        under();
+        self.finalize();
+        Some(self.initialize())
     }
 
     pub fn functions(&self) -> &'static CK_FUNCTION_LIST {
@@ -157,16 +172,8 @@ impl Backend {
     /// C_WaitForSlotEvent) leaves the module unfinalized: `None`, and the
     /// process exits without it.
     pub fn finalize_for_shutdown(&self) -> Option<CK_RV> {
-        let deadline = std::time::Instant::now() + FINALIZE_WAIT;
-        loop {
-            if let Ok(_exclusive) = self.gate.try_write() {
-                return Some(self.finalize());
-            }
-            if std::time::Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let _exclusive = self.gate.try_write_for(FINALIZE_WAIT)?;
+        Some(self.finalize())
     }
 
     fn finalize(&self) -> CK_RV {

@@ -8,6 +8,12 @@
 //! enrollment, an administrator's fix; the kubelet swaps Secret files in
 //! place). Rejections are kept per slot, so that an app logging in on
 //! another token of the module cannot condemn the PIN for the right one.
+//!
+//! Rotation: the file is read again before every backend login, so a new PIN
+//! (re-enrollment, an administrator's rotation) is what the next login offers,
+//! without a restart; the monitor (`monitor.rs`) also re-reads it every few
+//! seconds to report the change. The `generation` file beside it (the Secret's
+//! `hsmbridge_contract::GENERATION_KEY`) says which credential it is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +29,8 @@ use crate::secret_file;
 
 pub struct HeldPin {
     path: PathBuf,
+    /// `GENERATION_KEY` beside the PIN file.
+    generation_path: PathBuf,
     state: Mutex<State>,
     /// The last answer of `is_rejected`, for health checks that come while a
     /// login holds the state (a module may take long to answer).
@@ -35,6 +43,9 @@ struct State {
     rejected: HashMap<CK_SLOT_ID, CK_RV>,
     /// Whether `pin` logged in on some slot.
     accepted: bool,
+    generation: i64,
+    /// A change `attempt` picked up that `refresh` has not reported yet.
+    unreported: bool,
 }
 
 /// Answers that condemn the PIN itself (as opposed to the session or token).
@@ -48,16 +59,33 @@ fn rejects_pin(rv: CK_RV) -> bool {
 impl HeldPin {
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let pin = secret_file::read(path)?;
+        let generation_path = path.with_file_name(hsmbridge_contract::GENERATION_KEY);
         let state = Mutex::new(State {
             pin,
             rejected: HashMap::new(),
             accepted: false,
+            generation: read_generation(&generation_path),
+            unreported: false,
         });
         Ok(HeldPin {
             path: path.to_path_buf(),
+            generation_path,
             state,
             rejected_seen: AtomicBool::new(false),
         })
+    }
+
+    /// The generation of the PIN held now (0 without a generation file).
+    pub fn generation(&self) -> i64 {
+        self.state().generation
+    }
+
+    /// Re-reads the file; the generation now held if the PIN changed since the last call.
+    pub fn refresh(&self) -> Option<i64> {
+        let mut s = self.state();
+        let changed = self.reload(&mut s) || std::mem::take(&mut s.unreported);
+        s.unreported = false;
+        changed.then_some(s.generation)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -71,10 +99,11 @@ impl HeldPin {
     /// about to reject a second time.
     pub fn attempt(&self, slot: CK_SLOT_ID, login: impl FnOnce(&Zeroizing<Vec<u8>>) -> CK_RV) -> CK_RV {
         let mut s = self.state();
+        if self.reload(&mut s) {
+            s.unreported = true;
+        }
         if let Some(rv) = s.rejected.get(&slot).copied() {
-            if !self.reload(&mut s) {
-                return rv;
-            }
+            return rv;
         }
         let pin = s.pin.clone();
         let rv = login(&pin);
@@ -105,14 +134,19 @@ impl HeldPin {
         rejected
     }
 
-    /// Re-reads the file after a rejection; true if it holds a new PIN.
+    /// Re-reads the file; true if it holds a new PIN.
     fn reload(&self, s: &mut State) -> bool {
         match secret_file::read(&self.path) {
             Ok(pin) if pin != s.pin => {
                 s.pin = pin;
                 s.rejected.clear();
                 s.accepted = false;
-                info!(pin_file = %self.path.display(), "the PIN file changed; the next login tries it");
+                s.generation = read_generation(&self.generation_path);
+                info!(
+                    pin_file = %self.path.display(),
+                    generation = s.generation,
+                    "the PIN file changed; the next login tries it"
+                );
                 true
             }
             Ok(_) => false,
@@ -121,6 +155,20 @@ impl HeldPin {
                 false
             }
         }
+    }
+}
+
+/// The decimal counter in `path`; 0 when it is absent or not a number.
+fn read_generation(path: &Path) -> i64 {
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        use std::io::Read;
+        // A counter is a few digits: read no more than a line's worth.
+        f.take(32).read_to_string(&mut text)
+    });
+    match read {
+        Ok(_) => text.trim().parse().unwrap_or(0),
+        Err(_) => 0,
     }
 }
 

@@ -29,6 +29,15 @@ struct SlotLogin {
     pin: Zeroizing<Vec<u8>>,
 }
 
+/// What a C_Login did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginResult {
+    pub rv: CK_RV,
+    /// The backend's C_Login ran and changed its state (the first login on the slot, or a
+    /// context-specific one), as opposed to an app admitted to the backend's existing login.
+    pub backend: bool,
+}
+
 pub struct Logins {
     slots: Mutex<HashMap<CK_SLOT_ID, SlotLogin>>,
     /// Managed mode: the user PIN the sidecar holds.
@@ -56,6 +65,27 @@ impl Logins {
         self.managed_pin.as_ref().is_some_and(HeldPin::is_rejected)
     }
 
+    /// The held credential's generation (0 without one, or without a generation file).
+    pub fn credential_generation(&self) -> i64 {
+        self.managed_pin.as_ref().map_or(0, HeldPin::generation)
+    }
+
+    /// Managed mode: re-reads the PIN file; the new generation when it changed since the last
+    /// call (`rotation.rs`).
+    pub fn refresh_credential(&self) -> Option<i64> {
+        self.managed_pin.as_ref().and_then(HeldPin::refresh)
+    }
+
+    /// Whether the backend is logged in on some slot (metrics).
+    pub fn any_logged_in(&self) -> bool {
+        !self.slots().is_empty()
+    }
+
+    /// Forgets every login: the module was re-initialized (C_Finalize logged it out).
+    pub fn forget_all(&self) {
+        self.slots().clear();
+    }
+
     fn slots(&self) -> MutexGuard<'_, HashMap<CK_SLOT_ID, SlotLogin>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -67,21 +97,34 @@ impl Logins {
         session: u64,
         user_type: CK_USER_TYPE,
         pin: Option<Vec<u8>>,
-    ) -> CK_RV {
+    ) -> LoginResult {
+        let only = |rv| LoginResult { rv, backend: false };
         let slot = match app.slot_of(session) {
             Ok(s) => s,
-            Err(rv) => return rv,
+            Err(rv) => return only(rv),
         };
         let presented = pin.map(Zeroizing::new);
         match &self.managed_pin {
             // The held PIN is the user's: apps may not administer the token (SO)
             // nor offer it as another (vendor-defined) user's.
-            Some(_) if !matches!(user_type, CKU_USER | CKU_CONTEXT_SPECIFIC) => CKR_USER_TYPE_INVALID,
+            Some(_) if !matches!(user_type, CKU_USER | CKU_CONTEXT_SPECIFIC) => only(CKR_USER_TYPE_INVALID),
             // Rejected before and unchanged since: the module is not asked again.
-            Some(held) => held.attempt(slot, |pin| {
-                self.login_with(backend, app, session, slot, user_type, &Some(pin.clone()))
-            }),
-            None => self.login_with(backend, app, session, slot, user_type, &presented),
+            Some(held) => {
+                let mut backend_called = false;
+                let rv = held.attempt(slot, |pin| {
+                    let (rv, called) = self.login_with(backend, app, session, slot, user_type, &Some(pin.clone()));
+                    backend_called = called;
+                    rv
+                });
+                LoginResult {
+                    rv,
+                    backend: backend_called,
+                }
+            }
+            None => {
+                let (rv, called) = self.login_with(backend, app, session, slot, user_type, &presented);
+                LoginResult { rv, backend: called }
+            }
         }
     }
 
@@ -93,7 +136,7 @@ impl Logins {
         slot: CK_SLOT_ID,
         user_type: CK_USER_TYPE,
         pin: &Option<Zeroizing<Vec<u8>>>,
-    ) -> CK_RV {
+    ) -> (CK_RV, bool) {
         let (pin_ptr, pin_len) = match &pin {
             Some(p) => (p.as_ptr() as *mut u8, p.len() as CK_ULONG),
             None => (std::ptr::null_mut(), 0),
@@ -101,12 +144,13 @@ impl Logins {
         if user_type == CKU_CONTEXT_SPECIFIC {
             // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
             // C_Login only reads them (the `*mut` is the C signature's).
-            return unsafe {
+            let rv = unsafe {
                 p11!(
                     backend,
                     C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)
                 )
             };
+            return (rv, true);
         }
         let mut slots = self.slots();
         let Some(s) = slots.get_mut(&slot) else {
@@ -129,7 +173,7 @@ impl Logins {
                     },
                 );
             }
-            return rv;
+            return (rv, true);
         };
         let judged_by_backend =
             s.apps.contains(&app.id) || !matches!(user_type, CKU_USER | CKU_SO) || (pin.is_none() && !self.managed());
@@ -139,22 +183,23 @@ impl Logins {
             // already, so this cannot change its state).
             // SAFETY: `pin_ptr`/`pin_len` are the bytes `pin` owns (or NULL, 0), which outlive the call; PKCS#11's
             // C_Login only reads them (the `*mut` is the C signature's).
-            return unsafe {
+            let rv = unsafe {
                 p11!(
                     backend,
                     C_Login(session as CK_SESSION_HANDLE, user_type, pin_ptr, pin_len)
                 )
             };
+            return (rv, false);
         }
         if s.user_type != user_type {
-            return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+            return (CKR_USER_ANOTHER_ALREADY_LOGGED_IN, false);
         }
         let presented = pin.as_ref().map(|p| p.as_slice()).unwrap_or(&[]);
         if !self.managed() && !constant_time_eq(presented, &s.pin) {
-            return CKR_PIN_INCORRECT;
+            return (CKR_PIN_INCORRECT, false);
         }
         s.apps.insert(app.id);
-        CKR_OK
+        (CKR_OK, false)
     }
 
     pub fn logout(&self, backend: &Backend, app: &App, session: u64) -> CK_RV {

@@ -26,7 +26,9 @@ use tracing::{error, info};
 
 mod answer_budget;
 mod apps;
+mod audit;
 mod backend;
+mod config_watch;
 mod cpu_follow;
 mod crypto;
 mod enroll;
@@ -35,11 +37,15 @@ mod held_pin;
 mod install_shim;
 mod keys;
 mod login;
+mod metrics;
+mod monitor;
+mod names;
 mod object;
 mod objects;
 mod probe;
 mod process;
 mod recovery;
+mod reload;
 mod reply;
 mod rv;
 mod searches;
@@ -86,6 +92,8 @@ enum Command {
         /// of an application with sessions); 0: never.
         #[arg(long, default_value_t = server::limits::DEFAULT_IDLE_TIMEOUT.as_secs())]
         idle_timeout_secs: u64,
+        #[command(flatten)]
+        observe: ObserveArgs,
     },
     /// Exchange a one-time setup password for a permanent secret
     /// (pkcs11-init-pin or ppin), written to files or to a Kubernetes Secret.
@@ -95,6 +103,24 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Copy the shim this image carries into DIR (mode 0755, atomically).
     InstallShim(install_shim::InstallShimArgs),
+}
+
+/// Metrics, audit trail and configuration watch (README "Observability", "Rotation").
+#[derive(clap::Args)]
+struct ObserveArgs {
+    /// Serve Prometheus metrics (`GET /metrics`) on this TCP address.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Append the audit trail (JSON lines) to this file (mode 0600) instead of stdout.
+    #[arg(long, conflicts_with = "no_audit")]
+    audit_file: Option<PathBuf>,
+    /// Write no audit trail.
+    #[arg(long)]
+    no_audit: bool,
+    /// The provider configuration directory (the ConfigMap's mount): when its content changes,
+    /// the module is re-initialized and every application starts anew.
+    #[arg(long)]
+    watch_config: Option<PathBuf>,
 }
 
 fn parse_mechanism(s: &str) -> Result<u64, String> {
@@ -126,12 +152,21 @@ fn main() -> ExitCode {
             follow_caller_cpu,
             raw_param_mechanisms,
             idle_timeout_secs,
+            observe,
         } => {
             let config = server::Config {
                 follow_cpu: follow_caller_cpu,
                 idle_timeout: (idle_timeout_secs > 0).then(|| Duration::from_secs(idle_timeout_secs)),
             };
-            serve(module, socket, pin_file, health_addr, raw_param_mechanisms, config)
+            serve(
+                module,
+                socket,
+                pin_file,
+                health_addr,
+                raw_param_mechanisms,
+                config,
+                observe,
+            )
         }
         Command::Enroll(args) => enroll::run(args),
         Command::Probe(args) => probe::run(args),
@@ -149,6 +184,7 @@ fn serve(
     health_addr: Option<SocketAddr>,
     raw_param_mechanisms: Vec<u64>,
     config: server::Config,
+    observe: ObserveArgs,
 ) -> ExitCode {
     let raw_params = match hsmbridge_proto::mechanism::RawParamMechanisms::new(raw_param_mechanisms) {
         Ok(r) => r,
@@ -174,7 +210,28 @@ fn serve(
     };
     process::limit_heap();
     process::raise_open_files();
-    let service = service::Service::new(backend, login::Logins::new(managed_pin), raw_params);
+    let pod = audit::Pod {
+        namespace: std::env::var(hsmbridge_contract::ENV_POD_NAMESPACE).unwrap_or_default(),
+        name: std::env::var(hsmbridge_contract::ENV_POD_NAME).unwrap_or_default(),
+        partition: std::env::var(hsmbridge_contract::ENV_PARTITION).unwrap_or_default(),
+    };
+    let metrics = Arc::new(metrics::Metrics::new(observe.metrics_addr.is_some(), &pod.partition));
+    let audit = if observe.no_audit {
+        audit::Audit::off()
+    } else {
+        let output = match &observe.audit_file {
+            Some(path) => audit::Output::File(path.clone()),
+            None => audit::Output::Stdout,
+        };
+        match audit::Audit::start(output, pod, metrics.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                error!("cannot open the audit trail: {e}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
+    };
+    let service = service::Service::new(backend, login::Logins::new(managed_pin), raw_params, metrics, audit);
     let listener = match server::bind(&socket) {
         Ok(l) => l,
         Err(e) => {
@@ -183,6 +240,11 @@ fn serve(
         }
     };
     let conns = Arc::new(server::Registry::new(server::limits::MAX_CONNECTIONS));
+    let watch = observe.watch_config.map(config_watch::ConfigWatch::new);
+    if let Err(e) = monitor::spawn(service.clone(), conns.clone(), watch) {
+        error!("cannot start the monitor: {e}");
+        return ExitCode::FAILURE;
+    }
     {
         let (service, conns) = (service.clone(), conns.clone());
         std::thread::spawn(move || server::accept_loop(listener, service, conns, config));
@@ -200,7 +262,15 @@ fn serve(
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(addr) = health_addr {
             let mut rx = stop_rx.clone();
-            tokio::spawn(health::serve(addr, service.clone(), async move {
+            tokio::spawn(health::serve(addr, service.observed.serving(), async move {
+                let _ = rx.changed().await;
+            }));
+        }
+        if let Some(addr) = observe.metrics_addr {
+            let mut rx = stop_rx.clone();
+            let (service, conns) = (service.clone(), conns.clone());
+            let render = move || service.metrics.render(service.metrics_state(&conns));
+            tokio::spawn(metrics::http::serve(addr, render, async move {
                 let _ = rx.changed().await;
             }));
         }

@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn session_objects_stop_at_the_caps_and_go_with_their_session() {
         let apps = Apps::default();
-        let a = apps.create().expect("app");
+        let a = apps.create(crate::audit::Caller::default()).expect("app");
         a.reserve_session().expect("room").opened(7, 0);
         let objects = SessionObjects::default();
         for h in 0..MAX_SESSION_OBJECTS_PER_APP as CK_OBJECT_HANDLE {
@@ -258,7 +258,7 @@ mod tests {
         let apps = Apps::default();
         let objects = SessionObjects::default();
         let all: Vec<_> = (0..=MAX_SESSION_OBJECTS / MAX_SESSION_OBJECTS_PER_APP)
-            .map(|_| apps.create().expect("app"))
+            .map(|_| apps.create(crate::audit::Caller::default()).expect("app"))
             .collect();
         let (last, full) = all.split_last().expect("apps");
         for (i, app) in full.iter().enumerate() {

@@ -9,8 +9,11 @@ use hsmbridge_proto::mechanism::{self, OwnedMechanism, RawParamMechanisms};
 use hsmbridge_proto::wire::{self, request::Call, Response};
 
 use crate::apps::{App, Apps};
+use crate::audit::{Audit, KeyNames};
 use crate::backend::{p11, Backend};
 use crate::login::Logins;
+use crate::metrics::Metrics;
+use crate::monitor::Observed;
 use crate::objects::SessionObjects;
 use crate::reply;
 use crate::searches::Searches;
@@ -23,12 +26,24 @@ pub struct Service {
     pub searches: Searches,
     /// Vendor mechanisms declared pointer-free (`--raw-param-mechanism`).
     pub raw_params: RawParamMechanisms,
+    pub metrics: Arc<Metrics>,
+    pub audit: Audit,
+    /// Key names for the audit trail (`audit/key_names.rs`).
+    pub key_names: KeyNames,
+    /// What the monitor last saw (`monitor.rs`).
+    pub observed: Observed,
 }
 
 pub type Answer = Result<Response, CK_RV>;
 
 impl Service {
-    pub fn new(backend: Backend, logins: Logins, raw_params: RawParamMechanisms) -> Arc<Self> {
+    pub fn new(
+        backend: Backend,
+        logins: Logins,
+        raw_params: RawParamMechanisms,
+        metrics: Arc<Metrics>,
+        audit: Audit,
+    ) -> Arc<Self> {
         Arc::new(Service {
             backend,
             apps: Apps::default(),
@@ -36,7 +51,25 @@ impl Service {
             objects: SessionObjects::default(),
             searches: Searches::default(),
             raw_params,
+            metrics,
+            audit,
+            key_names: KeyNames::default(),
+            observed: Observed::default(),
         })
+    }
+
+    /// What `/metrics` shows besides the counters.
+    pub fn metrics_state(&self, connections: &crate::server::Registry) -> crate::metrics::State {
+        crate::metrics::State {
+            applications: self.apps.count(),
+            connections: connections.count(),
+            sessions: self.apps.session_count(),
+            logged_in: self.logins.any_logged_in(),
+            held_pin_rejected: self.observed.held_pin_rejected(),
+            token_present: self.observed.token_present(),
+            credential_generation: self.logins.credential_generation(),
+            config_generation: self.observed.config_generation(),
+        }
     }
 
     /// A call's mechanism rebuilt in C memory, in the layout its type prescribes.
@@ -70,6 +103,8 @@ impl Service {
         // re-initialization meanwhile, for any call: a blocking
         // C_WaitForSlotEvent holds re-initialization off while it waits).
         let _inside = self.backend.enter();
+        let audited = self.audit_before(app, &call);
+        let mut backend_login = false;
         let answer = match call {
             // Hello is only valid as a connection's first message.
             Hello(_) => Err(CKR_GENERAL_ERROR),
@@ -88,13 +123,13 @@ impl Service {
             GetSessionInfo(c) => self.get_session_info(app, c.session),
             GetOperationState(c) => self.get_operation_state(app, c),
             SetOperationState(c) => self.set_operation_state(app, c),
-            Login(c) => Ok(reply::rv(self.logins.login(
-                &self.backend,
-                app,
-                c.session,
-                c.user_type as CK_USER_TYPE,
-                c.pin,
-            ))),
+            Login(c) => {
+                let login = self
+                    .logins
+                    .login(&self.backend, app, c.session, c.user_type as CK_USER_TYPE, c.pin);
+                backend_login = login.backend;
+                Ok(reply::rv(login.rv))
+            }
             Logout(c) => Ok(reply::rv(self.logins.logout(&self.backend, app, c.session))),
             CreateObject(c) => self.create_object(app, c),
             CopyObject(c) => self.copy_object(app, c),
@@ -245,7 +280,11 @@ impl Service {
             }
             WaitForSlotEvent(c) => Ok(self.wait_for_slot_event(c.flags)),
         };
-        answer.unwrap_or_else(reply::rv)
+        let response = answer.unwrap_or_else(reply::rv);
+        if let Some(audited) = audited {
+            self.audit_after(app, audited, &response, backend_login);
+        }
+        response
     }
 
     /// A call that takes only a session and returns only a CK_RV.

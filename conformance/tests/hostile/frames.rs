@@ -48,6 +48,7 @@ fn requests_before_hello_are_refused() {
         call: Some(Call::Hello(wire::Hello {
             protocol_version: 99,
             join_token: vec![],
+            ..wire::Hello::default()
         })),
         caller_cpu: 0,
     };
@@ -61,6 +62,7 @@ fn requests_before_hello_are_refused() {
         .call(Call::Hello(wire::Hello {
             protocol_version: 1,
             join_token: vec![],
+            ..wire::Hello::default()
         }))
         .expect("answer");
     assert_ne!(r.rv, 0, "a second hello");

@@ -39,6 +39,7 @@ fn join(raw: &mut Raw, join_token: Vec<u8>) -> Vec<u8> {
         .call(Call::Hello(wire::Hello {
             protocol_version: 1,
             join_token,
+            ..wire::Hello::default()
         }))
         .expect("hello");
     assert_eq!(r.rv, 0, "hello");

@@ -259,6 +259,7 @@ impl Raw {
         let r = raw.call(Call::Hello(wire::Hello {
             protocol_version: 1,
             join_token: Vec::new(),
+            ..wire::Hello::default()
         }))?;
         if r.rv != 0 {
             return Err(std::io::Error::other(format!("hello rv {:#x}", r.rv)));

@@ -128,6 +128,9 @@ impl Client {
         let hello = Call::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             join_token,
+            // For the sidecar's audit trail: who this process says it is.
+            pid: std::process::id(),
+            container: std::env::var(hsmbridge_contract::ENV_CONTAINER).unwrap_or_default(),
         });
         let reply = conn.round_trip(hello).map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {

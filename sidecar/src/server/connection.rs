@@ -20,7 +20,9 @@ use super::rate_log::RateLimited;
 use super::registry::Entry;
 use super::Config;
 use crate::apps::App;
+use crate::audit::Caller;
 use crate::cpu_follow::CpuFollower;
+use crate::metrics::{Closed, Refused};
 use crate::service::Service;
 
 static BAD_FRAMES: RateLimited = RateLimited::new(Duration::from_secs(10));
@@ -52,6 +54,7 @@ pub fn serve(service: &Service, stream: Arc<UnixStream>, entry: &Entry, budget: 
     let app = match hello(service, &mut reader, &writer, &mut wbuf, config) {
         Ok(app) => app,
         Err(e) => {
+            service.metrics.refused(Refused::Hello);
             debug!(error = %e, "connection closed before it joined an application");
             return;
         }
@@ -93,6 +96,8 @@ fn serve_calls(
                         "request refused: too many bytes in flight"
                     )
                 });
+                service.metrics.call_refused(CKR_HOST_MEMORY);
+                service.audit_refused(app, CKR_HOST_MEMORY, "too many request bytes in flight");
                 if write_answer(writer, &answer(CKR_HOST_MEMORY), wbuf).is_err() {
                     return None;
                 }
@@ -100,6 +105,7 @@ fn serve_calls(
             }
             Err(End::Idle) => match service.apps.leave_idle(app) {
                 Some(last) => {
+                    service.metrics.closed(Closed::Idle);
                     debug!(app = app.id, "closing an idle connection");
                     return Some(last);
                 }
@@ -107,6 +113,8 @@ fn serve_calls(
             },
             Err(End::Closed) => return None,
             Err(End::Slow) => {
+                service.metrics.closed(Closed::SlowFrame);
+                service.audit_refused(app, CKR_OK, "frame not complete in time: connection closed");
                 BAD_FRAMES.log(|n| {
                     warn!(
                         app = app.id,
@@ -117,16 +125,19 @@ fn serve_calls(
                 return None;
             }
             Err(End::Broken(e)) => {
+                bad_frame(service, app, "bad frame");
                 BAD_FRAMES.log(|n| warn!(app = app.id, error = %e, suppressed = n, "closing connection: bad frame"));
                 return None;
             }
         };
         entry.busy();
+        let received = frame.len() + 4;
         let resp = match check_request(frame) {
             Ok(()) => match Request::decode(frame) {
                 Ok(req) => {
                     cpu.follow(req.caller_cpu);
                     let Some(call) = req.call else {
+                        bad_frame(service, app, "empty request");
                         BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "closing connection: empty request"));
                         return None;
                     };
@@ -138,13 +149,19 @@ fn serve_calls(
                     resp
                 }
                 Err(e) => {
+                    bad_frame(service, app, "not a request");
                     BAD_FRAMES
                         .log(|n| warn!(app = app.id, error = %e, suppressed = n, "closing connection: not a request"));
                     return None;
                 }
             },
-            Err(Refusal::Limit(rv)) => answer(rv),
+            Err(Refusal::Limit(rv)) => {
+                service.metrics.call_refused(rv);
+                service.audit_refused(app, rv, "a count or length past the limits");
+                answer(rv)
+            }
             Err(Refusal::Malformed) => {
+                bad_frame(service, app, "malformed request");
                 BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "closing connection: malformed request"));
                 return None;
             }
@@ -152,17 +169,24 @@ fn serve_calls(
         let written = write_answer(writer, &resp, wbuf);
         drop(resp);
         crate::answer_budget::release();
-        if written.is_err() {
-            return None;
+        match written {
+            Ok(sent) => service.metrics.frame_bytes(received, sent),
+            Err(_) => return None,
         }
         entry.idle();
     }
 }
 
+/// A frame that closes the connection: counted, and a line in the audit trail.
+fn bad_frame(service: &Service, app: &App, what: &str) {
+    service.metrics.closed(Closed::BadFrame);
+    service.audit_refused(app, CKR_OK, &format!("{what}: connection closed"));
+}
+
 /// Writes one answer, all of it within `FRAME_TIMEOUT` (the socket's send
 /// timeout bounds each write; a peer reading a few bytes at a time must not
-/// hold the answer longer than that).
-fn write_answer(stream: &UnixStream, resp: &Response, wbuf: &mut Vec<u8>) -> io::Result<()> {
+/// hold the answer longer than that). Returns the bytes written.
+fn write_answer(stream: &UnixStream, resp: &Response, wbuf: &mut Vec<u8>) -> io::Result<usize> {
     // An answer that would not fit in a frame is CKR_HOST_MEMORY instead.
     if encode_frame(resp, wbuf).is_err() {
         encode_frame(&answer(CKR_HOST_MEMORY), wbuf)?;
@@ -195,13 +219,42 @@ fn write_answer(stream: &UnixStream, resp: &Response, wbuf: &mut Vec<u8>) -> io:
         let _ = stream.set_write_timeout(Some(FRAME_TIMEOUT));
     }
     shrink(wbuf);
-    result
+    result.map(|()| sent)
 }
 
 /// Runs one call; a panic (a bug) answers CKR_GENERAL_ERROR.
 fn run(service: &Service, app: &App, call: Call) -> Response {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(app, call)))
-        .unwrap_or_else(|_| answer(CKR_GENERAL_ERROR))
+    let metrics = &service.metrics;
+    let started = metrics.is_on().then(|| {
+        metrics.call_started();
+        (crate::names::function(&call), Instant::now())
+    });
+    let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(app, call)))
+        .unwrap_or_else(|_| answer(CKR_GENERAL_ERROR));
+    if let Some((function, t0)) = started {
+        metrics.call_done(function, resp.rv as CK_RV, t0.elapsed());
+    }
+    resp
+}
+
+/// The peer's UID, GID and PID as the kernel gives them (`SO_PEERCRED`; the PID is 0 when the
+/// peer is in a PID namespace the sidecar cannot see, as another container is).
+fn peer_credentials(stream: &UnixStream) -> Option<libc::ucred> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a live, writable ucred and `len` says its size, as SO_PEERCRED requires;
+    // the descriptor is the stream's own, open for the call.
+    let rv = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rv == 0 && len as usize == std::mem::size_of::<libc::ucred>()).then_some(cred)
 }
 
 /// The first message names the application: a new one, or one this
@@ -235,12 +288,20 @@ fn hello(
         let _ = write_answer(writer, &answer(CKR_DEVICE_ERROR), wbuf);
         return Err(bad("protocol version mismatch"));
     }
+    let peer = peer_credentials(writer);
+    let caller = Caller {
+        uid: peer.map_or(u32::MAX, |c| c.uid),
+        gid: peer.map_or(u32::MAX, |c| c.gid),
+        peer_pid: peer.map_or(0, |c| u32::try_from(c.pid).unwrap_or(0)),
+        claimed_pid: h.pid,
+        claimed_container: Caller::container_claim(&h.container),
+    };
     let app = if h.join_token.is_empty() {
-        let app = service.apps.create()?;
+        let app = service.apps.create(caller)?;
         info!(app = app.id, "application started");
         app
     } else {
-        service.apps.join_or_create(&h.join_token)?
+        service.apps.join_or_create(&h.join_token, caller)?
     };
     let reply = HelloReply {
         protocol_version: PROTOCOL_VERSION,

@@ -24,7 +24,7 @@ mod registry;
 pub use registry::Registry;
 
 use frames::InFlight;
-use rate_log::RateLimited;
+pub(crate) use rate_log::RateLimited;
 use registry::Full;
 
 /// How connections are served.
@@ -83,6 +83,7 @@ pub fn accept_loop(listener: UnixListener, service: Arc<Service>, registry: Arc<
         let (id, entry, evicted) = match registry.admit(&stream) {
             Ok(admitted) => admitted,
             Err(Full) => {
+                service.metrics.refused(crate::metrics::Refused::Limit);
                 REFUSED.log(|n| {
                     warn!(
                         limit = limits::MAX_CONNECTIONS,

@@ -117,12 +117,22 @@ impl Registry {
         self.open().remove(&id);
     }
 
-    /// Closes every connection and waits (bounded) for their threads to end
-    /// their applications.
-    pub fn shutdown(&self, wait: Duration) {
+    /// Open connections.
+    pub fn count(&self) -> usize {
+        self.open().len()
+    }
+
+    /// Closes every connection (their threads end their applications).
+    pub fn close_all(&self) {
         for e in self.open().values() {
             let _ = e.stream.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    /// Closes every connection and waits (bounded) for their threads to end
+    /// their applications.
+    pub fn shutdown(&self, wait: Duration) {
+        self.close_all();
         let deadline = Instant::now() + wait;
         while !self.open().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));

@@ -1,0 +1,98 @@
+//! `GET /metrics` on `serve --metrics-addr` (the pod IP: Prometheus scrapes from elsewhere), over
+//! hyper, the HTTP stack tonic already brings. Anyone who reaches the pod may connect, so the
+//! server is bounded (README "Limits"): [`MAX_CONNECTIONS`] at once (more are closed at once),
+//! request headers within [`HEADER_TIMEOUT`], each connection closed after [`CONNECTION_TIME`],
+//! and nothing but `GET /metrics` answered with more than a status line.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+/// Scrapers served at once.
+pub const MAX_CONNECTIONS: usize = 8;
+/// Time for a request's headers to arrive.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection stays open (keep-alive included).
+pub const CONNECTION_TIME: Duration = Duration::from_secs(60);
+
+/// The content type of prometheus-client's text encoding.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves until `shutdown` resolves. `render` makes the exposition (it samples the sidecar's
+/// state, so it runs on a blocking thread).
+pub async fn serve<R>(addr: SocketAddr, render: R, shutdown: impl std::future::Future<Output = ()>)
+where
+    R: Fn() -> String + Send + Sync + 'static,
+{
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(%addr, error = %e, "cannot serve /metrics");
+            return;
+        }
+    };
+    info!(%addr, "serving /metrics");
+    let render = Arc::new(render);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!("metrics connection refused: {MAX_CONNECTIONS} open");
+            continue;
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| answer(req, render.clone()));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIME, conn).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn answer<R>(req: Request<Incoming>, render: Arc<R>) -> Result<Response<Full<Bytes>>, Infallible>
+where
+    R: Fn() -> String + Send + Sync + 'static,
+{
+    let status = |code: StatusCode| {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = code;
+        resp
+    };
+    if req.uri().path() != "/metrics" {
+        return Ok(status(StatusCode::NOT_FOUND));
+    }
+    if req.method() != Method::GET {
+        return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    let Ok(text) = tokio::task::spawn_blocking(move || render()).await else {
+        return Ok(status(StatusCode::INTERNAL_SERVER_ERROR));
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    if let Ok(value) = OPENMETRICS.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,183 @@
+//! The sidecar's own look at its backend, every [`CHECK_EVERY`] on a thread of its own:
+//! - whether the module reaches an initialized token and whether the token rejects the held
+//!   PIN: health (`health.rs`, SERVING or not) and metrics read what it saw ([`Observed`]);
+//! - a token lost for good: the module is re-initialized when no session is open (`recovery.rs`);
+//! - a rotated credential: the PIN file changed (`held_pin.rs` already offers the new PIN at the
+//!   next backend login); reported in the log, the metrics and the audit trail;
+//! - a changed provider configuration (`--watch-config`, `config_watch.rs`): the module is
+//!   re-initialized under the running applications (`reload.rs`).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki_sys::CKR_OK;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::audit::Kind;
+use crate::backend::Reinit;
+use crate::config_watch::ConfigWatch;
+use crate::metrics::Cause;
+use crate::recovery::Recovery;
+use crate::rv::Rv;
+use crate::server::Registry;
+use crate::service::Service;
+
+/// Kubelet probes every 10 s by default; a fresher answer costs one
+/// C_GetSlotList and a C_GetTokenInfo per slot.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// What the last check saw.
+pub struct Observed {
+    token_present: AtomicBool,
+    held_pin_rejected: AtomicBool,
+    config_generation: AtomicI64,
+    /// SERVING (true) or not, for the health server.
+    serving: watch::Sender<bool>,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            token_present: AtomicBool::new(false),
+            held_pin_rejected: AtomicBool::new(false),
+            config_generation: AtomicI64::new(0),
+            serving: watch::channel(false).0,
+        }
+    }
+}
+
+impl Observed {
+    pub fn token_present(&self) -> bool {
+        self.token_present.load(Ordering::Relaxed)
+    }
+
+    pub fn held_pin_rejected(&self) -> bool {
+        self.held_pin_rejected.load(Ordering::Relaxed)
+    }
+
+    pub fn config_generation(&self) -> i64 {
+        self.config_generation.load(Ordering::Relaxed)
+    }
+
+    /// Follows SERVING / NOT_SERVING.
+    pub fn serving(&self) -> watch::Receiver<bool> {
+        self.serving.subscribe()
+    }
+}
+
+/// Starts the checks; the first runs at once.
+pub fn spawn(service: Arc<Service>, connections: Arc<Registry>, config: Option<ConfigWatch>) -> std::io::Result<()> {
+    if let Some(watch) = &config {
+        service
+            .observed
+            .config_generation
+            .store(watch.generation(), Ordering::Relaxed);
+        info!(dir = %watch.dir().display(), generation = watch.generation(), "watching the provider configuration");
+    }
+    std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || run(&service, &connections, config))?;
+    Ok(())
+}
+
+fn run(service: &Service, connections: &Registry, mut config: Option<ConfigWatch>) {
+    let mut recovery = Recovery::default();
+    let mut last: Option<bool> = None;
+    loop {
+        let reachable = service.backend.token_reachable();
+        let rejected = service.logins.held_pin_rejected();
+        let observed = &service.observed;
+        observed.token_present.store(reachable, Ordering::Relaxed);
+        observed.held_pin_rejected.store(rejected, Ordering::Relaxed);
+        let serving = reachable && !rejected;
+        if last != Some(serving) {
+            info!(
+                serving,
+                reachable,
+                held_pin_rejected = rejected,
+                "backend health changed"
+            );
+            last = Some(serving);
+        }
+        observed.serving.send_replace(serving);
+
+        if recovery.due(reachable, Instant::now()) {
+            recover(service);
+            // The rest between attempts counts from the end of this one (a
+            // C_Initialize that waits for an unreachable HSM may take long).
+            recovery.attempted(Instant::now());
+        }
+        if let Some(generation) = service.logins.refresh_credential() {
+            info!(
+                generation,
+                "the held credential changed: the next backend login uses it"
+            );
+            service.metrics.credential_reloaded();
+            service.audit.sidecar_event(
+                Kind::CredentialChanged,
+                "",
+                CKR_OK,
+                format!("the PIN file changed (generation {generation})"),
+            );
+        }
+        if let Some(watch) = config.as_mut() {
+            if watch.changed() {
+                reload(service, connections, watch);
+            }
+        }
+        std::thread::sleep(CHECK_EVERY);
+    }
+}
+
+/// The token stayed unreachable: re-initialize if no session is open.
+fn recover(service: &Service) {
+    match service.backend.reinitialize_if(|| service.apps.session_count() == 0) {
+        Reinit::Done(rv) => {
+            service.key_names.clear();
+            service.metrics.reinitialized(Cause::TokenLost);
+            service.audit.sidecar_event(
+                Kind::ModuleReinitialized,
+                "C_Initialize",
+                rv,
+                "the token stayed unreachable and no session was open".to_owned(),
+            );
+            if rv == CKR_OK {
+                info!("token unreachable and no session open: module re-initialized");
+            } else {
+                warn!(c_initialize = %Rv(rv), "token unreachable and no session open: module re-initialization failed");
+            }
+        }
+        Reinit::Skipped => debug!("token unreachable, but a call or a session is open: module left alone"),
+    }
+}
+
+/// The provider configuration changed: re-initialize under the applications.
+fn reload(service: &Service, connections: &Registry, watch: &mut ConfigWatch) {
+    let started = Instant::now();
+    match service.reload_module(connections) {
+        Some(rv) => {
+            watch.applied();
+            let generation = watch.generation();
+            service.observed.config_generation.store(generation, Ordering::Relaxed);
+            service.metrics.reinitialized(Cause::ConfigChanged);
+            service.audit.sidecar_event(
+                Kind::ModuleReinitialized,
+                "C_Initialize",
+                rv,
+                format!("the provider configuration changed (generation {generation}); every application starts anew"),
+            );
+            let took_ms = started.elapsed().as_millis() as u64;
+            if rv == CKR_OK {
+                info!(generation, took_ms, "provider configuration changed: module re-initialized, applications start anew");
+            } else {
+                warn!(generation, c_initialize = %Rv(rv), "provider configuration changed: module re-initialization failed");
+            }
+        }
+        None => warn!(
+            wait_secs = crate::reload::DRAIN_WAIT.as_secs(),
+            "provider configuration changed, but a call stayed inside the module: re-initialization put off to the next check"
+        ),
+    }
+}
