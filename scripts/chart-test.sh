@@ -139,7 +139,7 @@ static_checks() {
     [ "$got" = "$want" ] || fail "default render: objects differ (- expected, + rendered):
 $(diff <(echo "$want") <(echo "$got") || true)"
     ok "renders the 17 expected objects"
-    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --leader-election-lease hsm-operator-leader --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image $IMAGE_REGISTRY/$IMAGE_SIDECAR:$APP_VERSION --injected-resources {\\limits\\:{\\memory\\:\\128Mi\\},\\requests\\:{\\cpu\\:\\20m\\,\\memory\\:\\32Mi\\}}"
+    want="run --metrics-addr 0.0.0.0:8080 --leader-election-namespace $NS --leader-election-lease hsm-operator-leader --webhook-addr 0.0.0.0:8443 --webhook-config hsmbridge-injector --webhook-service hsmbridge-webhook --webhook-tls self-managed --webhook-secret hsmbridge-webhook-tls --shim-image $IMAGE_REGISTRY/$IMAGE_SIDECAR:$APP_VERSION --injected-resources {\\limits\\:{\\memory\\:\\128Mi\\},\\requests\\:{\\cpu\\:\\20m\\,\\memory\\:\\32Mi\\}} --sidecar-metrics-port $METRICS_PORT"
     got=$(args_of default | paste -sd' ' -)
     [ "$got" = "$want" ] || fail "default render: operator args
   got:      $got
@@ -232,6 +232,8 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     rejects "a quantity in bytes, not Mi" --set injection.resources.requests.memory=32MB
     rejects "a typo in injection.resources" --set injection.resources.request.cpu=1m
     rejects "a misspelt resource name" --set injection.resources.limits.memroy=1Gi
+    rejects "a sidecar metrics port the 16th sidecar's would overflow" --set injection.metricsPort=65521
+    rejects "a sidecar metrics port that is not a number" --set injection.metricsPort=http
     rejects "a typo inside monitoring" --set monitoring.podMonitr.enabled=true
     rejects "an unknown key in monitoring.grafanaDashboard" --set monitoring.grafanaDashboard.label=x
     rejects "errorRatioThreshold 0" --set monitoring.prometheusRule.errorRatioThreshold=0

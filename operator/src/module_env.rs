@@ -23,6 +23,10 @@ use crate::names::{ENV_PRIMUS_CONF, ENV_PRIMUS_SECRETS};
 
 /// Variables the operator sets itself, besides every `HSMBRIDGE_*`.
 const RESERVED_ENV: [&str; 2] = [ENV_PRIMUS_CONF, ENV_PRIMUS_SECRETS];
+/// The webhook's own variables (the app's socket, the sidecar's pod identity for its audit
+/// trail and metrics: `HSMBRIDGE_POD_NAMESPACE`, `HSMBRIDGE_POD_NAME`, `HSMBRIDGE_PARTITION`),
+/// and any the sidecar may read later: a partition must not forge them. Matched without regard
+/// to case, as [`DENIED_ENV`] is.
 const RESERVED_ENV_PREFIX: &str = "HSMBRIDGE_";
 /// Variables that would redirect what the processes holding the credential do, not configure
 /// the module: where the enrollment Job's Kubernetes client sends the permanent secret
@@ -158,7 +162,7 @@ fn check_env(spec: &SidecarSpec, problems: &mut Vec<String>) {
             problems.push(format!(
                 "spec.sidecar.env[{i}].name {name:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
             ));
-        } else if name.starts_with(RESERVED_ENV_PREFIX) || RESERVED_ENV.contains(&name.as_str()) {
+        } else if name.to_ascii_uppercase().starts_with(RESERVED_ENV_PREFIX) || RESERVED_ENV.contains(&name.as_str()) {
             problems.push(format!(
                 "spec.sidecar.env[{i}].name {name:?} is reserved: the operator sets HSMBRIDGE_* and the provider's {} itself",
                 RESERVED_ENV.join(" and ")

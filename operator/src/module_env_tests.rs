@@ -147,6 +147,39 @@ fn variables_that_redirect_the_credential_or_the_loader_are_refused() {
 }
 
 #[test]
+fn hsmbridge_variables_are_reserved_so_a_partition_cannot_forge_the_sidecar_s_identity() {
+    use hsmbridge_contract::{ENV_CONTAINER, ENV_PARTITION, ENV_POD_NAME, ENV_POD_NAMESPACE, ENV_SOCKET};
+    for name in [
+        ENV_POD_NAMESPACE,
+        ENV_POD_NAME,
+        ENV_PARTITION,
+        ENV_CONTAINER,
+        ENV_SOCKET,
+        "hsmbridge_pod_name",
+        "HSMBRIDGE_ANYTHING",
+    ] {
+        let problems = problems_with(|s| {
+            s.env
+                .push(serde_json::from_value(json!({"name": name, "value": "forged"})).expect("env"))
+        });
+        assert_eq!(problems.len(), 1, "{name}: {problems:?}");
+        assert!(
+            problems[0].contains("is reserved") && problems[0].contains(name),
+            "{name}: {problems:?}"
+        );
+    }
+    for fine in ["HSMBRIDGE", "MY_HSMBRIDGE_X"] {
+        assert!(
+            problems_with(|s| s
+                .env
+                .push(serde_json::from_value(json!({"name": fine, "value": "x"})).expect("env")))
+            .is_empty(),
+            "{fine}"
+        );
+    }
+}
+
+#[test]
 fn mounts_over_the_token_or_over_a_parent_of_hsmbridge_s_directories_are_refused() {
     for (path, says) in [
         (

@@ -43,6 +43,10 @@ pub struct WebhookFlags {
     /// (e.g. {"requests":{"cpu":"20m","memory":"32Mi"},"limits":{"memory":"128Mi"}}).
     #[arg(long, value_parser = injected_resources::parse)]
     injected_resources: Option<ResourceRequirements>,
+    /// The first injected sidecar's /metrics port (`--metrics-addr`, container port
+    /// `hsm-metrics`, the pod's `prometheus.io/port`); the pod's N-th sidecar uses PORT + N.
+    #[arg(long, default_value_t = hsmbridge_contract::METRICS_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    sidecar_metrics_port: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,6 +76,7 @@ impl WebhookFlags {
         config.webhook_configuration = self.webhook_config.clone();
         config.metrics = metrics;
         config.injection.resources = self.injected_resources.clone();
+        config.injection.metrics_port = self.sidecar_metrics_port;
         config.tls = match self.webhook_tls {
             TlsSource::SelfManaged => {
                 let extra_names = match &self.webhook_url {
@@ -104,7 +109,47 @@ fn url_host(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::url_host;
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        webhook: WebhookFlags,
+    }
+
+    fn injection(args: &[&str]) -> webhook::InjectionSettings {
+        use clap::Parser;
+        let base = [
+            "hsm-operator",
+            "--webhook-addr",
+            "0.0.0.0:9443",
+            "--shim-image",
+            "shim:1",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(args)).expect("flags parse");
+        let config = cli
+            .webhook
+            .config("ns", Arc::default())
+            .expect("config")
+            .expect("a webhook");
+        config.injection
+    }
+
+    #[test]
+    fn sidecar_metrics_port() {
+        assert_eq!(injection(&[]).metrics_port, hsmbridge_contract::METRICS_PORT);
+        assert_eq!(injection(&["--sidecar-metrics-port", "9100"]).metrics_port, 9100);
+        // The health port is not a flag: unchanged.
+        assert_eq!(
+            injection(&["--sidecar-metrics-port", "9100"]).health_port,
+            webhook::DEFAULT_HEALTH_PORT
+        );
+        use clap::Parser;
+        for bad in ["0", "65536", "x"] {
+            let args = ["hsm-operator", "--sidecar-metrics-port", bad];
+            assert!(Cli::try_parse_from(args).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn url_hosts() {

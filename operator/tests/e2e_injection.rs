@@ -272,6 +272,18 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
         Some("injected"),
         "annotations: {annotations:?}"
     );
+    // The first sidecar's /metrics for Prometheus (the chart's --sidecar-metrics-port default).
+    for (key, value) in [
+        ("prometheus.io/scrape", "true"),
+        ("prometheus.io/port", "17320"),
+        ("prometheus.io/path", "/metrics"),
+    ] {
+        assert_eq!(
+            annotations.get(key).map(String::as_str),
+            Some(value),
+            "annotations: {annotations:?}"
+        );
+    }
     let spec = pod.spec.as_ref().expect("stored pod has a spec");
 
     let volumes: BTreeMap<&str, _> = spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
@@ -333,6 +345,36 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
     assert!(
         argv.starts_with(&want),
         "sidecar command:\n  {argv}\nwant it to start with\n  {want}"
+    );
+    assert!(
+        argv.contains(" --metrics-addr 0.0.0.0:17320 --watch-config /etc/hsmbridge/provider"),
+        "sidecar command: {argv}"
+    );
+    let ports: Vec<(Option<&str>, i32, Option<&str>)> = sidecar
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port, p.protocol.as_deref()))
+        .collect();
+    assert_eq!(ports, [(Some("hsm-metrics"), 17320, Some("TCP"))], "sidecar ports");
+    let fields: BTreeMap<&str, &str> = sidecar
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e.name.as_str(),
+                e.value_from.as_ref()?.field_ref.as_ref()?.field_path.as_str(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeMap::from([
+            ("HSMBRIDGE_POD_NAME", "metadata.name"),
+            ("HSMBRIDGE_POD_NAMESPACE", "metadata.namespace")
+        ]),
+        "sidecar env from the downward API"
     );
     for (volume, path) in [
         ("hsmbridge-socket", "/var/run/hsmbridge"),
@@ -418,6 +460,7 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
         Some(&"/opt/hsmbridge/lib/libhsmbridge_pkcs11.so"),
         "app env: {env:?}"
     );
+    assert_eq!(env.get("HSMBRIDGE_CONTAINER"), Some(&"app"), "app env: {env:?}");
     assert!(
         app.env.iter().flatten().all(|e| e.value_from.is_none()),
         "app env refers to Secrets: {:?}",

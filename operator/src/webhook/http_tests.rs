@@ -62,6 +62,7 @@ fn handler(fail: bool) -> Handler<Fake> {
         settings: Settings {
             shim_image: "shim:1".into(),
             health_port: 17310,
+            metrics_port: 17320,
             run_as_user: 65532,
             resources: None,
         },

@@ -115,6 +115,7 @@ impl WebhookConfig {
             injection: InjectionSettings {
                 shim_image: shim_image.into(),
                 health_port: DEFAULT_HEALTH_PORT,
+                metrics_port: hsmbridge_contract::METRICS_PORT,
                 // The one definition the enrollment Job shares (owned.rs).
                 run_as_user: hsmbridge_contract::RUN_AS_USER,
                 resources: None,

@@ -68,6 +68,7 @@ impl AppRun {
 /// A running pod: its volumes and its long-running containers (sidecars).
 pub struct RunningPod {
     pub name: String,
+    namespace: String,
     root: PathBuf,
     spec: PodSpec,
     /// Volume name -> directory.
@@ -103,6 +104,7 @@ pub async fn start(
     }
     let mut pod_run = RunningPod {
         name,
+        namespace: ns.to_owned(),
         root,
         spec,
         volumes,
@@ -226,13 +228,18 @@ impl RunningPod {
         let mounts = self.mounts(c);
         let mut env = BTreeMap::new();
         for var in c.env.iter().flatten() {
-            assert!(
-                var.value_from.is_none(),
-                "container {}: env {} uses valueFrom, which this stand-in does not support",
-                c.name,
-                var.name
-            );
-            let value = expand(var.value.as_deref().unwrap_or(""), &env);
+            let value = match &var.value_from {
+                None => expand(var.value.as_deref().unwrap_or(""), &env),
+                // The downward API's pod fields, as the kubelet resolves them.
+                Some(from) => match from.field_ref.as_ref().map(|f| f.field_path.as_str()) {
+                    Some("metadata.name") => self.name.clone(),
+                    Some("metadata.namespace") => self.namespace.clone(),
+                    _ => panic!(
+                        "container {}: env {} uses a valueFrom this stand-in does not support: {from:?}",
+                        c.name, var.name
+                    ),
+                },
+            };
             env.insert(var.name.clone(), value);
         }
         let mut argv: Vec<String> = c

@@ -19,7 +19,11 @@ fn containers_annotation_limits_the_shim() {
     assert_eq!(app.env, None);
     assert_eq!(app.volume_mounts, None);
     let worker = regular(spec, "worker");
-    assert_eq!(env(worker).len(), 2);
+    assert_eq!(
+        env(worker).len(),
+        3,
+        "HSMBRIDGE_SOCKET, PKCS11_MODULE_PATH, HSMBRIDGE_CONTAINER"
+    );
 
     let set = |p: &mut Pod, v: &str| {
         p.metadata
@@ -44,7 +48,10 @@ fn containers_annotation_limits_the_shim() {
     let spec = out.spec.as_ref().expect("spec");
     let init: Vec<&str> = spec.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(init, ["hsmbridge-shim", "hsm-sidecar", "fetch-cert"]);
-    assert_eq!(env(container(&spec.init_containers, "fetch-cert")).len(), 2);
+    // An init container named by the annotation uses the shim like an app container.
+    let fetch = env(container(&spec.init_containers, "fetch-cert"));
+    assert_eq!(fetch.len(), 3, "{fetch:?}");
+    assert_eq!(fetch["HSMBRIDGE_CONTAINER"], "fetch-cert");
     assert_eq!(regular(spec, "app").env, None);
 }
 

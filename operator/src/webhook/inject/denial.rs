@@ -55,8 +55,15 @@ pub enum Denial {
         "the pod has {count} containers and init containers; hsmbridge injects into pods with at most {MAX_CONTAINERS}"
     )]
     TooManyContainers { count: usize },
-    #[error("too many partitions: the sidecars' health ports would go past 65535")]
+    #[error("too many partitions: the sidecars' health or metrics ports would go past 65535")]
     TooManyPartitions,
+    #[error("the pod asks for {count} partitions, but then sidecar {second}'s port {port} would also be sidecar {first}'s (health ports and metrics ports count up from the operator's two first ports): use fewer partitions in one pod, or have hsm-operator run with another --sidecar-metrics-port")]
+    PortsClash {
+        count: usize,
+        port: u16,
+        first: usize,
+        second: usize,
+    },
     #[error("internal error while building the patch: {0}")]
     Internal(String),
 }

@@ -13,13 +13,19 @@
 //!   init container with `restartPolicy: Always` (native sidecar, 1.29+) or the first regular
 //!   container;
 //! - in each selected app container: the two mounts (read-only) and `HSMBRIDGE_SOCKET`,
-//!   `PKCS11_MODULE_PATH` (unless the container sets them itself);
+//!   `PKCS11_MODULE_PATH`, `HSMBRIDGE_CONTAINER` (its own name, which the shim reports to the
+//!   sidecar's audit trail: a claim, not proof) unless the container sets them itself;
 //! - pod `securityContext.fsGroup` when unset: the Secret volume (0400 → 0440 group fsGroup) is
 //!   then readable by the non-root sidecar, and the socket (0660, group fsGroup through the
 //!   setgid emptyDir) reachable by the app containers, which get fsGroup as a supplementary group;
-//! - annotation `hsmbridge.io/inject-status: injected`.
+//! - annotation `hsmbridge.io/inject-status: injected`, and `prometheus.io/scrape: "true"`,
+//!   `prometheus.io/port: <the first sidecar's metrics port>`, `prometheus.io/path: /metrics`
+//!   unless the pod sets any `prometheus.io/{scrape,port,path}` itself.
 //!
-//! The sidecar runs `hsm-sidecar serve --module … --socket … [--pin-file …] --health-addr …`,
+//! The sidecar runs `hsm-sidecar serve --module … --socket … [--pin-file …] --health-addr …
+//! --metrics-addr 0.0.0.0:<metrics port> --watch-config /etc/hsmbridge/provider`, with the
+//! container port `hsm-metrics` (`hsm-metrics-<i>` for sidecar i > 0), the env
+//! `HSMBRIDGE_POD_NAMESPACE`, `HSMBRIDGE_POD_NAME` (downward API) and `HSMBRIDGE_PARTITION`,
 //! plus `--raw-param-mechanism 0x<hex>` per entry of the partition's
 //! `spec.sidecar.rawParamMechanisms`; its readiness probe asks its health server (gRPC from
 //! Kubernetes 1.24, `hsm-sidecar probe` before). Refused before any partition is looked up ([`precheck`]):
@@ -29,7 +35,9 @@
 //!
 //! Several partitions: one sidecar each (the sidecar serves one module and one PIN). The first
 //! partition is the one `HSMBRIDGE_SOCKET` points to; partition N>0 listens on
-//! `/var/run/hsmbridge/pkcs11-<name>.sock`, which an app selects by setting `HSMBRIDGE_SOCKET`.
+//! `/var/run/hsmbridge/pkcs11-<name>.sock`, which an app selects by setting `HSMBRIDGE_SOCKET`,
+//! and on health port `health_port + N`, metrics port `metrics_port + N` (a pod whose ports
+//! would clash, more than 10 partitions with the default ports, is refused).
 //!
 //! Files, in the order a review runs: `checks.rs` (the admission checks), `denial.rs` (why a pod
 //! is refused), `sidecar.rs` (one partition's sidecar container and its volumes), `shim.rs` (the
@@ -66,6 +74,10 @@ pub const VOLUME_SOCKET: &str = "hsmbridge-socket";
 pub const VOLUME_TMP: &str = "hsmbridge-tmp";
 /// kubectl's default container for logs/exec, set when the sidecar becomes the first container.
 pub const ANNOTATION_DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+/// The scrape annotations of Prometheus' `kubernetes-pods` job (the common convention).
+pub const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
+pub const PROMETHEUS_PORT: &str = "prometheus.io/port";
+pub const PROMETHEUS_PATH: &str = "prometheus.io/path";
 
 /// The patch that injects `request` into `pod` (in `namespace`), or why not.
 /// `partitions` holds the partitions found, by name; a requested name missing from it is unknown.
@@ -101,6 +113,7 @@ pub fn inject(
         check_usable(partition, namespace, name, &service_account)?;
         sidecars.push(SidecarPlan::new(index, name, partition, settings)?);
     }
+    check_ports_distinct(&sidecars)?;
 
     let init_containers = spec.init_containers.clone().unwrap_or_default();
     let targets = select_containers(&spec.containers, &init_containers, request, mode)?;
@@ -108,7 +121,7 @@ pub fn inject(
     check_mount_paths(&targets, &spec.containers, &init_containers)?;
 
     let mut ops = Ops::default();
-    annotate(&mut ops, pod, &spec, mode)?;
+    annotate(&mut ops, pod, &spec, mode, settings)?;
     set_fs_group(&mut ops, &spec, settings)?;
 
     // Volumes.
@@ -141,15 +154,26 @@ pub fn inject(
     Ok(ops.into_patch())
 }
 
-/// `hsmbridge.io/inject-status: injected`, and kubectl's default container when the sidecar
-/// becomes the first container (unless the pod names one).
-fn annotate(ops: &mut Ops, pod: &Pod, spec: &PodSpec, mode: SidecarMode) -> Result<(), Denial> {
+/// `hsmbridge.io/inject-status: injected`; kubectl's default container when the sidecar
+/// becomes the first container (unless the pod names one); and the `prometheus.io/*` scrape
+/// annotations for the first sidecar's `/metrics`, unless the pod sets any of them (its own
+/// scraping is never changed).
+fn annotate(ops: &mut Ops, pod: &Pod, spec: &PodSpec, mode: SidecarMode, settings: &Settings) -> Result<(), Denial> {
     let mut new_annotations = vec![(INJECT_STATUS, INJECTED.to_owned())];
     let existing = pod.metadata.annotations.as_ref();
-    if mode == SidecarMode::Container && !existing.is_some_and(|a| a.contains_key(ANNOTATION_DEFAULT_CONTAINER)) {
+    let has = |key: &str| existing.is_some_and(|a| a.contains_key(key));
+    if mode == SidecarMode::Container && !has(ANNOTATION_DEFAULT_CONTAINER) {
         if let Some(first) = spec.containers.first() {
             new_annotations.push((ANNOTATION_DEFAULT_CONTAINER, first.name.clone()));
         }
+    }
+    if ![PROMETHEUS_SCRAPE, PROMETHEUS_PORT, PROMETHEUS_PATH]
+        .into_iter()
+        .any(has)
+    {
+        new_annotations.push((PROMETHEUS_SCRAPE, "true".to_owned()));
+        new_annotations.push((PROMETHEUS_PORT, settings.metrics_port.to_string()));
+        new_annotations.push((PROMETHEUS_PATH, "/metrics".to_owned()));
     }
     if existing.is_none() {
         let map: BTreeMap<&str, String> = new_annotations.into_iter().collect();
@@ -157,6 +181,24 @@ fn annotate(ops: &mut Ops, pod: &Pod, spec: &PodSpec, mode: SidecarMode) -> Resu
     } else {
         for (key, value) in new_annotations {
             ops.add(&["metadata", "annotations", key], &value)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sidecars share the pod's network namespace: no two may listen on one port.
+fn check_ports_distinct(sidecars: &[SidecarPlan]) -> Result<(), Denial> {
+    let mut owners: BTreeMap<u16, usize> = BTreeMap::new();
+    for (index, sidecar) in sidecars.iter().enumerate() {
+        for port in sidecar.ports() {
+            if let Some(first) = owners.insert(port, index) {
+                return Err(Denial::PortsClash {
+                    count: sidecars.len(),
+                    port,
+                    first,
+                    second: index,
+                });
+            }
         }
     }
     Ok(())

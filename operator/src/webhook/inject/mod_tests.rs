@@ -30,9 +30,18 @@ fn old_server_gets_a_regular_sidecar_container_first() {
                 "/etc/hsmbridge/credentials/pin",
                 "--health-addr",
                 "0.0.0.0:17310",
+                "--metrics-addr",
+                "0.0.0.0:17320",
+                "--watch-config",
+                "/etc/hsmbridge/provider",
             ])[..]
         )
     );
+    let ports = sidecar.ports.as_ref().expect("ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].name.as_deref(), Some("hsm-metrics"));
+    assert_eq!(ports[0].container_port, 17320);
+    assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
     assert_eq!(sidecar.restart_policy, None);
     assert_eq!(sidecar.startup_probe, None);
     let probe = sidecar.readiness_probe.as_ref().expect("readiness probe");
@@ -55,6 +64,9 @@ fn old_server_gets_a_regular_sidecar_container_first() {
     assert_eq!(
         env(sidecar),
         BTreeMap::from([
+            ("HSMBRIDGE_POD_NAMESPACE".into(), "".into()),
+            ("HSMBRIDGE_POD_NAME".into(), "".into()),
+            ("HSMBRIDGE_PARTITION".into(), "payments".into()),
             (
                 "SECUROSYS_PKCS11_CONF".into(),
                 "/etc/hsmbridge/provider/primus.cfg".into()
@@ -108,6 +120,7 @@ fn old_server_gets_a_regular_sidecar_container_first() {
         env(app),
         BTreeMap::from([
             ("HSMBRIDGE_SOCKET".into(), "/var/run/hsmbridge/pkcs11.sock".into()),
+            ("HSMBRIDGE_CONTAINER".into(), "app".into()),
             (
                 "PKCS11_MODULE_PATH".into(),
                 "/opt/hsmbridge/lib/libhsmbridge_pkcs11.so".into()
@@ -155,6 +168,13 @@ fn old_server_gets_a_regular_sidecar_container_first() {
         annotations.get("hsmbridge.io/partition").map(String::as_str),
         Some("payments")
     );
+    for (key, value) in [
+        ("prometheus.io/scrape", "true"),
+        ("prometheus.io/port", "17320"),
+        ("prometheus.io/path", "/metrics"),
+    ] {
+        assert_eq!(annotations.get(key).map(String::as_str), Some(value), "{key}");
+    }
 }
 
 #[test]
@@ -215,7 +235,8 @@ fn existing_lists_are_appended_to_and_user_settings_kept() {
             "volumes": [{"name": "data", "emptyDir": {}}],
             "containers": [
                 {"name": "app", "image": "app:1",
-                 "env": [{"name": "HSMBRIDGE_SOCKET", "value": "/custom.sock"}, {"name": "A", "value": "1"}],
+                 "env": [{"name": "HSMBRIDGE_SOCKET", "value": "/custom.sock"}, {"name": "A", "value": "1"},
+                         {"name": "HSMBRIDGE_CONTAINER", "value": "signer"}],
                  "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
                 {"name": "worker", "image": "w:1"}
             ]
@@ -249,13 +270,15 @@ fn existing_lists_are_appended_to_and_user_settings_kept() {
         assert_eq!(e["HSMBRIDGE_SOCKET"], "/custom.sock", "the container's own value wins");
         assert_eq!(e["A"], "1");
         assert_eq!(e["PKCS11_MODULE_PATH"], APP_MODULE_PATH);
-        assert_eq!(app.env.as_ref().map(Vec::len), Some(3), "no duplicate entries");
+        assert_eq!(e["HSMBRIDGE_CONTAINER"], "signer", "the container's own claim is kept");
+        assert_eq!(app.env.as_ref().map(Vec::len), Some(4), "no duplicate entries");
         let m = mounts(app);
         assert_eq!(m.len(), 3);
         assert_eq!(m["data"], ("/data".into(), false));
 
         let worker = regular(spec, "worker");
         assert_eq!(env(worker)["HSMBRIDGE_SOCKET"], SOCKET_PATH);
+        assert_eq!(env(worker)["HSMBRIDGE_CONTAINER"], "worker");
         assert_eq!(
             out.metadata
                 .annotations
@@ -311,6 +334,25 @@ fn several_partitions_get_one_sidecar_each() {
     let cmd = second.command.clone().unwrap_or_default().join(" ");
     assert!(cmd.contains("--socket /var/run/hsmbridge/pkcs11-audit.sock"), "{cmd}");
     assert!(cmd.contains("--health-addr 0.0.0.0:17311"), "{cmd}");
+    assert!(cmd.contains("--metrics-addr 0.0.0.0:17321"), "{cmd}");
+    assert!(cmd.contains("--watch-config /etc/hsmbridge/provider"), "{cmd}");
+    let port = |c: &Container| {
+        let p = c.ports.as_ref().and_then(|p| p.first()).expect("a port");
+        (p.name.clone().unwrap_or_default(), p.container_port)
+    };
+    assert_eq!(port(&spec.containers[0]), ("hsm-metrics".into(), 17320));
+    assert_eq!(port(second), ("hsm-metrics-1".into(), 17321));
+    assert_eq!(env(second)["HSMBRIDGE_PARTITION"], "audit");
+    assert_eq!(env(&spec.containers[0])["HSMBRIDGE_PARTITION"], "payments");
+    // Prometheus is pointed at the first sidecar.
+    assert_eq!(
+        out.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("prometheus.io/port"))
+            .map(String::as_str),
+        Some("17320")
+    );
     assert_eq!(
         mounts(second)["hsmbridge-credentials-1"],
         ("/etc/hsmbridge/credentials".into(), true)
@@ -337,4 +379,158 @@ fn several_partitions_get_one_sidecar_each() {
 fn the_injected_pod_is_left_alone_afterwards() {
     let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), NEW);
     assert_eq!(annotations::parse(&out.metadata), Ok(Parsed::AlreadyInjected));
+}
+
+#[test]
+fn the_sidecar_knows_its_pod_from_the_downward_api() {
+    for caps in [OLD, NEW] {
+        let out = injected(&app_pod(), &partitions(vec![partition("payments", json!({}))]), caps);
+        let spec = out.spec.as_ref().expect("spec");
+        let sidecar = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == "hsm-sidecar")
+            .expect("sidecar");
+        let field = |name: &str| {
+            let var = sidecar.env.iter().flatten().find(|e| e.name == name).expect(name);
+            assert_eq!(var.value, None, "{name}");
+            var.value_from
+                .as_ref()
+                .and_then(|f| f.field_ref.as_ref())
+                .map(|f| f.field_path.clone())
+        };
+        assert_eq!(field("HSMBRIDGE_POD_NAMESPACE").as_deref(), Some("metadata.namespace"));
+        assert_eq!(field("HSMBRIDGE_POD_NAME").as_deref(), Some("metadata.name"));
+        // Only the sidecar learns the partition; only the apps get HSMBRIDGE_CONTAINER.
+        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+            let e = env(c);
+            assert_eq!(
+                e.contains_key("HSMBRIDGE_PARTITION"),
+                c.name == "hsm-sidecar",
+                "{}",
+                c.name
+            );
+            assert_eq!(e.contains_key("HSMBRIDGE_CONTAINER"), c.name == "app", "{}", c.name);
+            assert_eq!(c.ports.is_some(), c.name == "hsm-sidecar", "{}", c.name);
+        }
+    }
+}
+
+#[test]
+fn a_pod_that_sets_its_own_scraping_keeps_it() {
+    for (key, value) in [
+        ("prometheus.io/scrape", "false"),
+        ("prometheus.io/port", "8080"),
+        ("prometheus.io/path", "/stats"),
+    ] {
+        let mut p = app_pod();
+        p.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into());
+        let patch = inject(
+            &p,
+            NS,
+            &request_of(&p),
+            &partitions(vec![partition("payments", json!({}))]),
+            &settings(),
+            OLD,
+        )
+        .expect("injection");
+        let touched: Vec<String> = patch
+            .0
+            .iter()
+            .map(|op| op.path().to_string())
+            .filter(|path| path.contains("prometheus.io"))
+            .collect();
+        assert_eq!(touched, Vec::<String>::new(), "with {key}");
+        let out = injected(&p, &partitions(vec![partition("payments", json!({}))]), OLD);
+        let annotations = out.metadata.annotations.expect("annotations");
+        assert_eq!(annotations.get(key).map(String::as_str), Some(value));
+        assert_eq!(
+            annotations.keys().filter(|k| k.starts_with("prometheus.io/")).count(),
+            1,
+            "{annotations:?}"
+        );
+    }
+}
+
+#[test]
+fn the_scrape_annotations_follow_the_metrics_port_setting() {
+    let p = app_pod();
+    let s = Settings {
+        metrics_port: 9100,
+        ..settings()
+    };
+    let patch = inject(
+        &p,
+        NS,
+        &request_of(&p),
+        &partitions(vec![partition("payments", json!({}))]),
+        &s,
+        NEW,
+    )
+    .expect("injection");
+    let mut doc = serde_json::to_value(&p).expect("pod to json");
+    json_patch::patch(&mut doc, &patch).expect("patch applies");
+    assert_eq!(doc["metadata"]["annotations"]["prometheus.io/port"], "9100");
+    let sidecar = &doc["spec"]["initContainers"][1];
+    assert_eq!(sidecar["ports"][0]["containerPort"], 9100);
+    let cmd: Vec<&str> = sidecar["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        cmd.windows(2).any(|w| w == ["--metrics-addr", "0.0.0.0:9100"]),
+        "{cmd:?}"
+    );
+}
+
+#[test]
+fn sidecar_ports_that_would_clash_are_denied() {
+    // Health ports 17310.., metrics ports 17320..: the 11th sidecar's health port is the first's
+    // metrics port.
+    let names: Vec<String> = (0..11).map(|i| format!("p{i}")).collect();
+    let mut p = app_pod();
+    p.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("hsmbridge.io/partition".into(), names.join(","));
+    let parts = partitions(names.iter().map(|n| partition(n, json!({}))).collect());
+    let d = denial(&p, &parts, OLD);
+    assert_eq!(
+        d,
+        Denial::PortsClash {
+            count: 11,
+            port: 17320,
+            first: 0,
+            second: 10
+        }
+    );
+    assert!(d.to_string().contains("--sidecar-metrics-port"), "{d}");
+    // Ten fit.
+    p.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("hsmbridge.io/partition".into(), names[..10].join(","));
+    let out = injected(&p, &parts, OLD);
+    assert_eq!(out.spec.expect("spec").containers.len(), 11);
+}
+
+#[test]
+fn a_partition_cannot_set_the_sidecar_s_identity() {
+    for name in ["HSMBRIDGE_POD_NAME", "HSMBRIDGE_POD_NAMESPACE", "HSMBRIDGE_PARTITION"] {
+        let part = partition(
+            "payments",
+            json!({"spec": {"sidecar": {"env": [{"name": name, "value": "forged"}]}}}),
+        );
+        let d = denial(&app_pod(), &partitions(vec![part]), NEW);
+        assert!(
+            matches!(&d, Denial::InvalidSidecar { problems, .. } if problems.contains(name) && problems.contains("reserved")),
+            "{name}: {d}"
+        );
+    }
 }

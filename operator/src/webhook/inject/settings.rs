@@ -13,6 +13,9 @@ pub struct Settings {
     /// The first sidecar's gRPC health port (partition N uses `health_port + N`). It listens on
     /// the pod IP: the kubelet probes from the node.
     pub health_port: u16,
+    /// The first sidecar's `/metrics` port (partition N uses `metrics_port + N`; default
+    /// `hsmbridge_contract::METRICS_PORT`), on the pod IP; the pod's `prometheus.io/port`.
+    pub metrics_port: u16,
     /// UID and GID of the injected containers, and the pod's fsGroup when the pod sets none.
     pub run_as_user: i64,
     /// Resources of the injected containers (the chart sets them).

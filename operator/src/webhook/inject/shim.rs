@@ -1,9 +1,11 @@
 //! How app containers get the shim: the `hsmbridge-shim` init container that puts
 //! `libhsmbridge_pkcs11.so` into the `hsmbridge-lib` emptyDir (`hsm-sidecar install-shim`), and what each selected app
-//! container gets to load it (the two read-only mounts, `HSMBRIDGE_SOCKET` and
-//! `PKCS11_MODULE_PATH` unless it sets them itself).
+//! container gets to load it (the two read-only mounts, `HSMBRIDGE_SOCKET`, `PKCS11_MODULE_PATH`
+//! and `HSMBRIDGE_CONTAINER` unless it sets them itself).
 
-use hsmbridge_contract::{APP_LIB_DIR, APP_MODULE_PATH, ENV_MODULE_PATH, ENV_SOCKET, SOCKET_DIR, SOCKET_PATH};
+use hsmbridge_contract::{
+    APP_LIB_DIR, APP_MODULE_PATH, ENV_CONTAINER, ENV_MODULE_PATH, ENV_SOCKET, SOCKET_DIR, SOCKET_PATH,
+};
 use k8s_openapi::api::core::v1::{Container, EnvVar, VolumeMount};
 
 use super::checks::Target;
@@ -63,11 +65,17 @@ pub(super) fn add_to_app(ops: &mut Ops, target: &Target, container: &Container) 
         &mounts,
     )?;
     let defined = |name: &str| container.env.iter().flatten().any(|e| e.name == name);
-    let env: Vec<EnvVar> = [(ENV_SOCKET, SOCKET_PATH), (ENV_MODULE_PATH, APP_MODULE_PATH)]
-        .into_iter()
-        .filter(|(name, _)| !defined(name))
-        .map(|(name, value)| env_var(name, value))
-        .collect();
+    // HSMBRIDGE_CONTAINER: the container's own name, which the shim reports to the sidecar for
+    // the audit trail. A claim the container could change, not proof.
+    let env: Vec<EnvVar> = [
+        (ENV_SOCKET, SOCKET_PATH),
+        (ENV_MODULE_PATH, APP_MODULE_PATH),
+        (ENV_CONTAINER, container.name.as_str()),
+    ]
+    .into_iter()
+    .filter(|(name, _)| !defined(name))
+    .map(|(name, value)| env_var(name, value))
+    .collect();
     if !env.is_empty() {
         ops.append(&["spec", base[0], base[1], "env"], container.env.is_some(), &env)?;
     }

@@ -6,10 +6,10 @@
 //! Kubernetes 1.24, the exec probe `hsm-sidecar probe` before; native sidecars (1.28+) also get a
 //! TCP startup probe, which passes once the socket is bound.
 
-use hsmbridge_contract::{SOCKET_DIR, SOCKET_PATH};
+use hsmbridge_contract::{ENV_PARTITION, ENV_POD_NAME, ENV_POD_NAMESPACE, METRICS_PORT_NAME, SOCKET_DIR, SOCKET_PATH};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ExecAction, GRPCAction, Probe, SecretVolumeSource, TCPSocketAction, Volume,
-    VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, GRPCAction, ObjectFieldSelector,
+    Probe, SecretVolumeSource, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -43,6 +43,8 @@ pub(super) struct SidecarPlan {
     pub(super) container_name: String,
     socket: String,
     health_port: u16,
+    /// `/metrics` (`serve --metrics-addr`), on the pod IP: Prometheus scrapes it.
+    pub(super) metrics_port: u16,
     pub(super) credentials_volume: String,
     pub(super) provider_volume: String,
     /// Its place in the pod's list of partitions (names its `spec.sidecar.volumes`).
@@ -75,10 +77,14 @@ impl SidecarPlan {
                 container: container_name,
             });
         }
-        let health_port = u16::try_from(index)
-            .ok()
-            .and_then(|i| settings.health_port.checked_add(i))
-            .ok_or(Denial::TooManyPartitions)?;
+        let nth_port = |first: u16| {
+            u16::try_from(index)
+                .ok()
+                .and_then(|i| first.checked_add(i))
+                .ok_or(Denial::TooManyPartitions)
+        };
+        let health_port = nth_port(settings.health_port)?;
+        let metrics_port = nth_port(settings.metrics_port)?;
         let spec = &partition.spec;
         // validate.rs refused such a spec; it may have changed since the partition was Ready.
         let module_env = ModuleEnv::parse(&spec.sidecar).map_err(|problems| Denial::InvalidSidecar {
@@ -91,6 +97,7 @@ impl SidecarPlan {
             container_name,
             socket,
             health_port,
+            metrics_port,
             credentials_volume: format!("{VOLUME_CREDENTIALS}{suffix}"),
             provider_volume: format!("{VOLUME_PROVIDER}{suffix}"),
             index,
@@ -130,6 +137,20 @@ impl SidecarPlan {
         volumes
     }
 
+    /// The ports this sidecar listens on in the pod's network namespace.
+    pub(super) fn ports(&self) -> [u16; 2] {
+        [self.health_port, self.metrics_port]
+    }
+
+    /// The name of the metrics port: `hsm-metrics` for the first sidecar, `hsm-metrics-<i>` after.
+    fn metrics_port_name(&self) -> String {
+        if self.index == 0 {
+            METRICS_PORT_NAME.to_owned()
+        } else {
+            format!("{METRICS_PORT_NAME}-{}", self.index)
+        }
+    }
+
     /// The names of [`SidecarPlan::volumes`].
     pub(super) fn volume_names(&self) -> Vec<String> {
         let mut names = vec![self.credentials_volume.clone(), self.provider_volume.clone()];
@@ -153,12 +174,23 @@ impl SidecarPlan {
         }
         command.push("--health-addr".to_owned());
         command.push(format!("0.0.0.0:{}", self.health_port));
+        command.push("--metrics-addr".to_owned());
+        command.push(format!("0.0.0.0:{}", self.metrics_port));
+        // A new provider config (the ConfigMap's content, its generation) re-initializes the module.
+        command.push("--watch-config".to_owned());
+        command.push(names::PROVIDER_DIR.to_owned());
         for mechanism in &self.raw_param_mechanisms {
             command.push("--raw-param-mechanism".to_owned());
             command.push(format!("{mechanism:#x}"));
         }
 
-        let mut env = Vec::new();
+        // Who the sidecar serves, for its audit trail and metrics: the pod from the downward
+        // API, the partition as written. spec.sidecar.env cannot set HSMBRIDGE_* (module_env.rs).
+        let mut env = vec![
+            field_env(ENV_POD_NAMESPACE, "metadata.namespace"),
+            field_env(ENV_POD_NAME, "metadata.name"),
+            env_var(ENV_PARTITION, &self.partition),
+        ];
         if self.primus {
             env.push(env_var(
                 names::ENV_PRIMUS_CONF,
@@ -233,7 +265,13 @@ impl SidecarPlan {
             name: self.container_name.clone(),
             image: Some(self.image.clone()),
             command: Some(command),
-            env: (!env.is_empty()).then_some(env),
+            env: Some(env),
+            ports: Some(vec![ContainerPort {
+                name: Some(self.metrics_port_name()),
+                container_port: i32::from(self.metrics_port),
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            }]),
             volume_mounts: Some(mounts),
             readiness_probe: Some(readiness),
             // A native sidecar counts as started (and the next container starts) once this
@@ -249,6 +287,21 @@ impl SidecarPlan {
             resources: settings.resources.clone(),
             ..Container::default()
         }
+    }
+}
+
+/// `name` from the pod's field `path` (downward API).
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
     }
 }
 

@@ -73,7 +73,12 @@ fn app_pin_mode_and_other_providers() {
     let cmd = sidecar.command.clone().unwrap_or_default();
     assert!(!cmd.contains(&"--pin-file".to_owned()), "{cmd:?}");
     assert!(cmd.contains(&"/usr/lib/softhsm/libsofthsm2.so".to_owned()));
-    assert_eq!(sidecar.env, None);
+    let names: Vec<&str> = sidecar.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["HSMBRIDGE_POD_NAMESPACE", "HSMBRIDGE_POD_NAME", "HSMBRIDGE_PARTITION"],
+        "no provider variables, only who the sidecar serves"
+    );
 
     // primus enrolled with pkcs11-init-pin has no secrets file to point at.
     let part = partition(

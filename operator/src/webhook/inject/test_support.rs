@@ -35,6 +35,7 @@ pub fn settings() -> Settings {
     Settings {
         shim_image: "registry.example/hsmbridge-shim:1.0".into(),
         health_port: 17310,
+        metrics_port: 17320,
         run_as_user: 65532,
         resources: None,
     }
