@@ -9,10 +9,10 @@
 //! place). Rejections are kept per slot, so that an app logging in on
 //! another token of the module cannot condemn the PIN for the right one.
 //!
-//! Rotation: the file is read again before every backend login, so a new PIN
-//! (re-enrollment, an administrator's rotation) is what the next login offers,
-//! without a restart; the monitor (`monitor.rs`) also re-reads it every few
-//! seconds to report the change. The `generation` file beside it (the Secret's
+//! Rotation: the monitor (`monitor.rs`) re-reads the file every few seconds
+//! ([`HeldPin::changed_on_disk`]) and adopts a new PIN ([`HeldPin::adopt`]) as
+//! it re-initializes the module, so that the next backend login offers it,
+//! without a restart. The `generation` file beside it (the Secret's
 //! `hsmbridge_contract::GENERATION_KEY`) says which credential it is.
 
 use std::collections::HashMap;
@@ -44,8 +44,6 @@ struct State {
     /// Whether `pin` logged in on some slot.
     accepted: bool,
     generation: i64,
-    /// A change `attempt` picked up that `refresh` has not reported yet.
-    unreported: bool,
 }
 
 /// Answers that condemn the PIN itself (as opposed to the session or token).
@@ -65,7 +63,6 @@ impl HeldPin {
             rejected: HashMap::new(),
             accepted: false,
             generation: read_generation(&generation_path),
-            unreported: false,
         });
         Ok(HeldPin {
             path: path.to_path_buf(),
@@ -80,12 +77,16 @@ impl HeldPin {
         self.state().generation
     }
 
-    /// Re-reads the file; the generation now held if the PIN changed since the last call.
-    pub fn refresh(&self) -> Option<i64> {
+    /// Whether the file holds another PIN than the one held (not adopted yet).
+    pub fn changed_on_disk(&self) -> bool {
+        let held = self.state().pin.clone();
+        secret_file::read(&self.path).is_ok_and(|pin| pin != held)
+    }
+
+    /// Takes the file's PIN if it changed: the generation now held, or `None` if it had not.
+    pub fn adopt(&self) -> Option<i64> {
         let mut s = self.state();
-        let changed = self.reload(&mut s) || std::mem::take(&mut s.unreported);
-        s.unreported = false;
-        changed.then_some(s.generation)
+        self.reload(&mut s).then_some(s.generation)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -99,11 +100,10 @@ impl HeldPin {
     /// about to reject a second time.
     pub fn attempt(&self, slot: CK_SLOT_ID, login: impl FnOnce(&Zeroizing<Vec<u8>>) -> CK_RV) -> CK_RV {
         let mut s = self.state();
-        if self.reload(&mut s) {
-            s.unreported = true;
-        }
         if let Some(rv) = s.rejected.get(&slot).copied() {
-            return rv;
+            if !self.reload(&mut s) {
+                return rv;
+            }
         }
         let pin = s.pin.clone();
         let rv = login(&pin);
@@ -134,7 +134,7 @@ impl HeldPin {
         rejected
     }
 
-    /// Re-reads the file; true if it holds a new PIN.
+    /// Re-reads the file and takes its PIN; true if it is a new one.
     fn reload(&self, s: &mut State) -> bool {
         match secret_file::read(&self.path) {
             Ok(pin) if pin != s.pin => {

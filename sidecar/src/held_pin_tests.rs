@@ -78,11 +78,10 @@ fn a_rejection_on_another_slot_does_not_condemn_the_pin() {
     assert!(!held.is_rejected(), "the PIN logged in on slot 1: health stays SERVING");
 }
 
-/// Rotation (issue #10): a new PIN in the file is what the next backend login offers, without a
-/// rejection of the old one first (that would cost the HSM an attempt), and its generation is
-/// reported once.
+/// Rotation (issue #10): a new PIN in the file is seen, and offered from the moment the monitor
+/// adopts it (as it re-initializes the module), never before; its generation comes with it.
 #[test]
-fn a_rotated_pin_is_offered_at_the_next_login_and_reported_once() {
+fn a_rotated_pin_is_offered_once_adopted() {
     let (dir, held) = held("old");
     std::fs::write(dir.path().join(hsmbridge_contract::GENERATION_KEY), "1\n").expect("generation");
     let offered = |held: &HeldPin| {
@@ -94,21 +93,19 @@ fn a_rotated_pin_is_offered_at_the_next_login_and_reported_once() {
         seen.into_inner()
     };
     assert_eq!(offered(&held), vec![b"old".to_vec()]);
-    assert_eq!(held.refresh(), None, "nothing changed");
+    assert!(!held.changed_on_disk());
+    assert_eq!(held.adopt(), None, "nothing changed");
     std::fs::write(dir.path().join("pin"), "new").expect("rotate");
     std::fs::write(dir.path().join(hsmbridge_contract::GENERATION_KEY), "2").expect("generation");
+    assert!(held.changed_on_disk());
     assert_eq!(
         offered(&held),
-        vec![b"new".to_vec()],
-        "the old PIN was offered after the rotation"
+        vec![b"old".to_vec()],
+        "offered before the monitor adopted it"
     );
+    assert_eq!(held.adopt(), Some(2));
+    assert!(!held.changed_on_disk());
+    assert_eq!(offered(&held), vec![b"new".to_vec()]);
     assert_eq!(held.generation(), 2);
-    assert_eq!(held.refresh(), Some(2), "the change the login picked up is reported");
-    assert_eq!(held.refresh(), None, "and only once");
-    std::fs::write(dir.path().join("pin"), "newer").expect("rotate again");
-    assert_eq!(
-        held.refresh(),
-        Some(2),
-        "a change with no new generation file keeps the number"
-    );
+    assert_eq!(held.adopt(), None, "adopted once");
 }

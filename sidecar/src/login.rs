@@ -70,10 +70,14 @@ impl Logins {
         self.managed_pin.as_ref().map_or(0, HeldPin::generation)
     }
 
-    /// Managed mode: re-reads the PIN file; the new generation when it changed since the last
-    /// call (`rotation.rs`).
-    pub fn refresh_credential(&self) -> Option<i64> {
-        self.managed_pin.as_ref().and_then(HeldPin::refresh)
+    /// Managed mode: whether the PIN file holds a PIN not adopted yet (`monitor.rs`).
+    pub fn credential_changed_on_disk(&self) -> bool {
+        self.managed_pin.as_ref().is_some_and(HeldPin::changed_on_disk)
+    }
+
+    /// Managed mode: takes the PIN file's new PIN; its generation, if it changed.
+    pub fn adopt_credential(&self) -> Option<i64> {
+        self.managed_pin.as_ref().and_then(HeldPin::adopt)
     }
 
     /// Whether the backend is logged in on some slot (metrics).

@@ -2,8 +2,13 @@
 //! - whether the module reaches an initialized token and whether the token rejects the held
 //!   PIN: health (`health.rs`, SERVING or not) and metrics read what it saw ([`Observed`]);
 //! - a token lost for good: the module is re-initialized when no session is open (`recovery.rs`);
-//! - a rotated credential: the PIN file changed (`held_pin.rs` already offers the new PIN at the
-//!   next backend login); reported in the log, the metrics and the audit trail;
+//! - a rotated credential: the PIN file changed. The new PIN is adopted as the module is
+//!   re-initialized, at the first check with no session open: a module may keep the token's PIN
+//!   data from its C_Initialize (SoftHSM 2.6 does: a PIN another process set is rejected until
+//!   then), and offering it the new PIN earlier would cost the one attempt `held_pin.rs` allows.
+//!   Open sessions are never taken for it (the backend's login they hold stays valid); if
+//!   sessions stay open for [`ADOPT_WITHIN`], the PIN is adopted without a re-initialization (a
+//!   network HSM checks the PIN itself). Reported in the log, the metrics and the audit trail;
 //! - a changed provider configuration (`--watch-config`, `config_watch.rs`): the module is
 //!   re-initialized under the running applications (`reload.rs`).
 
@@ -27,6 +32,9 @@ use crate::service::Service;
 /// Kubelet probes every 10 s by default; a fresher answer costs one
 /// C_GetSlotList and a C_GetTokenInfo per slot.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// The longest a changed PIN file waits for a moment with no session open.
+pub const ADOPT_WITHIN: Duration = Duration::from_secs(30);
 
 /// What the last check saw.
 pub struct Observed {
@@ -85,6 +93,8 @@ pub fn spawn(service: Arc<Service>, connections: Arc<Registry>, config: Option<C
 fn run(service: &Service, connections: &Registry, mut config: Option<ConfigWatch>) {
     let mut recovery = Recovery::default();
     let mut last: Option<bool> = None;
+    // Since when the PIN file holds a PIN not adopted yet.
+    let mut rotated_since: Option<Instant> = None;
     loop {
         let reachable = service.backend.token_reachable();
         let rejected = service.logins.held_pin_rejected();
@@ -109,18 +119,13 @@ fn run(service: &Service, connections: &Registry, mut config: Option<ConfigWatch
             // C_Initialize that waits for an unreachable HSM may take long).
             recovery.attempted(Instant::now());
         }
-        if let Some(generation) = service.logins.refresh_credential() {
-            info!(
-                generation,
-                "the held credential changed: the next backend login uses it"
-            );
-            service.metrics.credential_reloaded();
-            service.audit.sidecar_event(
-                Kind::CredentialChanged,
-                "",
-                CKR_OK,
-                format!("the PIN file changed (generation {generation})"),
-            );
+        if service.logins.credential_changed_on_disk() {
+            let since = *rotated_since.get_or_insert_with(Instant::now);
+            if adopt_credential(service, since.elapsed() >= ADOPT_WITHIN) {
+                rotated_since = None;
+            }
+        } else {
+            rotated_since = None;
         }
         if let Some(watch) = config.as_mut() {
             if watch.changed() {
@@ -151,6 +156,56 @@ fn recover(service: &Service) {
         }
         Reinit::Skipped => debug!("token unreachable, but a call or a session is open: module left alone"),
     }
+}
+
+/// The PIN file changed: adopt its PIN with a re-initialization if no session is open, or
+/// without one when `overdue`; true when adopted.
+fn adopt_credential(service: &Service, overdue: bool) -> bool {
+    let mut adopted = None;
+    let reinit = service.backend.reinitialize_if(|| {
+        if service.apps.session_count() != 0 {
+            return false;
+        }
+        // Under the gate: no login can slip in with the old PIN before C_Initialize.
+        service.logins.forget_all();
+        adopted = service.logins.adopt_credential();
+        true
+    });
+    let reinitialized = match reinit {
+        Reinit::Done(rv) => {
+            service.key_names.clear();
+            service.metrics.reinitialized(Cause::CredentialChanged);
+            Some(rv)
+        }
+        Reinit::Skipped if overdue => {
+            adopted = service.logins.adopt_credential();
+            None
+        }
+        Reinit::Skipped => return false,
+    };
+    let Some(generation) = adopted else {
+        // Changed back meanwhile: nothing new to report.
+        return true;
+    };
+    service.metrics.credential_reloaded();
+    let how = match reinitialized {
+        Some(rv) => format!("module re-initialized with no session open ({})", crate::names::rv(rv)),
+        None => format!(
+            "sessions stayed open for {} s: adopted without re-initializing",
+            ADOPT_WITHIN.as_secs()
+        ),
+    };
+    info!(
+        generation,
+        how, "the held credential changed: the next backend login uses it"
+    );
+    service.audit.sidecar_event(
+        Kind::CredentialChanged,
+        "",
+        reinitialized.unwrap_or(CKR_OK),
+        format!("the PIN file changed (generation {generation}); {how}"),
+    );
+    true
 }
 
 /// The provider configuration changed: re-initialize under the applications.

@@ -3,9 +3,11 @@
 //! `get`, `update` and `patch` on that one name, fills it.
 //!
 //! - open: GET it (it must exist; one holding `pin` is already enrolled);
-//! - success: a JSON merge patch sets `data.pin` (and `data["secrets.cfg"]`)
-//!   and removes the error annotations; retried on transient errors, since
-//!   the setup password may already be spent;
+//! - success: a JSON merge patch sets `data.pin` (and `data["secrets.cfg"]`),
+//!   `data.generation` (the one read at open + 1; absent or not a decimal
+//!   counts as 0, so the first enrollment writes 1) and removes the error
+//!   annotations; retried on transient errors, since the setup password may
+//!   already be spent;
 //! - failure: a merge patch sets `hsmbridge.io/enrollment-error` and
 //!   `hsmbridge.io/enrollment-message`, and no credential.
 //!
@@ -22,8 +24,10 @@ use std::time::Duration;
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use hsmbridge_contract::GENERATION_KEY;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use tracing::warn;
 use zeroize::{Zeroize, Zeroizing};
@@ -88,6 +92,8 @@ pub struct SecretSink {
     api: Api<Secret>,
     name: String,
     namespace: String,
+    /// `data.generation` as read at open (0: absent or not a decimal).
+    generation: u64,
 }
 
 impl SecretSink {
@@ -97,7 +103,7 @@ impl SecretSink {
             .enable_all()
             .build()
             .map_err(SecretError::Runtime)?;
-        let (api, namespace, enrolled) = runtime.block_on(async {
+        let (api, namespace, enrolled, generation) = runtime.block_on(async {
             let config = kube::Config::infer()
                 .await
                 .map_err(|e| SecretError::Config(chain(&e)))?;
@@ -111,8 +117,9 @@ impl SecretSink {
                 .await
                 .map_err(|e| call_error("get", &target, e, &[]))?;
             let enrolled = holds(&secret, KEY_PIN);
+            let generation = generation_of(&secret);
             wipe(&mut secret);
-            Ok::<_, SecretError>((api, namespace, enrolled))
+            Ok::<_, SecretError>((api, namespace, enrolled, generation))
         })?;
         Ok((
             SecretSink {
@@ -120,14 +127,15 @@ impl SecretSink {
                 api,
                 name: name.to_string(),
                 namespace,
+                generation,
             },
             enrolled,
         ))
     }
 
-    /// Stores the credential and clears the error annotations.
+    /// Stores the credential with the next generation and clears the error annotations.
     pub fn store(&self, credential: &Credential) -> Result<(), SecretError> {
-        let patch = SecretPatch::enrolled(credential);
+        let patch = SecretPatch::enrolled(credential, self.generation.saturating_add(1));
         // An API server's error could quote the request: keep the secrets, raw and encoded, out.
         let pin_b64 = Zeroizing::new(STANDARD.encode(&credential.pin));
         let cfg_b64 = Zeroizing::new(
@@ -251,21 +259,36 @@ impl<'a> MetadataPatch<'a> {
     }
 }
 
-/// Keys: [`KEY_PIN`], [`KEY_SECRETS_CFG`].
-#[derive(Debug, Serialize)]
+/// Keys: [`KEY_PIN`], [`KEY_SECRETS_CFG`] (when given), [`GENERATION_KEY`].
+#[derive(Debug)]
 struct DataPatch<'a> {
     pin: Base64<'a>,
-    #[serde(rename = "secrets.cfg", skip_serializing_if = "Option::is_none")]
     secrets_cfg: Option<Base64<'a>>,
+    /// The decimal generation (not a secret).
+    generation: String,
+}
+
+impl Serialize for DataPatch<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry(KEY_PIN, &self.pin)?;
+        if let Some(cfg) = &self.secrets_cfg {
+            map.serialize_entry(KEY_SECRETS_CFG, cfg)?;
+        }
+        map.serialize_entry(GENERATION_KEY, &Base64(self.generation.as_bytes()))?;
+        map.end()
+    }
 }
 
 impl<'a> SecretPatch<'a> {
-    pub fn enrolled(credential: &'a Credential) -> Self {
+    /// The credential, and `generation` (the previous one + 1).
+    pub fn enrolled(credential: &'a Credential, generation: u64) -> Self {
         SecretPatch {
             metadata: MetadataPatch::annotations(None, None),
             data: Some(DataPatch {
                 pin: Base64(&credential.pin),
                 secrets_cfg: credential.secrets_cfg.as_ref().map(|c| Base64(c)),
+                generation: generation.to_string(),
             }),
         }
     }
@@ -360,6 +383,17 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// `data.generation` as a decimal; 0 when absent or anything else.
+fn generation_of(secret: &Secret) -> u64 {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(GENERATION_KEY))
+        .and_then(|v| std::str::from_utf8(&v.0).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn holds(secret: &Secret, key: &str) -> bool {

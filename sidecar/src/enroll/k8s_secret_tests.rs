@@ -12,12 +12,13 @@ fn credential(pin: &[u8], cfg: Option<&[u8]>) -> Credential {
 #[test]
 fn success_sets_the_credential_and_removes_the_error_annotations() {
     let c = credential(b"0123abcd", Some(b"[secrets]\n"));
-    let body = serde_json::to_value(SecretPatch::enrolled(&c)).expect("serializes");
+    let body = serde_json::to_value(SecretPatch::enrolled(&c, 1)).expect("serializes");
     assert_eq!(
         body,
         json!({
             "metadata": {"annotations": {ANNOTATION_ERROR: null, ANNOTATION_MESSAGE: null}},
-            "data": {KEY_PIN: "MDEyM2FiY2Q=", KEY_SECRETS_CFG: "W3NlY3JldHNdCg=="},
+            // "1" in base64, in the same patch as the pin.
+            "data": {KEY_PIN: "MDEyM2FiY2Q=", KEY_SECRETS_CFG: "W3NlY3JldHNdCg==", "generation": "MQ=="},
         })
     );
 }
@@ -25,8 +26,27 @@ fn success_sets_the_credential_and_removes_the_error_annotations() {
 #[test]
 fn init_pin_success_carries_no_secrets_file() {
     let c = credential(b"pin", None);
-    let body = serde_json::to_value(SecretPatch::enrolled(&c)).expect("serializes");
-    assert_eq!(body["data"], json!({KEY_PIN: "cGlu"}));
+    let body = serde_json::to_value(SecretPatch::enrolled(&c, 12)).expect("serializes");
+    assert_eq!(body["data"], json!({KEY_PIN: "cGlu", "generation": "MTI="}));
+}
+
+#[test]
+fn the_next_generation_follows_the_one_read() {
+    let secret = |generation: Option<&[u8]>| Secret {
+        data: generation.map(|g| {
+            BTreeMap::from([
+                (KEY_PIN.to_owned(), k8s_openapi::ByteString(b"old".to_vec())),
+                ("generation".to_owned(), k8s_openapi::ByteString(g.to_vec())),
+            ])
+        }),
+        ..Secret::default()
+    };
+    assert_eq!(generation_of(&secret(None)), 0, "absent: the first enrollment writes 1");
+    assert_eq!(generation_of(&secret(Some(b"3"))), 3);
+    assert_eq!(generation_of(&secret(Some(b" 4\n"))), 4, "an administrator's echo");
+    for garbled in [&b"x"[..], b"-1", b"", b"\xff"] {
+        assert_eq!(generation_of(&secret(Some(garbled))), 0, "{garbled:?}");
+    }
 }
 
 #[test]
@@ -44,7 +64,7 @@ fn failure_sets_the_annotations_and_no_data() {
 #[test]
 fn debug_never_shows_the_credential() {
     let c = credential(b"0123abcd", Some(b"topsecret"));
-    let shown = format!("{:?}", SecretPatch::enrolled(&c));
+    let shown = format!("{:?}", SecretPatch::enrolled(&c, 1));
     assert!(!shown.contains("0123abcd") && !shown.contains("MDEyM2FiY2Q"), "{shown}");
     assert!(!shown.contains("topsecret"), "{shown}");
 }

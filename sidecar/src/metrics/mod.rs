@@ -76,8 +76,10 @@ pub enum Closed {
 pub enum Cause {
     /// The token stayed unreachable (`recovery.rs`).
     TokenLost,
-    /// The provider configuration changed (`rotation/config.rs`).
+    /// The provider configuration changed (`reload.rs`).
     ConfigChanged,
+    /// The credential changed and no session was open (`monitor.rs`).
+    CredentialChanged,
 }
 
 /// State sampled when `/metrics` is read.
@@ -175,7 +177,7 @@ impl Metrics {
         );
         r.register(
             "module_reinitializations",
-            "C_Finalize + C_Initialize of the module (cause: token_lost, config_changed).",
+            "C_Finalize + C_Initialize of the module (cause: token_lost, config_changed, credential_changed).",
             m.reinitializations.clone(),
         );
         r.register("audit_lines", "Audit lines written.", m.audit_lines.clone());
@@ -300,6 +302,7 @@ impl Metrics {
         let cause = match why {
             Cause::TokenLost => "token_lost",
             Cause::ConfigChanged => "config_changed",
+            Cause::CredentialChanged => "credential_changed",
         };
         self.reinitializations.get_or_create(&CauseLabels { cause }).inc();
     }
