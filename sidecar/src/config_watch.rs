@@ -1,9 +1,10 @@
-//! Noticing that the provider configuration changed (`serve --watch-config DIR`, the provider
-//! ConfigMap's mount): the kubelet swaps the files of a ConfigMap volume in place when the
-//! ConfigMap changes. The directory's content (regular files not starting with `.`, at most
-//! [`MAX_FILES`] of at most [`MAX_FILE_BYTES`] each) is fingerprinted on each check; a new
-//! fingerprint counts once the next check sees it too (a swap read half-way is not a change).
-//! The `generation` file in it (`hsmbridge_contract::GENERATION_KEY`) says which one it is.
+//! Noticing that the provider configuration changed (`serve --watch-config DIR`, repeatable: the
+//! provider ConfigMap's mount and the module's own ConfigMap volumes): the kubelet swaps the
+//! files of a ConfigMap volume in place when the ConfigMap changes. The directories' content
+//! (regular files not starting with `.`, at most [`MAX_FILES`] of at most [`MAX_FILE_BYTES`]
+//! each per directory) is fingerprinted on each check; a new fingerprint counts once the next
+//! check sees it too (a swap read half-way is not a change). The first `generation` file among
+//! them (`hsmbridge_contract::GENERATION_KEY`, the provider ConfigMap's) says which one it is.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
@@ -14,7 +15,7 @@ pub const MAX_FILES: usize = 64;
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 pub struct ConfigWatch {
-    dir: PathBuf,
+    dirs: Vec<PathBuf>,
     /// The fingerprint the module runs with.
     current: Option<u64>,
     /// A new fingerprint seen once.
@@ -23,19 +24,23 @@ pub struct ConfigWatch {
 }
 
 impl ConfigWatch {
-    pub fn new(dir: PathBuf) -> Self {
-        let current = fingerprint(&dir);
-        let generation = generation(&dir);
-        ConfigWatch {
-            dir,
+    /// Watches `dirs`; `None` when there is none.
+    pub fn new(dirs: Vec<PathBuf>) -> Option<Self> {
+        if dirs.is_empty() {
+            return None;
+        }
+        let current = fingerprint(&dirs);
+        let generation = generation(&dirs);
+        Some(ConfigWatch {
+            dirs,
             current,
             pending: None,
             generation,
-        }
+        })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
     }
 
     /// The generation the module runs with.
@@ -46,7 +51,7 @@ impl ConfigWatch {
     /// True when the content changed (and stayed so for two checks): the module should be
     /// re-initialized, then [`ConfigWatch::applied`] called.
     pub fn changed(&mut self) -> bool {
-        let seen = fingerprint(&self.dir);
+        let seen = fingerprint(&self.dirs);
         if seen == self.current {
             self.pending = None;
             return false;
@@ -61,13 +66,23 @@ impl ConfigWatch {
     /// The module now runs with what [`ConfigWatch::changed`] saw.
     pub fn applied(&mut self) {
         self.current = self.pending.take();
-        self.generation = generation(&self.dir);
+        self.generation = generation(&self.dirs);
     }
 }
 
-/// A hash of the names and contents of the directory's files; `None` when it cannot be read
+/// A hash of the names and contents of the directories' files; `None` when one cannot be read
 /// (then nothing is a change).
-fn fingerprint(dir: &Path) -> Option<u64> {
+fn fingerprint(dirs: &[PathBuf]) -> Option<u64> {
+    let mut hash = DefaultHasher::new();
+    for dir in dirs {
+        hash.write(dir.as_os_str().as_encoded_bytes());
+        hash.write_u8(0);
+        hash_dir(dir, &mut hash)?;
+    }
+    Some(hash.finish())
+}
+
+fn hash_dir(dir: &Path, hash: &mut DefaultHasher) -> Option<()> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -75,7 +90,6 @@ fn fingerprint(dir: &Path) -> Option<u64> {
         .collect();
     names.sort();
     names.truncate(MAX_FILES);
-    let mut hash = DefaultHasher::new();
     for name in names {
         let path = dir.join(&name);
         if !std::fs::metadata(&path).ok()?.is_file() {
@@ -92,17 +106,20 @@ fn fingerprint(dir: &Path) -> Option<u64> {
         hash.write(&content);
         hash.write_u8(0);
     }
-    Some(hash.finish())
+    Some(())
 }
 
-fn generation(dir: &Path) -> i64 {
-    let mut text = String::new();
-    match std::fs::File::open(dir.join(hsmbridge_contract::GENERATION_KEY))
-        .and_then(|f| f.take(32).read_to_string(&mut text))
-    {
-        Ok(_) => text.trim().parse().unwrap_or(0),
-        Err(_) => 0,
-    }
+/// The first generation file's counter; 0 when there is none.
+fn generation(dirs: &[PathBuf]) -> i64 {
+    dirs.iter()
+        .find_map(|dir| {
+            let mut text = String::new();
+            std::fs::File::open(dir.join(hsmbridge_contract::GENERATION_KEY))
+                .and_then(|f| f.take(32).read_to_string(&mut text))
+                .ok()?;
+            Some(text.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -114,7 +131,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("primus.cfg"), "hsms = {}").expect("write");
         std::fs::write(dir.path().join(hsmbridge_contract::GENERATION_KEY), "1").expect("write");
-        let mut watch = ConfigWatch::new(dir.path().to_path_buf());
+        let module = tempfile::tempdir().expect("tempdir");
+        std::fs::write(module.path().join("softhsm2.conf"), "log.level = INFO").expect("write");
+        let mut watch = ConfigWatch::new(vec![dir.path().to_path_buf(), module.path().to_path_buf()]).expect("dirs");
         assert_eq!(watch.generation(), 1);
         assert!(!watch.changed(), "nothing changed");
         std::fs::write(dir.path().join("primus.cfg"), "hsms = { hsm0 = {} }").expect("write");
@@ -126,13 +145,20 @@ mod tests {
         assert!(!watch.changed(), "applied");
         std::fs::write(dir.path().join(".hidden"), "x").expect("write");
         assert!(!watch.changed() && !watch.changed(), "dot files are the kubelet's own");
+        std::fs::write(module.path().join("softhsm2.conf"), "log.level = ERROR").expect("write");
+        assert!(
+            !watch.changed() && watch.changed(),
+            "the module's own configuration counts too"
+        );
+        watch.applied();
+        assert_eq!(watch.generation(), 2, "no new generation file: the number stays");
     }
 
     #[test]
     fn a_change_back_before_the_second_check_is_not_a_change() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("a"), "1").expect("write");
-        let mut watch = ConfigWatch::new(dir.path().to_path_buf());
+        let mut watch = ConfigWatch::new(vec![dir.path().to_path_buf()]).expect("dirs");
         std::fs::write(dir.path().join("a"), "2").expect("write");
         assert!(!watch.changed());
         std::fs::write(dir.path().join("a"), "1").expect("write");

@@ -117,10 +117,10 @@ struct ObserveArgs {
     /// Write no audit trail.
     #[arg(long)]
     no_audit: bool,
-    /// The provider configuration directory (the ConfigMap's mount): when its content changes,
-    /// the module is re-initialized and every application starts anew.
+    /// A provider configuration directory (a ConfigMap's mount; repeatable): when the content
+    /// changes, the module is re-initialized and every application starts anew.
     #[arg(long)]
-    watch_config: Option<PathBuf>,
+    watch_config: Vec<PathBuf>,
 }
 
 fn parse_mechanism(s: &str) -> Result<u64, String> {
@@ -240,7 +240,7 @@ fn serve(
         }
     };
     let conns = Arc::new(server::Registry::new(server::limits::MAX_CONNECTIONS));
-    let watch = observe.watch_config.map(config_watch::ConfigWatch::new);
+    let watch = config_watch::ConfigWatch::new(observe.watch_config);
     if let Err(e) = monitor::spawn(service.clone(), conns.clone(), watch) {
         error!("cannot start the monitor: {e}");
         return ExitCode::FAILURE;

@@ -82,7 +82,8 @@ pub fn spawn(service: Arc<Service>, connections: Arc<Registry>, config: Option<C
             .observed
             .config_generation
             .store(watch.generation(), Ordering::Relaxed);
-        info!(dir = %watch.dir().display(), generation = watch.generation(), "watching the provider configuration");
+        let dirs: Vec<String> = watch.dirs().iter().map(|d| d.display().to_string()).collect();
+        info!(dirs = ?dirs, generation = watch.generation(), "watching the provider configuration");
     }
     std::thread::Builder::new()
         .name("monitor".into())
