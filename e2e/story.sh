@@ -12,9 +12,13 @@
 #     and its next signature verifies;
 #  6. readiness follows the backend: the token's directory is moved away (SoftHSM then answers
 #     C_GetTokenInfo with CKR_GENERAL_ERROR) and the pod goes NotReady; moved back, Ready again;
-#  7. a pod for a partition that is not Ready and one whose ServiceAccount is not allowed are denied
+#  7. observability and rotation (observe.sh): the sidecar's /metrics scraped from another pod and
+#     checked against the chart's dashboard and rules; the audit line of the app's signature; a
+#     credential rotation (new PIN on the token, then in the Secret) and a provider configuration
+#     change, each picked up without a pod restart;
+#  8. a pod for a partition that is not Ready and one whose ServiceAccount is not allowed are denied
 #     with the webhook's message; an unlabelled pod is left alone;
-#  8. `helm uninstall` leaves the CRD and nothing else of the release; a second release in another
+#  9. `helm uninstall` leaves the CRD and nothing else of the release; a second release in another
 #     namespace installs and serves.
 # Prints each step and the verified signature; the node is stopped at the end, pass or fail.
 #
@@ -175,6 +179,8 @@ say "the setup password is spent: an SO login with it gets $(echo "$out" | grep 
 . "$REPO/e2e/signer.sh"
 # shellcheck source=recovery.sh
 . "$REPO/e2e/recovery.sh"
+# shellcheck source=observe.sh
+. "$REPO/e2e/observe.sh"
 # shellcheck source=admission.sh
 . "$REPO/e2e/admission.sh"
 # shellcheck source=reinstall.sh
@@ -185,4 +191,5 @@ say "image sizes: $(tr '\n' ';' <"$WORK/images/sizes.txt")"
 say "kubectl apply of the labelled Deployment -> verified signature: ${FIRST_SIGNATURE_SECONDS}s"
 say "RSS on the node: hsm-sidecar ${SIDECAR_RSS} MiB, hsm-operator ${OPERATOR_RSS} MiB (each replica)"
 say "sidecar kill: hsm-sidecar restarts ${SIDECAR_RESTARTS}, app restarts ${APP_RESTARTS}"
+say "credential rotation: Secret update -> first login with the new PIN ${ROTATION_SECONDS}s; provider config change -> module re-initialized ${CONFIG_RELOAD_SECONDS}s (no restarts)"
 say "the stored pod as the kubelet ran it: ${POD_YAML}"
