@@ -42,6 +42,8 @@ pub const MAX_SIDECAR_VOLUME_NAME: usize = 40;
     status = "HsmPartitionStatus",
     printcolumn = r#"{"name":"Enrolled","type":"string","jsonPath":".status.conditions[?(@.type==\"Enrolled\")].status"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Credential","type":"integer","description":"Generation of the credential Secret (each enrollment or rotation adds 1)","jsonPath":".status.credentialGeneration"}"#,
+    printcolumn = r#"{"name":"Config","type":"integer","description":"Generation of the provider ConfigMap (each change of its content adds 1)","jsonPath":".status.configGeneration"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Enrolled\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -327,6 +329,13 @@ pub struct HsmPartitionStatus {
     /// The Secret holding the enrolled credential (`pin`, and `secrets.cfg` for ppin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_secret: Option<String>,
+    /// The credential Secret's `generation` (1 after the first enrollment, +1 per enrollment or
+    /// rotation; 0 while it has none). Each sidecar reports the one it runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_generation: Option<i64>,
+    /// The provider ConfigMap's `generation` (1 when rendered first, +1 per change of its content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_generation: Option<i64>,
     /// Enrollment bookkeeping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment: Option<EnrollmentStatus>,

@@ -50,9 +50,23 @@ fn names_and_columns() {
         .additional_printer_columns
         .iter()
         .flatten()
-        .map(|c| c.name.as_str())
+        .map(|c| (c.name.as_str(), c.type_.as_str(), c.json_path.as_str()))
         .collect();
-    assert_eq!(columns, ["Enrolled", "Ready", "Reason", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            (
+                "Enrolled",
+                "string",
+                ".status.conditions[?(@.type==\"Enrolled\")].status"
+            ),
+            ("Ready", "string", ".status.conditions[?(@.type==\"Ready\")].status"),
+            ("Credential", "integer", ".status.credentialGeneration"),
+            ("Config", "integer", ".status.configGeneration"),
+            ("Reason", "string", ".status.conditions[?(@.type==\"Enrolled\")].reason"),
+            ("Age", "date", ".metadata.creationTimestamp"),
+        ]
+    );
 }
 
 /// A 1.20 API server wants a structural schema: no $ref, no oneOf/anyOf/allOf/not that carry

@@ -16,6 +16,8 @@ pub struct CredentialView {
     pub has_pin: bool,
     /// The failure the enrollment Job reported in the Secret's annotations.
     pub error: Option<ReportedError>,
+    /// The Secret's `generation` (written by each enrollment): 0 when absent.
+    pub generation: i64,
 }
 
 /// `hsmbridge.io/enrollment-error` and `hsmbridge.io/enrollment-message`.

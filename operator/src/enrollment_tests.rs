@@ -18,6 +18,7 @@ fn rejected() -> CredentialView {
             kind: "SetupPasswordRejected".to_owned(),
             message: Some("SO login: CKR_PIN_INCORRECT".to_owned()),
         }),
+        generation: 0,
     }
 }
 
@@ -178,6 +179,7 @@ fn no_token_and_other_failures_are_enrollment_failed() {
             kind: "NoToken".to_owned(),
             message: Some("no token labelled x".to_owned()),
         }),
+        generation: 0,
     };
     let c = job_outcome("j", JobView::Failed, &cred, &setup_ref()).unwrap_or_else(|| panic!("outcome"));
     assert_eq!(c.reason, reason::ENROLLMENT_FAILED);
@@ -193,6 +195,7 @@ fn no_token_and_other_failures_are_enrollment_failed() {
             kind: "EnrollmentFailed".to_owned(),
             message: None,
         }),
+        generation: 0,
     };
     let c = job_outcome("j", JobView::Pending, &cred, &setup_ref()).unwrap_or_else(|| panic!("outcome"));
     assert_eq!(c.reason, reason::ENROLLMENT_FAILED);

@@ -13,6 +13,7 @@ mod crd;
 mod crd_schema;
 mod enrollment;
 mod error;
+mod generation;
 mod http;
 mod injected_resources;
 mod leader;

@@ -318,6 +318,25 @@ pub async fn ensure<K: Managed>(
     }
 }
 
+/// Like [`ensure`], with the desired object `name` made from the one that exists (`None`:
+/// absent), e.g. to carry a counter forward. `make` may see an object that is not the
+/// partition's; what it returns is then not written.
+pub async fn ensure_with<K: Managed>(
+    api: &Api<K>,
+    name: &str,
+    make: impl FnOnce(Option<&K>) -> K,
+    owner: &Owner,
+    adoption: Adoption,
+) -> Result<Claimed<K>, Error> {
+    match api.get_opt(name).await.map_err(Error::kube("get", K::KIND, name))? {
+        None => Ok(Claimed::Ours(create(api, &make(None)).await?)),
+        Some(existing) => {
+            let desired = make(Some(&existing));
+            update(api, existing, &desired, owner, adoption).await
+        }
+    }
+}
+
 /// Like [`ensure`] without creating: `None` when the object does not exist.
 pub async fn update_existing<K: Managed>(
     api: &Api<K>,

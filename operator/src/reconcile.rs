@@ -12,9 +12,9 @@
 //! controller ownerReference to it) is never written or deleted; the partition reports
 //! `OwnershipConflict` instead and starts no enrollment.
 //!
-//! Secrets: the operator looks at the credential Secret only for the presence of `pin` and the
-//! error annotations, and at the setup-password Secret only for the presence of the key and its
-//! resourceVersion. No Secret value is logged, put in status, in an Event or in an error.
+//! Secrets: the operator looks at the credential Secret only for the presence of `pin`, the
+//! error annotations and its generation (a counter, not a secret), and at the setup-password
+//! Secret only for the presence of the key and its resourceVersion. No Secret value is logged, put in status, in an Event or in an error.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,7 @@ use crate::conditions::{self, reason, Cond, CONFIG_RENDERED, ENROLLED, READY};
 use crate::crd::{EnrollmentStatus, HsmPartition, HsmPartitionStatus, FINALIZER};
 use crate::enrollment::{self, CredentialView, JobView, Plan, ReportedError, SetupView};
 use crate::error::{api_code, Error};
+use crate::generation;
 use crate::metrics::Metrics;
 use crate::names::{self, ANNOTATION_ENROLLMENT_ERROR, ANNOTATION_ENROLLMENT_MESSAGE, KEY_PIN, MANAGER};
 use crate::owned::{self, Owner};
@@ -160,13 +161,20 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
     };
 
     let valid = validate::validate(&namespace, &name, &partition.spec);
+    // While the spec is invalid the ConfigMap is left as it is, and so is its generation.
+    let mut config_generation = target.status.config_generation;
     let (config, rendered) = match &valid {
         Ok(v) => {
-            let cm = owned::provider_config_map(&target.owner, v.provider_config.clone());
             let api = target.api::<ConfigMap>(ctx);
-            match ownership::ensure(&api, &cm, &target.owner, Adoption::Controlled).await? {
-                Claimed::Ours(_) => {
-                    let cm_name = names::provider_config_map(&name);
+            let cm_name = names::provider_config_map(&name);
+            let make = |existing: Option<&ConfigMap>| {
+                let current = existing.and_then(|cm| cm.data.as_ref());
+                let (data, _) = generation::stamp_config(v.provider_config.clone(), current);
+                owned::provider_config_map(&target.owner, data)
+            };
+            match ownership::ensure_with(&api, &cm_name, make, &target.owner, Adoption::Controlled).await? {
+                Claimed::Ours(cm) => {
+                    config_generation = generation::of_config(cm.data.as_ref());
                     let message = match partition.spec.cluster.as_ref() {
                         Some(cluster) if !v.provider_config.is_empty() => format!(
                             "ConfigMap {cm_name} holds primus.cfg for {} HSM(s)",
@@ -176,7 +184,10 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
                     };
                     (Cond::new(CONFIG_RENDERED, true, reason::RENDERED, message), Some(v))
                 }
-                Claimed::Conflict(c) => (conflict_condition(CONFIG_RENDERED, &target, &c), None),
+                Claimed::Conflict(c) => {
+                    config_generation = None;
+                    (conflict_condition(CONFIG_RENDERED, &target, &c), None)
+                }
             }
         }
         Err(invalid) => (
@@ -195,13 +206,15 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
     let desired_secret = owned::credential_secret(&target.owner, retain);
     let adoption = Adoption::Credential { retained: retain };
     let secrets = target.api::<Secret>(ctx);
-    let (enrolled, enrollment) = match ownership::ensure(&secrets, &desired_secret, &target.owner, adoption).await? {
-        Claimed::Ours(secret) => enroll(&target, ctx, rendered, &secret).await?,
-        Claimed::Conflict(c) => (
-            conflict_condition(ENROLLED, &target, &c),
-            target.status.enrollment.clone(),
-        ),
-    };
+    let (enrolled, enrollment, credential_generation) =
+        match ownership::ensure(&secrets, &desired_secret, &target.owner, adoption).await? {
+            Claimed::Ours(secret) => enroll(&target, ctx, rendered, &secret).await?,
+            Claimed::Conflict(c) => (
+                conflict_condition(ENROLLED, &target, &c),
+                target.status.enrollment.clone(),
+                None,
+            ),
+        };
     let ready = conditions::ready(&config, &enrolled);
     let requeue = if ready.status {
         REQUEUE_READY
@@ -218,6 +231,8 @@ async fn apply(partition: &HsmPartition, ctx: &Context) -> Result<Action, Error>
     let status = HsmPartitionStatus {
         observed_generation: partition.metadata.generation,
         credential_secret: Some(credential_name),
+        credential_generation,
+        config_generation,
         enrollment,
         conditions: conditions::merge(&target.status.conditions, &desired, partition.metadata.generation, &now),
     };
@@ -248,20 +263,35 @@ fn conflict_condition(type_: &'static str, target: &Target<'_>, conflict: &Confl
     Cond::new(type_, false, reason::OWNERSHIP_CONFLICT, conflict.to_string())
 }
 
-/// The `Enrolled` condition and the enrollment bookkeeping; creates the Job when needed.
-/// `secret` is the partition's credential Secret; `valid` is `None` while the provider config
-/// is not rendered (invalid spec, or its ConfigMap is someone else's).
+/// The `Enrolled` condition, the enrollment bookkeeping and the credential's generation (as
+/// last read); creates the Job when needed. `secret` is the partition's credential Secret;
+/// `valid` is `None` while the provider config is not rendered (invalid spec, or its ConfigMap
+/// is someone else's).
 async fn enroll(
     target: &Target<'_>,
     ctx: &Context,
     valid: Option<&ValidSpec>,
     secret: &Secret,
+) -> Result<(Cond, Option<EnrollmentStatus>, Option<i64>), Error> {
+    let mut generation = 0;
+    let (cond, status) = decide_enrollment(target, ctx, valid, secret, &mut generation).await?;
+    Ok((cond, status, Some(generation)))
+}
+
+/// [`enroll`]; `generation` is set from each read of the credential Secret.
+async fn decide_enrollment(
+    target: &Target<'_>,
+    ctx: &Context,
+    valid: Option<&ValidSpec>,
+    secret: &Secret,
+    generation: &mut i64,
 ) -> Result<(Cond, Option<EnrollmentStatus>), Error> {
     let previous = target.status.enrollment.clone();
     let bookkeeping = previous.clone().unwrap_or_default();
     let setup_ref = &target.partition.spec.enrollment.setup_password_secret_ref;
     let name = &target.owner.name;
     let credential = credential_view(secret);
+    *generation = credential.generation;
 
     if credential.has_pin {
         return Ok((enrollment::enrolled(name), previous));
@@ -307,6 +337,7 @@ async fn enroll(
             },
             None => CredentialView::default(),
         };
+        *generation = reread.generation;
         if reread.has_pin {
             return Ok((enrollment::enrolled(name), previous));
         }
@@ -377,7 +408,7 @@ async fn ensure_enroll_identity(target: &Target<'_>, ctx: &Context) -> Result<Op
     Ok(None)
 }
 
-/// Presence of `pin` and the error annotations; the values are not kept.
+/// Presence of `pin`, the error annotations and the generation; the pin's value is not kept.
 fn credential_view(secret: &Secret) -> CredentialView {
     let has_pin = secret
         .data
@@ -391,7 +422,11 @@ fn credential_view(secret: &Secret) -> CredentialView {
             .get(ANNOTATION_ENROLLMENT_MESSAGE)
             .map(|m| conditions::truncate(m)),
     });
-    CredentialView { has_pin, error }
+    CredentialView {
+        has_pin,
+        error,
+        generation: generation::of_secret(secret.data.as_ref()),
+    }
 }
 
 /// Only the key's presence and the Secret's resourceVersion; the value is dropped unread.

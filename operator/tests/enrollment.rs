@@ -11,7 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use serde_json::Value;
+use kube::api::{Patch, PatchParams};
+use serde_json::{json, Value};
 use support::softhsm::{SoftHsmToken, INITIAL_USER_PIN};
 use support::{condition, conditions_summary, int_at, pkcs11_partition, sha256_hex, Fixture};
 
@@ -386,6 +387,24 @@ async fn enrollment_writes_a_pin_that_logs_in() {
         !empty.data.unwrap_or_default().contains_key("pin"),
         "the credential Secret has a pin before enrollment ran"
     );
+    // Generations before enrollment: no credential yet (0), the provider ConfigMap rendered once.
+    fx.eventually("status generations before enrollment", support::WAIT, || {
+        let fx = &fx;
+        async move {
+            let p = fx.partition("payments").await.ok_or("gone")?;
+            match (
+                int_at(&p, "/status/credentialGeneration"),
+                int_at(&p, "/status/configGeneration"),
+            ) {
+                (Some(0), Some(1)) => Ok(()),
+                other => Err(format!(
+                    "(credentialGeneration, configGeneration) {other:?}: {}",
+                    p["status"]
+                )),
+            }
+        }
+    })
+    .await;
     check_enroll_rbac(&fx, "payments").await;
     check_owner_references(&fx, "payments", &uid, &job_name).await;
 
@@ -435,6 +454,19 @@ async fn enrollment_writes_a_pin_that_logs_in() {
         Some(job_name.as_str()),
         "status.enrollment.job"
     );
+    // The enrollment wrote generation 1 with the pin; the status shows it.
+    assert_eq!(
+        fx.secret_value("payments-credentials", "generation").await.as_deref(),
+        Some(&b"1"[..]),
+        "the credential Secret's generation after the first enrollment"
+    );
+    assert_eq!(
+        int_at(&p, "/status/credentialGeneration"),
+        Some(1),
+        "status.credentialGeneration: {}",
+        p["status"]
+    );
+    assert_eq!(int_at(&p, "/status/configGeneration"), Some(1), "{}", p["status"]);
 
     // The PIN in the Secret is the token's user PIN now; the initial one is gone.
     let pin = pin_of(fx.secret_value("payments-credentials", "pin").await);
@@ -507,6 +539,36 @@ async fn enrollment_writes_a_pin_that_logs_in() {
         "{}",
         conditions_summary(&p)
     );
+    assert_eq!(
+        (
+            int_at(&p, "/status/credentialGeneration"),
+            int_at(&p, "/status/configGeneration")
+        ),
+        (Some(1), Some(1)),
+        "generations after more reconciles: {}",
+        p["status"]
+    );
+
+    // An administrator who rotates the Secret by hand bumps data.generation: the status follows.
+    fx.api::<Secret>()
+        .patch(
+            "payments-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"generation": "2"}})),
+        )
+        .await
+        .expect("bumping the credential Secret's generation");
+    fx.eventually("status.credentialGeneration 2", support::WAIT, || {
+        let fx = &fx;
+        async move {
+            let p = fx.partition("payments").await.ok_or("gone")?;
+            match int_at(&p, "/status/credentialGeneration") {
+                Some(2) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
 
     // Someone deletes the credential Secret: the setup password is spent, so the operator must
     // not enroll again on its own (that would fail and count towards the HSM's lockout); it

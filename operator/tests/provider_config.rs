@@ -92,7 +92,7 @@ async fn primus_cfg(fx: &Fixture, name: &str) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primus_config_lists_every_cluster_member() {
-    let fx = Fixture::new("primus").await;
+    let mut fx = Fixture::new("primus").await;
     fx.create_setup_secret("payments-setup", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
         .await;
     let created = fx.create_partition(&primus_partition("payments")).await;
@@ -129,6 +129,12 @@ async fn primus_config_lists_every_cluster_member() {
         "log.trace_level must be 0..7:\n{text}"
     );
     let cm = fx.api::<ConfigMap>().get("payments-provider").await.expect("ConfigMap");
+    assert_eq!(
+        cm.data.as_ref().and_then(|d| d.get("generation")).map(String::as_str),
+        Some("1"),
+        "the first rendering is generation 1"
+    );
+    assert_eq!(config_generations(&fx).await, (Some("1".to_owned()), Some(1)));
     assert!(
         cm.metadata
             .owner_references
@@ -262,6 +268,52 @@ async fn primus_config_lists_every_cluster_member() {
         condition(&p, "ConfigRendered").map(|c| c.status),
         Some("True".to_owned())
     );
+    // The content changed once: generation 2, in the ConfigMap and in the status.
+    fx.eventually("configGeneration 2", WAIT, || {
+        let fx = &fx;
+        async move {
+            match config_generations(fx).await {
+                (Some(cm), Some(2)) if cm == "2" => Ok(()),
+                other => Err(format!("(ConfigMap, status) {other:?}")),
+            }
+        }
+    })
+    .await;
+    // Re-reconciles and a restarted operator leave it alone (the content did not change).
+    for n in 1..=3 {
+        fx.touch("payments", n).await;
+    }
+    fx.kill_operator();
+    fx.start_operator();
+    fx.touch("payments", 4).await;
+    fx.eventually("the restarted operator to reconcile", WAIT, || {
+        let fx = &fx;
+        async move {
+            let p = fx.partition("payments").await.ok_or("gone")?;
+            let text = fx.metrics();
+            match support::operator::metric_sum(&text, "hsm_operator_reconciles_total") {
+                Some(n) if n >= 1.0 => Ok(p),
+                other => Err(format!("reconciles {other:?}")),
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        config_generations(&fx).await,
+        (Some("2".to_owned()), Some(2)),
+        "after re-reconciles and an operator restart"
+    );
+}
+
+/// `generation` of ConfigMap payments-provider, and the partition's status.configGeneration.
+async fn config_generations(fx: &Fixture) -> (Option<String>, Option<i64>) {
+    let cm = fx.api::<ConfigMap>().get("payments-provider").await.expect("ConfigMap");
+    let p = fx.partition("payments").await.expect("partition");
+    (
+        cm.data.and_then(|mut d| d.remove("generation")),
+        int_at(&p, "/status/configGeneration"),
+    )
 }
 
 /// A stand-in for the Securosys `ppin` tool (`ppin -a -e USER [-c CFG] -s FILE`, the setup
