@@ -129,6 +129,16 @@ impl ModuleEnv {
             .collect()
     }
 
+    /// Where the ConfigMap volumes are mounted whole (the sidecar watches them: `--watch-config`).
+    /// A `subPath` mount is left out: the kubelet never updates it.
+    pub fn config_map_dirs(&self) -> Vec<&str> {
+        self.volumes
+            .iter()
+            .filter(|v| v.config_map.is_some() && v.sub_path.is_none())
+            .map(|v| v.mount_path.as_str())
+            .collect()
+    }
+
     /// The container's mounts of [`ModuleEnv::volumes`].
     pub fn mounts(&self, index: usize) -> Vec<VolumeMount> {
         self.volumes

@@ -23,7 +23,8 @@
 //!   unless the pod sets any `prometheus.io/{scrape,port,path}` itself.
 //!
 //! The sidecar runs `hsm-sidecar serve --module … --socket … [--pin-file …] --health-addr …
-//! --metrics-addr 0.0.0.0:<metrics port> --watch-config /etc/hsmbridge/provider`, with the
+//! --metrics-addr 0.0.0.0:<metrics port> --watch-config /etc/hsmbridge/provider` (and a
+//! `--watch-config` per whole-ConfigMap volume of `spec.sidecar.volumes`), with the
 //! container port `hsm-metrics` (`hsm-metrics-<i>` for sidecar i > 0), the env
 //! `HSMBRIDGE_POD_NAMESPACE`, `HSMBRIDGE_POD_NAME` (downward API) and `HSMBRIDGE_PARTITION`,
 //! plus `--raw-param-mechanism 0x<hex>` per entry of the partition's

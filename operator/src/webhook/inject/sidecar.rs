@@ -176,9 +176,13 @@ impl SidecarPlan {
         command.push(format!("0.0.0.0:{}", self.health_port));
         command.push("--metrics-addr".to_owned());
         command.push(format!("0.0.0.0:{}", self.metrics_port));
-        // A new provider config (the ConfigMap's content, its generation) re-initializes the module.
-        command.push("--watch-config".to_owned());
-        command.push(names::PROVIDER_DIR.to_owned());
+        // A new provider config (the ConfigMap's content, its generation) re-initializes the
+        // module, and so does a change of the module's own ConfigMap volumes (e.g.
+        // softhsm2.conf). The provider's first: its generation file is the one reported.
+        for dir in std::iter::once(names::PROVIDER_DIR).chain(self.module_env.config_map_dirs()) {
+            command.push("--watch-config".to_owned());
+            command.push(dir.to_owned());
+        }
         for mechanism in &self.raw_param_mechanisms {
             command.push("--raw-param-mechanism".to_owned());
             command.push(format!("{mechanism:#x}"));

@@ -258,3 +258,34 @@ fn a_sidecar_spec_that_became_invalid_is_denied() {
     );
     assert!(text.contains("is in /etc/hsmbridge"), "{text}");
 }
+
+#[test]
+fn the_sidecar_watches_the_provider_config_and_the_module_s_config_maps() {
+    let mut extra = softhsm_module_env();
+    // A Secret volume and a subPath ConfigMap mount (never updated by the kubelet) are not watched.
+    if let Some(volumes) = extra["spec"]["sidecar"]["volumes"].as_array_mut() {
+        volumes
+            .push(json!({"name": "vendor-secret", "mountPath": "/etc/vendor/key", "secret": {"secretName": "vendor"}}));
+        volumes.push(
+            json!({"name": "one-file", "mountPath": "/etc/vendor/one.cfg", "subPath": "one.cfg",
+                            "configMap": {"name": "vendor-cfg"}}),
+        );
+        volumes
+            .push(json!({"name": "more-conf", "mountPath": "/etc/vendor/conf", "configMap": {"name": "vendor-cfg"}}));
+    }
+    let out = injected(&app_pod(), &partitions(vec![partition("payments", extra)]), OLD);
+    let cmd = out.spec.as_ref().expect("spec").containers[0]
+        .command
+        .clone()
+        .unwrap_or_default();
+    let watched: Vec<&str> = cmd
+        .windows(2)
+        .filter(|w| w[0] == "--watch-config")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(
+        watched,
+        ["/etc/hsmbridge/provider", "/etc/softhsm", "/etc/vendor/conf"],
+        "{cmd:?}"
+    );
+}
