@@ -82,6 +82,17 @@ fn calls_move_their_counters_and_the_audit_names_every_key_use_but_never_the_pin
     ok(api.decrypt(s, &ciphertext, Out::Auto).0, "C_Decrypt");
     let (rv, wrapped) = api.wrap_key(s, &Mech::new(CKM_AES_KEY_WRAP), kek, aes, Out::Auto);
     ok(rv, "C_WrapKey");
+    // Exporting a key with a public key the app brought is audited too (review finding).
+    let rsa_public = {
+        let t = keys::rsa_public().bytes(CKA_ID, &[0x05]);
+        let (rv, h) = api.create_object(s, &t);
+        ok(rv, "C_CreateObject(RSA public)");
+        h
+    };
+    ok(
+        api.wrap_key(s, &Mech::new(CKM_RSA_PKCS), rsa_public, aes, Out::Auto).0,
+        "C_WrapKey with an RSA public key",
+    );
     let unwrapped_template = Template::new()
         .ulong(CKA_CLASS, CKO_SECRET_KEY)
         .ulong(CKA_KEY_TYPE, CKK_AES)
@@ -116,7 +127,7 @@ fn calls_move_their_counters_and_the_audit_names_every_key_use_but_never_the_pin
     for (function, n) in [
         ("C_OpenSession", 1.0),
         ("C_Login", 1.0),
-        ("C_CreateObject", 4.0),
+        ("C_CreateObject", 5.0),
         ("C_SignInit", 2.0),
         ("C_Sign", 2.0),
         ("C_EncryptInit", 1.0),
@@ -177,6 +188,11 @@ fn calls_move_their_counters_and_the_audit_names_every_key_use_but_never_the_pin
     assert_eq!(unwrap["object"]["id"], "77");
     assert_eq!(find("C_DeriveKey", "audit-aes")["object"]["label"], "audit-derived");
     assert_eq!(find("C_WrapKey", "audit-kek")["object"]["label"], "audit-aes");
+    let exported = lines
+        .iter()
+        .find(|l| l["function"] == "C_WrapKey" && l["key"]["class"] == "public_key")
+        .unwrap_or_else(|| panic!("no audit line for the wrap with a public key:\n{lines:#?}"));
+    assert_eq!(exported["object"]["label"], "audit-aes");
     let login = lines
         .iter()
         .find(|l| l["function"] == "C_Login")

@@ -61,6 +61,8 @@ pub const IMAGE_SIDECAR_PRIMUS: &str = value("IMAGE_SIDECAR_PRIMUS");
 pub const METRICS_PORT: u16 = parse_i64(value("METRICS_PORT")) as u16;
 /// The name of the first sidecar's metrics container port (`-i` appended for the i-th).
 pub const METRICS_PORT_NAME: &str = value("METRICS_PORT_NAME");
+/// The HTTP path of the sidecar's (and the operator's) Prometheus metrics.
+pub const METRICS_PATH: &str = value("METRICS_PATH");
 /// The sidecar's pod namespace (downward API), for the audit trail.
 pub const ENV_POD_NAMESPACE: &str = value("ENV_POD_NAMESPACE");
 /// The sidecar's pod name (downward API), for the audit trail.
@@ -93,6 +95,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("IMAGE_SIDECAR_PRIMUS", IMAGE_SIDECAR_PRIMUS),
     ("METRICS_PORT", value("METRICS_PORT")),
     ("METRICS_PORT_NAME", METRICS_PORT_NAME),
+    ("METRICS_PATH", METRICS_PATH),
     ("ENV_POD_NAMESPACE", ENV_POD_NAMESPACE),
     ("ENV_POD_NAME", ENV_POD_NAME),
     ("ENV_PARTITION", ENV_PARTITION),

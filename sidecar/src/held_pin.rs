@@ -6,7 +6,7 @@
 //! module rejects it, logins are answered here with the module's CK_RV and
 //! health reports NOT_SERVING, until the file's content changes (a new
 //! enrollment, an administrator's fix; the kubelet swaps Secret files in
-//! place). Rejections are kept per slot, so that an app logging in on
+//! place) and the monitor adopts it. Rejections are kept per slot, so that an app logging in on
 //! another token of the module cannot condemn the PIN for the right one.
 //!
 //! Rotation: the monitor (`monitor.rs`) re-reads the file every few seconds
@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use cryptoki_sys::*;
@@ -35,15 +35,16 @@ pub struct HeldPin {
     /// The last answer of `is_rejected`, for health checks that come while a
     /// login holds the state (a module may take long to answer).
     rejected_seen: AtomicBool,
+    /// The generation of the PIN held (read without the state's lock).
+    generation: AtomicI64,
 }
 
 struct State {
     pin: Zeroizing<Vec<u8>>,
     /// The module's answer to `pin` on each slot that rejected it.
     rejected: HashMap<CK_SLOT_ID, CK_RV>,
-    /// Whether `pin` logged in on some slot.
+    /// Whether `pin` logged in on some slot since the module's last C_Initialize.
     accepted: bool,
-    generation: i64,
 }
 
 /// Answers that condemn the PIN itself (as opposed to the session or token).
@@ -62,10 +63,10 @@ impl HeldPin {
             pin,
             rejected: HashMap::new(),
             accepted: false,
-            generation: read_generation(&generation_path),
         });
         Ok(HeldPin {
             path: path.to_path_buf(),
+            generation: AtomicI64::new(read_generation(&generation_path)),
             generation_path,
             state,
             rejected_seen: AtomicBool::new(false),
@@ -74,19 +75,32 @@ impl HeldPin {
 
     /// The generation of the PIN held now (0 without a generation file).
     pub fn generation(&self) -> i64 {
-        self.state().generation
+        self.generation.load(Ordering::Relaxed)
     }
 
-    /// Whether the file holds another PIN than the one held (not adopted yet).
+    /// Whether the file holds another PIN than the one held (not adopted yet). `false` while a
+    /// login holds the state (it is asked again at the next check).
     pub fn changed_on_disk(&self) -> bool {
-        let held = self.state().pin.clone();
-        secret_file::read(&self.path).is_ok_and(|pin| pin != held)
+        let held = match self.state.try_lock() {
+            Ok(s) => s.pin.clone(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().pin.clone(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        secret_file::read_again(&self.path).is_ok_and(|pin| pin != held)
     }
 
-    /// Takes the file's PIN if it changed: the generation now held, or `None` if it had not.
+    /// Takes the file's PIN if it changed (a rejection of the old one is forgotten): the
+    /// generation now held, or `None` if it had not. Only the monitor calls it (`monitor.rs`),
+    /// as the module is re-initialized unless the held PIN stood rejected.
     pub fn adopt(&self) -> Option<i64> {
         let mut s = self.state();
-        self.reload(&mut s).then_some(s.generation)
+        self.reload(&mut s).then(|| self.generation())
+    }
+
+    /// The module was re-initialized: whether the held PIN logs in is to be seen again (a
+    /// rejection stands: the file has not changed).
+    pub fn module_reinitialized(&self) {
+        self.state().accepted = false;
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -94,16 +108,14 @@ impl HeldPin {
     }
 
     /// Runs one login attempt `login` with the held PIN and records the
-    /// module's answer. While the PIN stands rejected and the file has not
-    /// changed, answers the rejection without calling `login`. Attempts are
+    /// module's answer. While the PIN stands rejected (until a new one is
+    /// adopted), answers the rejection without calling `login`. Attempts are
     /// serialized, so concurrent logins cannot offer a PIN the module is
     /// about to reject a second time.
     pub fn attempt(&self, slot: CK_SLOT_ID, login: impl FnOnce(&Zeroizing<Vec<u8>>) -> CK_RV) -> CK_RV {
         let mut s = self.state();
         if let Some(rv) = s.rejected.get(&slot).copied() {
-            if !self.reload(&mut s) {
-                return rv;
-            }
+            return rv;
         }
         let pin = s.pin.clone();
         let rv = login(&pin);
@@ -122,29 +134,30 @@ impl HeldPin {
     }
 
     /// Whether the held PIN stands rejected (on some slot, and it logged in
-    /// on none); picks up a changed file first.
+    /// on none).
     pub fn is_rejected(&self) -> bool {
-        let mut s = match self.state.try_lock() {
+        let s = match self.state.try_lock() {
             Ok(s) => s,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return self.rejected_seen.load(Ordering::Relaxed),
         };
-        let rejected = !s.rejected.is_empty() && !s.accepted && !self.reload(&mut s);
+        let rejected = !s.rejected.is_empty() && !s.accepted;
         self.rejected_seen.store(rejected, Ordering::Relaxed);
         rejected
     }
 
     /// Re-reads the file and takes its PIN; true if it is a new one.
     fn reload(&self, s: &mut State) -> bool {
-        match secret_file::read(&self.path) {
+        match secret_file::read_again(&self.path) {
             Ok(pin) if pin != s.pin => {
                 s.pin = pin;
                 s.rejected.clear();
                 s.accepted = false;
-                s.generation = read_generation(&self.generation_path);
+                let generation = read_generation(&self.generation_path);
+                self.generation.store(generation, Ordering::Relaxed);
                 info!(
                     pin_file = %self.path.display(),
-                    generation = s.generation,
+                    generation,
                     "the PIN file changed; the next login tries it"
                 );
                 true

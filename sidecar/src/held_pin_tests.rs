@@ -33,6 +33,13 @@ fn a_rejected_pin_is_not_offered_again_until_the_file_changes() {
     assert_eq!(held.attempt(0, module(CKR_OK)), CKR_PIN_INCORRECT);
     assert_eq!(tries.get(), 1);
     std::fs::write(dir.path().join("pin"), "right").expect("fix");
+    assert!(held.is_rejected(), "not adopted yet");
+    assert_eq!(
+        held.attempt(0, module(CKR_OK)),
+        CKR_PIN_INCORRECT,
+        "offered before it was adopted"
+    );
+    assert_eq!(held.adopt(), Some(0));
     assert!(!held.is_rejected());
     let offered = held.attempt(0, |pin| {
         if pin.as_slice() == b"right" {
@@ -108,4 +115,18 @@ fn a_rotated_pin_is_offered_once_adopted() {
     assert_eq!(offered(&held), vec![b"new".to_vec()]);
     assert_eq!(held.generation(), 2);
     assert_eq!(held.adopt(), None, "adopted once");
+}
+
+/// Review finding: a PIN accepted before a re-initialization kept health SERVING after a
+/// configuration change made every login fail.
+#[test]
+fn a_reinitialization_forgets_that_the_pin_was_accepted() {
+    let (_dir, held) = held("pin");
+    assert_eq!(held.attempt(1, |_| CKR_OK), CKR_OK);
+    held.module_reinitialized();
+    assert_eq!(held.attempt(1, |_| CKR_PIN_INCORRECT), CKR_PIN_INCORRECT);
+    assert!(
+        held.is_rejected(),
+        "health must see the rejection after the re-initialization"
+    );
 }

@@ -88,6 +88,9 @@ impl Logins {
     /// Forgets every login: the module was re-initialized (C_Finalize logged it out).
     pub fn forget_all(&self) {
         self.slots().clear();
+        if let Some(held) = &self.managed_pin {
+            held.module_reinitialized();
+        }
     }
 
     fn slots(&self) -> MutexGuard<'_, HashMap<CK_SLOT_ID, SlotLogin>> {

@@ -6,9 +6,9 @@
 //!   re-initialized, at the first check with no session open: a module may keep the token's PIN
 //!   data from its C_Initialize (SoftHSM 2.6 does: a PIN another process set is rejected until
 //!   then), and offering it the new PIN earlier would cost the one attempt `held_pin.rs` allows.
-//!   Open sessions are never taken for it (the backend's login they hold stays valid); if
-//!   sessions stay open for [`ADOPT_WITHIN`], the PIN is adopted without a re-initialization (a
-//!   network HSM checks the PIN itself). Reported in the log, the metrics and the audit trail;
+//!   Open sessions are never taken for it (the backend's login they hold stays valid). While
+//!   the held PIN stands rejected nothing logs in anyway: the new one is adopted at once.
+//!   Reported in the log, the metrics and the audit trail;
 //! - a changed provider configuration (`--watch-config`, `config_watch.rs`): the module is
 //!   re-initialized under the running applications (`reload.rs`).
 
@@ -33,8 +33,11 @@ use crate::service::Service;
 /// C_GetSlotList and a C_GetTokenInfo per slot.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// The longest a changed PIN file waits for a moment with no session open.
-pub const ADOPT_WITHIN: Duration = Duration::from_secs(30);
+/// After a configuration change could not drain the module, the next try waits this long,
+/// doubling up to [`RELOAD_BACKOFF_MAX`] (each try holds new calls back for up to
+/// `reload::DRAIN_WAIT`).
+pub const RELOAD_BACKOFF: Duration = Duration::from_secs(60);
+pub const RELOAD_BACKOFF_MAX: Duration = Duration::from_secs(600);
 
 /// What the last check saw.
 pub struct Observed {
@@ -94,8 +97,9 @@ pub fn spawn(service: Arc<Service>, connections: Arc<Registry>, config: Option<C
 fn run(service: &Service, connections: &Registry, mut config: Option<ConfigWatch>) {
     let mut recovery = Recovery::default();
     let mut last: Option<bool> = None;
-    // Since when the PIN file holds a PIN not adopted yet.
-    let mut rotated_since: Option<Instant> = None;
+    // When a configuration change may next try to drain the module, and the wait after that.
+    let mut reload_after: Option<Instant> = None;
+    let mut backoff = RELOAD_BACKOFF;
     loop {
         let reachable = service.backend.token_reachable();
         let rejected = service.logins.held_pin_rejected();
@@ -121,27 +125,40 @@ fn run(service: &Service, connections: &Registry, mut config: Option<ConfigWatch
             recovery.attempted(Instant::now());
         }
         if service.logins.credential_changed_on_disk() {
-            let since = *rotated_since.get_or_insert_with(Instant::now);
-            if adopt_credential(service, since.elapsed() >= ADOPT_WITHIN) {
-                rotated_since = None;
-            }
-        } else {
-            rotated_since = None;
+            adopt_credential(service, rejected);
         }
         if let Some(watch) = config.as_mut() {
-            if watch.changed() {
-                reload(service, connections, watch);
+            let due = reload_after.is_none_or(|t| Instant::now() >= t);
+            if due && watch.changed() {
+                if reload(service, connections, watch) {
+                    reload_after = None;
+                    backoff = RELOAD_BACKOFF;
+                } else {
+                    reload_after = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(RELOAD_BACKOFF_MAX);
+                }
             }
         }
         std::thread::sleep(CHECK_EVERY);
     }
 }
 
+/// Under the gate: with no session open, forgets the logins and key names the re-initialization
+/// ends, and says yes. Applications and their connections stay (closing them would fail a call
+/// a shim is about to send; see `recovery.rs` on the handles they may keep).
+fn idle_then_forget(service: &Service) -> bool {
+    if service.apps.session_count() != 0 {
+        return false;
+    }
+    service.logins.forget_all();
+    service.key_names.clear();
+    true
+}
+
 /// The token stayed unreachable: re-initialize if no session is open.
 fn recover(service: &Service) {
-    match service.backend.reinitialize_if(|| service.apps.session_count() == 0) {
+    match service.backend.reinitialize_if(|| idle_then_forget(service)) {
         Reinit::Done(rv) => {
-            service.key_names.clear();
             service.metrics.reinitialized(Cause::TokenLost);
             service.audit.sidecar_event(
                 Kind::ModuleReinitialized,
@@ -159,43 +176,32 @@ fn recover(service: &Service) {
     }
 }
 
-/// The PIN file changed: adopt its PIN with a re-initialization if no session is open, or
-/// without one when `overdue`; true when adopted.
-fn adopt_credential(service: &Service, overdue: bool) -> bool {
+/// The PIN file changed: adopt its PIN as the module is re-initialized with no session open,
+/// or at once while the held PIN stands `rejected`.
+fn adopt_credential(service: &Service, rejected: bool) {
     let mut adopted = None;
     let reinit = service.backend.reinitialize_if(|| {
-        if service.apps.session_count() != 0 {
-            return false;
-        }
         // Under the gate: no login can slip in with the old PIN before C_Initialize.
-        service.logins.forget_all();
-        adopted = service.logins.adopt_credential();
-        true
-    });
-    let reinitialized = match reinit {
-        Reinit::Done(rv) => {
-            service.key_names.clear();
-            service.metrics.reinitialized(Cause::CredentialChanged);
-            Some(rv)
-        }
-        Reinit::Skipped if overdue => {
+        let idle = idle_then_forget(service);
+        if idle {
             adopted = service.logins.adopt_credential();
-            None
         }
-        Reinit::Skipped => return false,
+        idle
+    });
+    let how = match reinit {
+        Reinit::Done(rv) => {
+            service.metrics.reinitialized(Cause::CredentialChanged);
+            format!("module re-initialized with no session open ({})", crate::names::rv(rv))
+        }
+        Reinit::Skipped if rejected => {
+            adopted = service.logins.adopt_credential();
+            "the old PIN stood rejected: adopted at once".to_owned()
+        }
+        Reinit::Skipped => return,
     };
-    let Some(generation) = adopted else {
-        // Changed back meanwhile: nothing new to report.
-        return true;
-    };
+    // None: changed back meanwhile, nothing new to report.
+    let Some(generation) = adopted else { return };
     service.metrics.credential_reloaded();
-    let how = match reinitialized {
-        Some(rv) => format!("module re-initialized with no session open ({})", crate::names::rv(rv)),
-        None => format!(
-            "sessions stayed open for {} s: adopted without re-initializing",
-            ADOPT_WITHIN.as_secs()
-        ),
-    };
     info!(
         generation,
         how, "the held credential changed: the next backend login uses it"
@@ -203,14 +209,14 @@ fn adopt_credential(service: &Service, overdue: bool) -> bool {
     service.audit.sidecar_event(
         Kind::CredentialChanged,
         "",
-        reinitialized.unwrap_or(CKR_OK),
+        CKR_OK,
         format!("the PIN file changed (generation {generation}); {how}"),
     );
-    true
 }
 
-/// The provider configuration changed: re-initialize under the applications.
-fn reload(service: &Service, connections: &Registry, watch: &mut ConfigWatch) {
+/// The provider configuration changed: re-initialize under the applications; false when the
+/// module could not be drained.
+fn reload(service: &Service, connections: &Registry, watch: &mut ConfigWatch) -> bool {
     let started = Instant::now();
     match service.reload_module(connections) {
         Some(rv) => {
@@ -226,14 +232,21 @@ fn reload(service: &Service, connections: &Registry, watch: &mut ConfigWatch) {
             );
             let took_ms = started.elapsed().as_millis() as u64;
             if rv == CKR_OK {
-                info!(generation, took_ms, "provider configuration changed: module re-initialized, applications start anew");
+                info!(
+                    generation,
+                    took_ms, "provider configuration changed: module re-initialized, applications start anew"
+                );
             } else {
                 warn!(generation, c_initialize = %Rv(rv), "provider configuration changed: module re-initialization failed");
             }
+            true
         }
-        None => warn!(
-            wait_secs = crate::reload::DRAIN_WAIT.as_secs(),
-            "provider configuration changed, but a call stayed inside the module: re-initialization put off to the next check"
-        ),
+        None => {
+            warn!(
+                wait_secs = crate::reload::DRAIN_WAIT.as_secs(),
+                "provider configuration changed, but a call stayed inside the module: re-initialization put off"
+            );
+            false
+        }
     }
 }

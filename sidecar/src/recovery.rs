@@ -9,9 +9,11 @@
 //! With no session open there is nothing a re-initialization could take from
 //! an application: no session handle, no session object, no search, no login
 //! (the backend logs out with its last session). Token object handles an
-//! application kept may name other objects afterwards, as after a sidecar
-//! restart; they are token objects, which every application of the pod may
-//! use anyway. With sessions open the module is left alone: the pod stays
+//! application kept may name other objects afterwards (unlike after a
+//! sidecar restart, its shim keeps its epoch: its connections stay open, so
+//! that no call it is about to send fails); they are token objects, which
+//! every application of the pod may use anyway. The same holds for the
+//! re-initialization after a credential change (`monitor.rs`). With sessions open the module is left alone: the pod stays
 //! NotReady until they are closed.
 
 use std::time::{Duration, Instant};

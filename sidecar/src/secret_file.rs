@@ -8,8 +8,21 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-/// Reads a secret, dropping one trailing newline (files written by `echo`).
+/// Reads a secret, dropping one trailing newline (files written by `echo`); warns when the
+/// file is readable beyond this process.
 pub fn read(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
+    let data = read_again(path)?;
+    if let Ok(meta) = fs::metadata(path) {
+        if too_open(meta.permissions().mode(), meta.gid(), &own_groups()) {
+            tracing::warn!(path = %path.display(), "secret file is readable by others, or by a group this process is not in; use mode 0600 (or 0440 with the group of the pod's fsGroup)");
+        }
+    }
+    Ok(data)
+}
+
+/// [`read`] without the warning: for a file read every few seconds (the held PIN's), whose
+/// mode was judged when it was first read.
+pub fn read_again(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
     let mut data = Zeroizing::new(fs::read(path)?);
     if data.last() == Some(&b'\n') {
         data.pop();
@@ -22,11 +35,6 @@ pub fn read(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
             io::ErrorKind::InvalidData,
             format!("{} is empty", path.display()),
         ));
-    }
-    if let Ok(meta) = fs::metadata(path) {
-        if too_open(meta.permissions().mode(), meta.gid(), &own_groups()) {
-            tracing::warn!(path = %path.display(), "secret file is readable by others, or by a group this process is not in; use mode 0600 (or 0440 with the group of the pod's fsGroup)");
-        }
     }
     Ok(data)
 }

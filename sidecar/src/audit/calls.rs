@@ -45,8 +45,10 @@ impl Service {
         }
         let subject = subject(call)?;
         let key = subject.key.and_then(|h| self.name_of(app, subject.session, h));
-        // Public keys (verify, encrypt with RSA/EC) are not what the trail is for.
-        if subject.kind == Kind::KeyUse && key.as_ref().is_some_and(|k| !k.is_private_or_secret()) {
+        // Public keys (verify, encrypt with RSA/EC) are not what the trail is for; but a key
+        // wrapped out (C_WrapKey, `other`) is, whatever it was wrapped with.
+        let public_use = subject.kind == Kind::KeyUse && key.as_ref().is_some_and(|k| !k.is_private_or_secret());
+        if public_use && subject.other.is_none() {
             return None;
         }
         let other = subject.other.and_then(|h| self.name_of(app, subject.session, h));
@@ -67,10 +69,14 @@ impl Service {
             key,
             other,
         } = audited;
-        if subject.kind == Kind::ObjectDestroyed && rv == CKR_OK {
+        if matches!(subject.kind, Kind::ObjectDestroyed | Kind::ObjectModified) {
+            // A new label must not be hidden behind the cached one (nor a destroyed handle's).
             if let Some(h) = subject.key {
                 self.key_names.forget(h);
             }
+        }
+        if function == "C_InitToken" && rv == CKR_OK {
+            self.key_names.clear();
         }
         let mut detail = subject.user_type.map(|u| user_type_name(u).to_owned());
         let mut kind = subject.kind;

@@ -16,6 +16,8 @@ pub enum Kind {
     /// An object was made (create, copy, generate, unwrap, derive).
     ObjectCreated,
     ObjectDestroyed,
+    /// C_SetAttributeValue (a key's label, usage flags, ...).
+    ObjectModified,
     /// An application's C_Login / C_Logout.
     Login,
     Logout,
@@ -35,11 +37,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Events a flood of cheap, failing calls could make: dropped first when the queue fills
+    /// (`Audit::record`), so that they cannot push key uses out.
+    pub fn is_low_priority(self) -> bool {
+        matches!(self, Kind::Refused | Kind::Login | Kind::Logout)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::KeyUse => "key_use",
             Kind::ObjectCreated => "object_created",
             Kind::ObjectDestroyed => "object_destroyed",
+            Kind::ObjectModified => "object_modified",
             Kind::Login => "login",
             Kind::Logout => "logout",
             Kind::PinAdmin => "pin_admin",
@@ -186,6 +195,10 @@ pub fn subject(call: &Call) -> Option<Subject> {
         DestroyObject(c) => Subject {
             key: Some(c.object),
             ..base(Kind::ObjectDestroyed, c.session)
+        },
+        SetAttributeValue(c) => Subject {
+            key: Some(c.object),
+            ..base(Kind::ObjectModified, c.session)
         },
         Login(c) => Subject {
             user_type: Some(c.user_type),

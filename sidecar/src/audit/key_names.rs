@@ -92,12 +92,20 @@ impl KeyNames {
 }
 
 /// Reads class, label and ID (each on its own, so one unreadable attribute does not hide the
-/// others).
+/// others); a public key's class only (its uses are not audited: no more calls for them).
 fn read(backend: &Backend, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE) -> KeyName {
     let class = read_attribute(backend, session, handle, CKA_CLASS).and_then(|v| {
         let bytes: [u8; std::mem::size_of::<CK_OBJECT_CLASS>()] = v.as_slice().try_into().ok()?;
         Some(CK_OBJECT_CLASS::from_ne_bytes(bytes))
     });
+    if class == Some(CKO_PUBLIC_KEY) {
+        return KeyName {
+            handle: handle as u64,
+            class,
+            label: None,
+            id: None,
+        };
+    }
     let label = read_attribute(backend, session, handle, CKA_LABEL).map(|v| String::from_utf8_lossy(&v).into_owned());
     let id = read_attribute(backend, session, handle, CKA_ID).map(|v| v.iter().map(|b| format!("{b:02x}")).collect());
     KeyName {

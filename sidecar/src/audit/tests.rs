@@ -141,3 +141,37 @@ fn a_full_queue_drops_without_waiting_and_the_count_becomes_a_line() {
     let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// Review finding: a flood of cheap refusals pushed key uses out of a full queue.
+#[test]
+fn past_half_full_refusals_are_dropped_first_and_key_uses_still_queue() {
+    let (tx, _rx) = std::sync::mpsc::sync_channel(QUEUE_LINES);
+    let audit = Audit {
+        queue: Some(tx),
+        queued: Arc::default(),
+        dropped: Arc::default(),
+        metrics: None,
+    };
+    for _ in 0..QUEUE_LINES / 2 {
+        audit.record(event(Kind::Refused));
+    }
+    for _ in 0..100 {
+        audit.record(event(Kind::Refused));
+        audit.record(event(Kind::Login));
+    }
+    assert_eq!(audit.dropped.load(std::sync::atomic::Ordering::Relaxed), 200);
+    for _ in 0..QUEUE_LINES / 2 {
+        audit.record(event(Kind::KeyUse));
+    }
+    assert_eq!(
+        audit.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        200,
+        "a key use was dropped while the queue had room"
+    );
+    audit.record(event(Kind::KeyUse));
+    assert_eq!(
+        audit.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        201,
+        "full: dropped, counted"
+    );
+}

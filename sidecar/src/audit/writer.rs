@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -32,6 +32,7 @@ pub fn spawn(
     output: Output,
     pod: Pod,
     queue: Receiver<Event>,
+    queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
@@ -41,7 +42,7 @@ pub fn spawn(
     };
     std::thread::Builder::new()
         .name("audit".into())
-        .spawn(move || run(sink, pod, queue, dropped, metrics))?;
+        .spawn(move || run(sink, pod, queue, queued, dropped, metrics))?;
     Ok(())
 }
 
@@ -49,6 +50,7 @@ fn run(
     mut sink: Box<dyn Write + Send>,
     pod: Pod,
     queue: Receiver<Event>,
+    queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 ) {
@@ -58,6 +60,7 @@ fn run(
     while let Ok(first) = queue.recv() {
         let mut next = Some(first);
         while let Some(event) = next.take() {
+            queued.fetch_sub(1, Ordering::Relaxed);
             line::write(&mut buf, &pod, &event);
             lines += 1;
             if buf.len() >= BATCH_BYTES {
@@ -81,9 +84,6 @@ fn run(
             };
             line::write(&mut buf, &pod, &event);
             lines += 1;
-            for _ in 0..lost {
-                metrics.audit_dropped();
-            }
         }
         match sink.write_all(&buf).and_then(|()| sink.flush()) {
             Ok(()) => {
@@ -95,6 +95,8 @@ fn run(
                     warn!(error = %e, lines, "cannot write the audit trail");
                 }
                 failed = true;
+                // Lost as surely as a full queue's: counted the same way.
+                metrics.audit_dropped(lines);
             }
         }
         buf.clear();

@@ -6,8 +6,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -22,6 +22,8 @@ pub const MAX_CONNECTIONS: usize = 8;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a connection stays open (keep-alive included).
 pub const CONNECTION_TIME: Duration = Duration::from_secs(60);
+/// The exposition is made at most this often.
+pub const RENDER_EVERY: Duration = Duration::from_secs(1);
 
 /// The content type of prometheus-client's text encoding.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -40,7 +42,10 @@ where
         }
     };
     info!(%addr, "serving /metrics");
-    let render = Arc::new(render);
+    let render = Arc::new(Cached {
+        render,
+        last: Mutex::new(None),
+    });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
@@ -72,7 +77,27 @@ where
     }
 }
 
-async fn answer<R>(req: Request<Incoming>, render: Arc<R>) -> Result<Response<Full<Bytes>>, Infallible>
+/// The last exposition and when it was made; one render at a time.
+struct Cached<R> {
+    render: R,
+    last: Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl<R: Fn() -> String> Cached<R> {
+    fn get(&self) -> Bytes {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, text)) if at.elapsed() < RENDER_EVERY => text.clone(),
+            _ => {
+                let text = Bytes::from((self.render)());
+                *last = Some((Instant::now(), text.clone()));
+                text
+            }
+        }
+    }
+}
+
+async fn answer<R>(req: Request<Incoming>, render: Arc<Cached<R>>) -> Result<Response<Full<Bytes>>, Infallible>
 where
     R: Fn() -> String + Send + Sync + 'static,
 {
@@ -81,16 +106,16 @@ where
         *resp.status_mut() = code;
         resp
     };
-    if req.uri().path() != "/metrics" {
+    if req.uri().path() != hsmbridge_contract::METRICS_PATH {
         return Ok(status(StatusCode::NOT_FOUND));
     }
     if req.method() != Method::GET {
         return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
     }
-    let Ok(text) = tokio::task::spawn_blocking(move || render()).await else {
+    let Ok(text) = tokio::task::spawn_blocking(move || render.get()).await else {
         return Ok(status(StatusCode::INTERNAL_SERVER_ERROR));
     };
-    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    let mut resp = Response::new(Full::new(text));
     if let Ok(value) = OPENMETRICS.parse() {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
     }

@@ -5,8 +5,8 @@
 //! Label values are bounded: a function name, a CK_RV name (`names::rv`), a fixed reason or
 //! cause. No handle, key, PID or pod name is ever a label value.
 //!
-//! With metrics off (no `--metrics-addr`) the recorders return at once: the data path pays one
-//! branch.
+//! With metrics off (no `--metrics-addr`) the data path's recorders return at once (it pays
+//! one branch); the rare events (re-initializations, audit, credential) are counted anyway.
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -311,8 +311,8 @@ impl Metrics {
         self.audit_lines.inc_by(lines);
     }
 
-    pub fn audit_dropped(&self) {
-        self.audit_dropped.inc();
+    pub fn audit_dropped(&self, lines: u64) {
+        self.audit_dropped.inc_by(lines);
     }
 
     pub fn credential_reloaded(&self) {
