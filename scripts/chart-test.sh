@@ -502,9 +502,12 @@ api_checks() {
     expect_can yes update leases.coordination.k8s.io/hsm-operator-leader -n "$NS"
     expect_can no create leases.coordination.k8s.io -n default
     expect_can no create pods -n default
+    expect_can yes list pods --all-namespaces
+    expect_can no get pods -n default
+    expect_can no watch pods -n default
     expect_can no create clusterroles
     expect_can no create customresourcedefinitions.apiextensions.k8s.io
-    ok "hsmpartitions, webhook config by name only, TLS Secret, leases only in $NS; no pods/clusterroles/CRDs"
+    ok "hsmpartitions, webhook config by name only, TLS Secret, leases only in $NS; pods list only; no clusterroles/CRDs"
 
     # Play the operator with the ServiceAccount's own token: write the caBundle and the TLS Secret.
     bash "$REPO/scripts/kube-testenv.sh" kubeconfig "$TESTENV" "$NS" hsm-operator "$WORK/sa.kubeconfig"

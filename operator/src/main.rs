@@ -22,6 +22,7 @@ mod module_env;
 mod names;
 mod owned;
 mod ownership;
+mod partition_pods;
 mod provider_config;
 mod reconcile;
 mod security;
@@ -83,6 +84,9 @@ struct RunArgs {
     /// Partitions reconciled at the same time.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// Seconds between two counts of the partitions' pods by generation (tests shorten it).
+    #[arg(long, hide = true, default_value_t = partition_pods::PERIOD.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    partition_pods_interval_secs: u64,
     #[command(flatten)]
     webhook: webhook_flags::WebhookFlags,
 }
@@ -233,6 +237,12 @@ async fn run(args: RunArgs) -> Result<(), FatalError> {
         info!("leading: starting the controller");
         metrics.set_leader(true);
         health.set_ready(false);
+        // The pods' generations are counted by the leader only (one set of series).
+        let pods_counter = tokio::spawn(partition_pods::run(
+            client.clone(),
+            metrics.clone(),
+            Duration::from_secs(args.partition_pods_interval_secs),
+        ));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let stop_watch = {
             let mut role = role.clone();
@@ -256,6 +266,8 @@ async fn run(args: RunArgs) -> Result<(), FatalError> {
         )
         .await;
         stop_watch.abort();
+        pods_counter.abort();
+        metrics.clear_partition_pods();
         metrics.set_leader(false);
         if *shutdown.borrow() {
             break;

@@ -1,8 +1,10 @@
 //! The operator's Prometheus metrics, one `prometheus_client` registry rendered as OpenMetrics
 //! text on `/metrics`:
 //! `hsm_operator_reconciles_total`, `hsm_operator_reconcile_failures_total{reason}`,
-//! `hsm_operator_reconcile_duration_seconds` (histogram), `hsm_operator_leader` (gauge), and the
-//! webhook's families (`webhook/metrics.rs`).
+//! `hsm_operator_reconcile_duration_seconds` (histogram), `hsm_operator_leader` (gauge),
+//! `hsm_operator_partition_pods{namespace,partition,state}` (gauge, the leader's count of
+//! injected pods by generation: `partition_pods/`), and the webhook's families
+//! (`webhook/metrics.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,16 @@ struct FailureLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodLabels {
+    /// The partition's namespace and name: one series per partition and state, bounded by the
+    /// partitions (never a pod's name).
+    namespace: String,
+    partition: String,
+    /// `current`, `behind` or `unknown`.
+    state: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     /// The injection webhook's reviews (registered here too, so one `/metrics` shows both).
@@ -37,6 +49,7 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     duration: Histogram,
     leader: Gauge,
+    partition_pods: Family<PodLabels, Gauge>,
     /// Holds clones of the metrics above (they share their values); built once, read by
     /// `render` only, so it needs no lock.
     registry: Registry,
@@ -49,6 +62,7 @@ impl Default for Metrics {
         let failures = Family::<FailureLabels, Counter>::default();
         let duration = Histogram::new(BUCKETS);
         let leader = Gauge::default();
+        let partition_pods = Family::<PodLabels, Gauge>::default();
         let mut registry = Registry::default();
         // Names without the `_total`/unit suffixes: the encoder appends them.
         registry.register(
@@ -72,6 +86,11 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        registry.register(
+            "hsm_operator_partition_pods",
+            "Running injected pods of a partition by the generations their sidecar reports: current, behind (an older credential or configuration than the partition's status), unknown (no answer); counted by the leader every 60 s",
+            partition_pods.clone(),
+        );
         webhook.register(&mut registry);
         Metrics {
             webhook,
@@ -79,6 +98,7 @@ impl Default for Metrics {
             failures,
             duration,
             leader,
+            partition_pods,
             registry,
         }
     }
@@ -98,6 +118,41 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// The pods of partition `namespace/partition` by state (`(state, count)`).
+    pub fn set_partition_pods(
+        &self,
+        namespace: &str,
+        partition: &str,
+        counts: impl IntoIterator<Item = (&'static str, u64)>,
+    ) {
+        for (state, n) in counts {
+            let labels = PodLabels {
+                namespace: namespace.to_owned(),
+                partition: partition.to_owned(),
+                state,
+            };
+            self.partition_pods
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Drops the series of a partition that is gone.
+    pub fn forget_partition_pods(&self, namespace: &str, partition: &str) {
+        for state in ["current", "behind", "unknown"] {
+            self.partition_pods.remove(&PodLabels {
+                namespace: namespace.to_owned(),
+                partition: partition.to_owned(),
+                state,
+            });
+        }
+    }
+
+    /// Drops every series (this replica stopped counting: it no longer leads).
+    pub fn clear_partition_pods(&self) {
+        self.partition_pods.clear();
     }
 
     /// The OpenMetrics text exposition (1.0.0, ending in `# EOF`), of type [`CONTENT_TYPE`].
@@ -172,6 +227,40 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
         m.set_leader(false);
         assert_eq!(sample(&m.render(), "hsm_operator_leader"), Some(0.0));
+    }
+
+    #[test]
+    fn partition_pods_by_state() {
+        let m = Metrics::default();
+        m.set_partition_pods("team-a", "payments", [("current", 3), ("behind", 1), ("unknown", 0)]);
+        m.set_partition_pods("team-b", "audit", [("current", 2), ("behind", 0), ("unknown", 5)]);
+        let text = m.render();
+        assert!(text.contains("# TYPE hsm_operator_partition_pods gauge\n"), "{text}");
+        let series = |ns: &str, p: &str, state: &str| {
+            sample(
+                &text,
+                &format!("hsm_operator_partition_pods{{namespace=\"{ns}\",partition=\"{p}\",state=\"{state}\"}}"),
+            )
+        };
+        assert_eq!(series("team-a", "payments", "current"), Some(3.0));
+        assert_eq!(series("team-a", "payments", "behind"), Some(1.0));
+        assert_eq!(series("team-a", "payments", "unknown"), Some(0.0));
+        assert_eq!(series("team-b", "audit", "unknown"), Some(5.0));
+        // A new count replaces the old one.
+        m.set_partition_pods("team-a", "payments", [("current", 4), ("behind", 0), ("unknown", 0)]);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "hsm_operator_partition_pods{namespace=\"team-a\",partition=\"payments\",state=\"behind\"} 0\n"
+            ),
+            "{text}"
+        );
+        m.forget_partition_pods("team-a", "payments");
+        let text = m.render();
+        assert!(!text.contains("payments"), "{text}");
+        assert!(text.contains("partition=\"audit\""), "{text}");
+        m.clear_partition_pods();
+        assert!(!m.render().contains("hsm_operator_partition_pods"));
     }
 
     #[test]

@@ -217,6 +217,18 @@ impl Fixture {
         self.operator = Some(op);
     }
 
+    /// Starts `hsm-operator run EXTRA...` (no default flags: pass `--no-leader-election` for a
+    /// single replica) and waits for `/healthz`.
+    pub fn start_operator_with(&mut self, extra: &[&str]) {
+        assert!(
+            self.operator.as_ref().is_none_or(|op| op.exit_status().is_some()),
+            "an operator is already running (kill it first)"
+        );
+        let op = Operator::start_with(&self.api, extra);
+        op.wait_healthy(Duration::from_secs(30));
+        self.operator = Some(op);
+    }
+
     /// SIGKILLs the operator.
     pub fn kill_operator(&mut self) {
         if let Some(op) = &self.operator {
