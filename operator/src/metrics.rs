@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::webhook::WebhookMetrics;
@@ -24,6 +25,26 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Upper bounds (seconds) of the duration histogram's buckets.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// A family announced (HELP, TYPE) even before its first series: prometheus-client leaves an
+/// empty family off the page, so a dashboard or alert could not tell "none yet" from "not
+/// exported" (a follower has no `hsm_operator_partition_pods`, no replica has failed yet).
+#[derive(Debug)]
+struct Announced<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Announced<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
@@ -73,7 +94,7 @@ impl Default for Metrics {
         registry.register(
             "hsm_operator_reconcile_failures",
             "Failed reconciliations by reason",
-            failures.clone(),
+            Announced(failures.clone()),
         );
         registry.register_with_unit(
             "hsm_operator_reconcile_duration",
@@ -89,7 +110,7 @@ impl Default for Metrics {
         registry.register(
             "hsm_operator_partition_pods",
             "Running injected pods of a partition by the generations their sidecar reports: current, behind (an older credential or configuration than the partition's status), unknown (no answer); counted by the leader every 60 s",
-            partition_pods.clone(),
+            Announced(partition_pods.clone()),
         );
         webhook.register(&mut registry);
         Metrics {
@@ -260,15 +281,24 @@ mod tests {
         assert!(!text.contains("payments"), "{text}");
         assert!(text.contains("partition=\"audit\""), "{text}");
         m.clear_partition_pods();
-        assert!(!m.render().contains("hsm_operator_partition_pods"));
+        assert!(!m.render().contains("hsm_operator_partition_pods{"));
     }
 
     #[test]
-    fn failures_appear_with_the_first() {
-        // prometheus-client leaves a family without series out of the page, HELP and TYPE too.
+    fn failures_and_pods_are_announced_before_the_first() {
+        // A follower, or the leader before its first count / failure: HELP and TYPE, no series.
         let m = Metrics::default();
         let text = m.render();
-        assert!(!text.contains("hsm_operator_reconcile_failures"), "{text}");
+        for line in [
+            "# HELP hsm_operator_reconcile_failures Failed reconciliations by reason.\n",
+            "# TYPE hsm_operator_reconcile_failures counter\n",
+            "# TYPE hsm_operator_partition_pods gauge\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("hsm_operator_reconcile_failures_total"), "{text}");
+        assert!(!text.contains("hsm_operator_partition_pods{"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(sample(&text, "hsm_operator_reconciles_total"), Some(0.0));
         m.failed("timeout");
         let text = m.render();
