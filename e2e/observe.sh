@@ -56,15 +56,26 @@ say "the pod's scrape annotations: scrape=$(jp "$NS" "pod/$SIGNER_POD" '{.metada
 [ "$(jp "$NS" "pod/$SIGNER_POD" '{.metadata.annotations.prometheus\.io/port}')" = "$METRICS_PORT" ] \
     || fail "the injected pod has no prometheus.io/port $METRICS_PORT"
 POD_IP=$(jp "$NS" "pod/$SIGNER_POD" '{.status.podIP}')
-OPERATOR_IP=$(jp "$SYSTEM_NS" service/hsm-operator-metrics '{.spec.clusterIP}')
-scrape scraper "$POD_IP:$METRICS_PORT" "$OPERATOR_IP:8080"
+# Both operator replicas (only the leader samples the sidecars for hsm_operator_partition_pods,
+# every 60 s: scraped until one has it).
+read -r -a OPERATOR_IPS <<<"$(k -n "$SYSTEM_NS" get pods -l app.kubernetes.io/instance=hsmbridge \
+    --field-selector status.phase=Running -o 'jsonpath={.items[*].status.podIP}')"
+[ "${#OPERATOR_IPS[@]}" -ge 1 ] || fail "no running operator pod"
+for ((try = 0; ; try++)); do
+    scrape scraper "$POD_IP:$METRICS_PORT" "${OPERATOR_IPS[@]/%/:8080}"
+    OPERATOR_METRICS=$(grep -l '^hsm_operator_partition_pods{' "$ARTIFACTS"/scraper-[1-9].txt 2>/dev/null | head -n 1) || true
+    [ -n "$OPERATOR_METRICS" ] && break
+    [ "$try" -lt 12 ] || fail "no operator replica exposes hsm_operator_partition_pods after $((try * 10))s"
+    sleep 10
+done
 SIDECAR_METRICS="$ARTIFACTS/scraper-0.txt"
 signs=$(series "$SIDECAR_METRICS" 'hsmbridge_sidecar_calls_total{function="C_Sign",result="CKR_OK"}')
 [ "${signs:-0}" -ge 1 ] || fail "the sidecar counted no C_Sign: $(grep C_Sign "$SIDECAR_METRICS" | head -n 3)"
 [ "$(series "$SIDECAR_METRICS" hsmbridge_sidecar_token_present)" = 1 ] || fail "token_present is not 1"
 grep -E '^hsmbridge_sidecar_(calls_total\{function="C_Sign"|call_duration_seconds_(count|sum)\{function="C_Sign"|token_present|logged_in|sessions|applications|info)' \
     "$SIDECAR_METRICS" | head -n 9 | sed 's/^/   scrape: /'
-python3 "$REPO/scripts/check-monitoring.py" --exposition "$SIDECAR_METRICS" --exposition "$ARTIFACTS/scraper-1.txt" \
+grep '^hsm_operator_partition_pods{' "$OPERATOR_METRICS" | sed 's/^/   operator: /'
+python3 "$REPO/scripts/check-monitoring.py" --exposition "$SIDECAR_METRICS" --exposition "$OPERATOR_METRICS" \
     | sed 's/^/   /' || fail "the dashboard or the alert rules name a metric the scrapes do not have"
 say "every metric the chart's dashboard and alert rules use is in the sidecar's or the operator's scrape"
 
