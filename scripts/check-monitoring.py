@@ -5,7 +5,7 @@
     python3 scripts/check-monitoring.py            # structure only (no metric names checked)
     python3 scripts/check-monitoring.py --list     # print the metric names the files use
 
-SIDECAR.txt / OPERATOR.txt: the text of a /metrics scrape (`curl -s POD-IP:17320/metrics`, the
+SIDECAR.txt / OPERATOR.txt: the text of a /metrics scrape (`curl -s POD-IP:17340/metrics`, the
 operator's :8080/metrics), OpenMetrics (the sidecar's prometheus-client) or the Prometheus text
 format (the operator). Every metric name the dashboard and the rules use must be one these
 expositions can produce, from a sample line or from a `# TYPE` line alone (a labelled family with

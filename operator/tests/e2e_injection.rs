@@ -275,7 +275,7 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
     // The first sidecar's /metrics for Prometheus (the chart's --sidecar-metrics-port default).
     for (key, value) in [
         ("prometheus.io/scrape", "true"),
-        ("prometheus.io/port", "17320"),
+        ("prometheus.io/port", "17340"),
         ("prometheus.io/path", "/metrics"),
     ] {
         assert_eq!(
@@ -347,7 +347,7 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
         "sidecar command:\n  {argv}\nwant it to start with\n  {want}"
     );
     assert!(
-        argv.contains(" --metrics-addr 0.0.0.0:17320 --watch-config /etc/hsmbridge/provider"),
+        argv.contains(" --metrics-addr 0.0.0.0:17340 --watch-config /etc/hsmbridge/provider"),
         "sidecar command: {argv}"
     );
     let ports: Vec<(Option<&str>, i32, Option<&str>)> = sidecar
@@ -356,7 +356,7 @@ fn check_injected(pod: &Pod, app_command: &[&str]) {
         .flatten()
         .map(|p| (p.name.as_deref(), p.container_port, p.protocol.as_deref()))
         .collect();
-    assert_eq!(ports, [(Some("hsm-metrics"), 17320, Some("TCP"))], "sidecar ports");
+    assert_eq!(ports, [(Some("hsm-metrics"), 17340, Some("TCP"))], "sidecar ports");
     let fields: BTreeMap<&str, &str> = sidecar
         .env
         .iter()
