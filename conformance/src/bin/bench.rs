@@ -1,6 +1,8 @@
 //! `bench`: the same PKCS#11 workload against (a) SoftHSM loaded directly,
-//! (b) p11-kit's RPC (`p11-kit server` + `p11-kit-client.so`) and (c)
-//! `libhsmbridge_pkcs11.so` + `hsm-sidecar`, in one run, on one SoftHSM token.
+//! (b) p11-kit's RPC (`p11-kit server` + `p11-kit-client.so`), (c)
+//! `libhsmbridge_pkcs11.so` + `hsm-sidecar` without metrics or audit trail
+//! and (d) the same with both on (`shim+obs`), in one run, on one SoftHSM
+//! token.
 //!
 //! A module path loads once per process and SoftHSM reads SOFTHSM2_CONF at
 //! C_Initialize, so every backend runs in its own child: this binary
@@ -23,8 +25,12 @@
 mod affinity;
 #[path = "bench/args.rs"]
 mod args;
+#[path = "bench/cpu.rs"]
+mod cpu;
 #[path = "bench/measure.rs"]
 mod measure;
+#[path = "bench/observe.rs"]
+mod observe;
 #[path = "bench/p11.rs"]
 mod p11;
 #[path = "bench/report.rs"]

@@ -11,15 +11,19 @@ pub const USAGE: &str = "\
 usage: bench [options]
 
 Measures the same PKCS#11 workload against SoftHSM directly, through p11-kit's
-RPC and through libhsmbridge_pkcs11.so + hsm-sidecar, on one SoftHSM token
-created in a temporary directory, and prints one table.
+RPC and through libhsmbridge_pkcs11.so + hsm-sidecar (without, then with its
+metrics and audit trail), on one SoftHSM token created in a temporary
+directory, and prints one table.
 
 options:
   --duration-ms N        measuring time per cell (default 1000)
   --warmup-ms N          warm-up per cell, not measured (default 200)
   --threads LIST         thread counts, e.g. 1,4 (default 1,4)
   --workloads LIST       random,digest,get-attribute,ecdsa-p256,rsa-2048 (default all)
-  --backends LIST        direct,p11-kit,shim (default all)
+  --backends LIST        direct,p11-kit,shim,shim+obs (default all); shim: the
+                         sidecar with --no-audit and no --metrics-addr;
+                         shim+obs: with --metrics-addr (scraped once at the
+                         end) and --audit-file in the temporary directory
   --softhsm PATH         default /usr/lib/softhsm/libsofthsm2.so
   --p11kit-client PATH   default: p11-kit-client.so in the multiarch pkcs11 dir
   --shim PATH            default: libhsmbridge_pkcs11.so next to this binary
@@ -151,7 +155,7 @@ impl Options {
         if o.backends.contains(&Backend::P11Kit) {
             missing.push(("--p11kit-client", &o.p11kit_client));
         }
-        if o.backends.contains(&Backend::Shim) {
+        if o.backends.iter().any(|b| b.is_sidecar()) {
             missing.push(("--shim", &o.shim));
             missing.push(("--sidecar", &o.sidecar));
         }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
 
+use crate::cpu::{CellCpu, Sample};
 use crate::p11::{self, Fl};
+use crate::worker::Plan;
 use crate::workload::{Keys, Scratch, Workload};
 
 pub struct Cell {
@@ -14,6 +16,8 @@ pub struct Cell {
     pub elapsed: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    /// Where the CPU went while the cell was measured.
+    pub cpu: CellCpu,
 }
 
 impl Cell {
@@ -33,18 +37,23 @@ pub fn run_cell(
     keys: Keys,
     workload: Workload,
     threads: usize,
-    warmup: Duration,
-    duration: Duration,
+    plan: &Plan,
 ) -> Result<Cell, String> {
-    let barrier = Barrier::new(threads);
-    let runs: Vec<Result<ThreadRun, String>> = std::thread::scope(|scope| {
+    let (warmup, duration, server_pid) = (plan.warmup, plan.duration, plan.server_pid);
+    // This thread waits at the barrier too, so that it samples the CPU
+    // counters when the measuring starts (after every thread's warm-up).
+    let barrier = Barrier::new(threads + 1);
+    let (runs, cpu): (Vec<Result<ThreadRun, String>>, _) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| scope.spawn(|| one_thread(f, slot, &keys, workload, &barrier, warmup, duration)))
             .collect();
-        handles
+        barrier.wait();
+        let start = Sample::take(server_pid);
+        let runs = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err("benchmark thread panicked".into())))
-            .collect()
+            .collect();
+        (runs, Sample::take(server_pid).since(&start))
     });
 
     let mut all = Vec::new();
@@ -63,6 +72,7 @@ pub fn run_cell(
         elapsed,
         p50: Duration::from_nanos(percentile(&all, 50.0)),
         p99: Duration::from_nanos(percentile(&all, 99.0)),
+        cpu,
     })
 }
 

@@ -1,11 +1,14 @@
 //! The final table: per backend, workload and thread count the throughput and
-//! latency; then the ratios the targets are stated in; then memory.
+//! latency; then the ratios the targets are stated in; then what the
+//! sidecar's metrics and audit trail cost; then memory.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::args::Options;
+use crate::cpu::CellCpu;
 use crate::measure::Cell;
+use crate::observe::Observed;
 use crate::run::{micros, Cells};
 use crate::workload::Workload;
 
@@ -14,24 +17,33 @@ pub enum Backend {
     Direct,
     P11Kit,
     Shim,
+    /// The shim with the sidecar's metrics and audit trail on.
+    ShimObs,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Direct, Backend::P11Kit, Backend::Shim];
+    pub const ALL: [Backend; 4] = [Backend::Direct, Backend::P11Kit, Backend::Shim, Backend::ShimObs];
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Direct => "direct",
             Backend::P11Kit => "p11-kit",
             Backend::Shim => "shim",
+            Backend::ShimObs => "shim+obs",
         }
+    }
+
+    /// Served by an `hsm-sidecar` the bench starts.
+    pub fn is_sidecar(self) -> bool {
+        matches!(self, Backend::Shim | Backend::ShimObs)
     }
 
     pub fn describe(self) -> &'static str {
         match self {
             Backend::Direct => "SoftHSM loaded in the process",
             Backend::P11Kit => "p11-kit-client.so -> p11-kit server -> SoftHSM",
-            Backend::Shim => "libhsmbridge_pkcs11.so -> hsm-sidecar -> SoftHSM",
+            Backend::Shim => "libhsmbridge_pkcs11.so -> hsm-sidecar -> SoftHSM (--no-audit, no metrics)",
+            Backend::ShimObs => "the same, the sidecar with --metrics-addr and --audit-file",
         }
     }
 
@@ -40,6 +52,7 @@ impl Backend {
             "direct" | "softhsm" => Some(Backend::Direct),
             "p11-kit" | "p11kit" => Some(Backend::P11Kit),
             "shim" | "hsmbridge" => Some(Backend::Shim),
+            "shim+obs" | "shim+observe" => Some(Backend::ShimObs),
             _ => None,
         }
     }
@@ -69,8 +82,10 @@ pub struct Report {
     pub cells: Cells,
     pub library: BTreeMap<Backend, String>,
     pub rss: BTreeMap<Backend, RssFigures>,
-    pub sidecar_rss_start: Option<u64>,
-    pub sidecar_rss_after: Option<u64>,
+    /// Per sidecar backend: its VmRSS (KiB) after start and after the run.
+    pub sidecar_rss: BTreeMap<Backend, (u64, Option<u64>)>,
+    /// What the `shim+obs` sidecar recorded, read after the run.
+    pub observed: Option<Observed>,
     pub notes: Vec<String>,
 }
 
@@ -79,6 +94,12 @@ const OVERHEAD_RATIO_TARGET: f64 = 0.8;
 const ECDSA_THROUGHPUT_TARGET: f64 = 0.8;
 const SIDECAR_RSS_TARGET_MIB: f64 = 30.0;
 const SHIM_RSS_TARGET_MIB: f64 = 8.0;
+/// Targets from issue 10: what metrics and audit cost, shim+obs against shim.
+const OBSERVE_THROUGHPUT_TARGET: f64 = 0.95;
+const OBSERVE_P50_TARGET_US: f64 = 1.0;
+/// CPU other processes may use during a cell (share of one CPU) before the
+/// report calls the cell disturbed.
+const DISTURBED_SHARE: f64 = 0.05;
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -103,8 +124,8 @@ impl Report {
             cells: BTreeMap::new(),
             library: BTreeMap::new(),
             rss: BTreeMap::new(),
-            sidecar_rss_start: None,
-            sidecar_rss_after: None,
+            sidecar_rss: BTreeMap::new(),
+            observed: None,
             notes: Vec::new(),
         }
     }
@@ -138,6 +159,7 @@ impl Report {
         }
         self.print_table();
         self.print_ratios();
+        self.print_observe();
         self.print_memory();
         for n in &self.notes {
             println!("note: {n}");
@@ -185,6 +207,48 @@ impl Report {
                 println!("failed: {} {} x{}: {e}", k.backend.name(), k.workload.name(), k.threads);
             }
         }
+        self.print_disturbed();
+    }
+
+    /// The CPU processes outside the benchmark took while cells were measured.
+    fn print_disturbed(&self) {
+        let shares: Vec<(&CellKey, f64)> = self
+            .cells
+            .iter()
+            .filter_map(|(k, c)| {
+                let c = c.as_ref().ok()?;
+                Some((k, c.cpu.others.as_secs_f64() / c.elapsed.as_secs_f64()))
+            })
+            .collect();
+        let Some(max) = shares.iter().map(|(_, s)| *s).reduce(f64::max) else {
+            return;
+        };
+        let disturbed: Vec<String> = shares
+            .iter()
+            .filter(|(_, s)| *s > DISTURBED_SHARE)
+            .map(|(k, s)| {
+                format!(
+                    "{} {} x{} {:.0}%",
+                    k.backend.name(),
+                    k.workload.name(),
+                    k.threads,
+                    100.0 * s
+                )
+            })
+            .collect();
+        println!(
+            "other processes: at most {:.0}% of one CPU while a cell was measured{}",
+            100.0 * max,
+            if disturbed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; over {:.0}% (numbers suspect) in: {}",
+                    100.0 * DISTURBED_SHARE,
+                    disturbed.join(", ")
+                )
+            }
+        );
     }
 
     fn print_ratios(&self) {
@@ -240,13 +304,106 @@ impl Report {
         }
     }
 
+    /// shim+obs against shim, cell by cell: what the metrics and the audit
+    /// trail cost the data path, and the sidecar CPU time they add.
+    fn print_observe(&self) {
+        if !(self.backends.contains(&Backend::Shim) && self.backends.contains(&Backend::ShimObs)) {
+            return;
+        }
+        println!();
+        println!(
+            "observability = shim+obs (sidecar with --metrics-addr and --audit-file) vs shim (--no-audit, no metrics)"
+        );
+        println!(
+            "thrpt = shim+obs ops/s / shim ops/s (target >= {OBSERVE_THROUGHPUT_TARGET} for ecdsa-p256 at 4 threads)"
+        );
+        println!("p50 diff = shim+obs p50 - shim p50 (target <= {OBSERVE_P50_TARGET_US} µs for random and get-attribute at 1 thread)");
+        println!("sidecar CPU = time its threads spent on CPU per op, shim / shim+obs; audit = the audit thread's part, and its share of one CPU");
+        println!(
+            "{:<14} {:>3} | {:>9} {:>9} {:>6} | {:>9} {:>9} | {:>9} {:>9} {:>9} {:>6}   target",
+            "workload",
+            "thr",
+            "p50 diff",
+            "p99 diff",
+            "thrpt",
+            "shim p50",
+            "obs p50",
+            "cpu shim",
+            "cpu obs",
+            "audit",
+            "audit%"
+        );
+        let fmt = |v: Option<f64>, unit: &str, prec: usize| match v {
+            Some(v) => format!("{v:.prec$}{unit}"),
+            None => "-".to_string(),
+        };
+        for &w in &self.workloads {
+            for &t in &self.threads {
+                let shim = self.cell(Backend::Shim, w, t);
+                let obs = self.cell(Backend::ShimObs, w, t);
+                let both = shim.zip(obs);
+                let p50_diff = both.map(|(s, o)| micros(o.p50) - micros(s.p50));
+                let p99_diff = both.map(|(s, o)| micros(o.p99) - micros(s.p99));
+                let thrpt = both.map(|(s, o)| o.ops_per_sec() / s.ops_per_sec());
+                let per_op =
+                    |c: Option<&Cell>, d: fn(&CellCpu) -> Duration| c.map(|c| micros(d(&c.cpu)) / c.ops.max(1) as f64);
+                let audit_share = obs.map(|c| 100.0 * c.cpu.audit.as_secs_f64() / c.elapsed.as_secs_f64());
+                let target = if w == Workload::EcdsaSign && t == 4 {
+                    thrpt
+                        .map(|r| format!("throughput {}", verdict(r >= OBSERVE_THROUGHPUT_TARGET)))
+                        .unwrap_or_default()
+                } else if matches!(w, Workload::Random | Workload::GetAttribute) && t == 1 {
+                    p50_diff
+                        .map(|d| format!("p50 {}", verdict(d <= OBSERVE_P50_TARGET_US)))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{:<14} {:>3} | {:>9} {:>9} {:>6} | {:>9} {:>9} | {:>9} {:>9} {:>9} {:>6}   {}",
+                    w.name(),
+                    t,
+                    fmt(p50_diff, " µs", 2),
+                    fmt(p99_diff, " µs", 1),
+                    fmt(thrpt, "", 3),
+                    fmt(shim.map(|c| micros(c.p50)), " µs", 1),
+                    fmt(obs.map(|c| micros(c.p50)), " µs", 1),
+                    fmt(per_op(shim, |c| c.server), " µs", 2),
+                    fmt(per_op(obs, |c| c.server), " µs", 2),
+                    fmt(per_op(obs, |c| c.audit), " µs", 2),
+                    fmt(audit_share, "%", 1),
+                    target
+                );
+            }
+        }
+        if let Some(o) = &self.observed {
+            let measured: u64 = self
+                .cells
+                .iter()
+                .filter(|(k, _)| {
+                    k.backend == Backend::ShimObs && matches!(k.workload, Workload::EcdsaSign | Workload::RsaSign)
+                })
+                .filter_map(|(_, c)| c.as_ref().ok().map(|c| c.ops))
+                .sum();
+            println!(
+                "  shim+obs /metrics after the run: {} C_Sign calls counted ({measured} measured sign ops, warm-ups not included), {} C_GenerateRandom",
+                o.sign_calls, o.random_calls
+            );
+            println!(
+                "  shim+obs audit file: {} lines (hsmbridge_sidecar_audit_lines_total {}, dropped {})",
+                o.audit_file_lines, o.audit_lines_counted, o.audit_dropped
+            );
+        }
+    }
+
     fn print_memory(&self) {
         println!();
         println!("memory (VmRSS)");
-        if let Some(start) = self.sidecar_rss_start {
-            let after = self.sidecar_rss_after.unwrap_or(start);
+        for (b, &(start, after)) in &self.sidecar_rss {
+            let after = after.unwrap_or(start);
             println!(
-                "  hsm-sidecar idle: {:.1} MiB after start, {:.1} MiB after the run (target < {SIDECAR_RSS_TARGET_MIB} MiB: {})",
+                "  hsm-sidecar ({}) idle: {:.1} MiB after start, {:.1} MiB after the run (target < {SIDECAR_RSS_TARGET_MIB} MiB: {})",
+                b.name(),
                 mib(start),
                 mib(after),
                 verdict(mib(start.max(after)) < SIDECAR_RSS_TARGET_MIB)
@@ -285,6 +442,6 @@ fn module_name(b: Backend) -> &'static str {
     match b {
         Backend::Direct => "libsofthsm2.so",
         Backend::P11Kit => "p11-kit-client.so",
-        Backend::Shim => "libhsmbridge_pkcs11.so",
+        Backend::Shim | Backend::ShimObs => "libhsmbridge_pkcs11.so",
     }
 }

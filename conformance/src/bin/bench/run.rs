@@ -1,6 +1,6 @@
 //! `bench` without a subcommand: sets up the token, starts the servers, runs
-//! one worker child per backend and one RSS child per backend, and collects
-//! what they print for the report.
+//! one worker child per cell and backend and one RSS child per backend, and
+//! collects what they print for the report.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -9,9 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::args::Options;
+use crate::observe;
 use crate::report::{Backend, CellKey, Report, RssFigures};
 use crate::rss;
-use crate::servers::Server;
+use crate::servers::{Observe, Server};
 use crate::workload::Workload;
 
 pub const TOKEN_LABEL: &str = "hsmbridge-bench";
@@ -57,6 +58,8 @@ struct Target {
     module: PathBuf,
     env: Vec<(&'static str, String)>,
     server_pid: Option<u32>,
+    /// Where the sidecar of `shim+obs` exposes its metrics and audit trail.
+    observe: Option<Observe>,
 }
 
 impl Target {
@@ -113,14 +116,16 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     let mut targets = Vec::new();
     // Keeps the servers alive until the end of the run.
     let mut servers = Vec::new();
-    let mut sidecar_pid = None;
+    let mut sidecar_pids = Vec::new();
     for &backend in &opts.backends {
         match start_backend(backend, opts, &dir.0, &conf) {
             Ok((target, server)) => {
-                if let (Backend::Shim, Some(server)) = (backend, &server) {
+                if let (true, Some(server)) = (backend.is_sidecar(), &server) {
                     std::thread::sleep(Duration::from_millis(300));
-                    report.sidecar_rss_start = rss::vm_rss_kib(&server.pid().to_string()).ok();
-                    sidecar_pid = Some(server.pid());
+                    if let Ok(kib) = rss::vm_rss_kib(&server.pid().to_string()) {
+                        report.sidecar_rss.insert(backend, (kib, None));
+                    }
+                    sidecar_pids.push((backend, server.pid()));
                 }
                 targets.push(target);
                 servers.extend(server);
@@ -137,10 +142,20 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     }
 
     for t in &targets {
-        eprintln!("bench: {} ({})", t.backend.name(), t.module.display());
-        run_worker(t, &pin, opts, &mut report)?;
+        eprintln!("bench: {:<8} = {}", t.backend.name(), t.module.display());
     }
-    for t in &targets {
+    // Cell by cell, every backend in turn: the backends a ratio compares are
+    // measured seconds apart rather than a whole pass apart, so a change in
+    // the machine's load between them skews it less.
+    for &w in &opts.workloads {
+        for &n in &opts.threads {
+            for t in &targets {
+                run_worker(t, &pin, opts, w, n, &mut report)?;
+            }
+        }
+    }
+    // shim+obs loads the same module as shim: its app-side RSS is the same.
+    for t in targets.iter().filter(|t| t.backend != Backend::ShimObs) {
         match run_rss(t, &pin) {
             Ok(r) => {
                 report.rss.insert(t.backend, r);
@@ -148,9 +163,21 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             Err(e) => eprintln!("bench: RSS of {}: {e}", t.backend.name()),
         }
     }
-    if let Some(pid) = sidecar_pid {
+    if !sidecar_pids.is_empty() {
         std::thread::sleep(Duration::from_millis(300));
-        report.sidecar_rss_after = Some(rss::vm_rss_kib(&pid.to_string())?);
+    }
+    for (backend, pid) in sidecar_pids {
+        let after = rss::vm_rss_kib(&pid.to_string())?;
+        report.sidecar_rss.entry(backend).or_insert((after, None)).1 = Some(after);
+    }
+    for o in targets.iter().filter_map(|t| t.observe.as_ref()) {
+        match observe::collect(o) {
+            Ok(observed) => report.observed = Some(observed),
+            Err(e) => {
+                eprintln!("bench: shim+obs metrics and audit: {e}");
+                report.notes.push(format!("shim+obs metrics and audit not read: {e}"));
+            }
+        }
     }
     drop(servers);
     Ok(report)
@@ -170,6 +197,7 @@ fn start_backend(
                 module: opts.softhsm.clone(),
                 env: vec![("SOFTHSM2_CONF", conf.display().to_string())],
                 server_pid: None,
+                observe: None,
             },
             None,
         )),
@@ -189,35 +217,54 @@ fn start_backend(
                     format!("unix:path={}", server.socket.display()),
                 )],
                 server_pid: Some(server.pid()),
+                observe: None,
             };
             Ok((target, Some(server)))
         }
-        Backend::Shim => {
+        Backend::Shim | Backend::ShimObs => {
+            let (stem, observe) = if backend == Backend::ShimObs {
+                let observe = Observe {
+                    metrics_addr: observe::free_addr()?,
+                    audit_file: dir.join("audit.jsonl"),
+                };
+                ("sidecar-obs", Some(observe))
+            } else {
+                ("sidecar", None)
+            };
             let server = Server::sidecar(
                 &opts.sidecar,
                 &opts.softhsm,
                 conf,
-                dir.join("sidecar.sock"),
-                &dir.join("sidecar.log"),
+                dir.join(format!("{stem}.sock")),
+                &dir.join(format!("{stem}.log")),
+                observe.as_ref(),
             )?;
             let target = Target {
                 backend,
                 module: opts.shim.clone(),
                 env: vec![(hsmbridge_contract::ENV_SOCKET, server.socket.display().to_string())],
                 server_pid: Some(server.pid()),
+                observe,
             };
             Ok((target, Some(server)))
         }
     }
 }
 
-fn run_worker(t: &Target, pin: &str, opts: &Options, report: &mut Report) -> Result<(), String> {
-    let join = |v: Vec<String>| v.join(",");
+/// One worker child measuring the cell `workload` x `threads` on `t`.
+fn run_worker(
+    t: &Target,
+    pin: &str,
+    opts: &Options,
+    workload: Workload,
+    threads: usize,
+    report: &mut Report,
+) -> Result<(), String> {
     let mut cmd = t.command("__worker", pin)?;
     cmd.arg("--workloads")
-        .arg(join(opts.workloads.iter().map(|w| w.name().to_string()).collect()))
+        .arg(workload.name())
         .arg("--threads")
-        .arg(join(opts.threads.iter().map(|n| n.to_string()).collect()))
+        .arg(threads.to_string())
         .arg("--duration-ms")
         .arg(opts.duration.as_millis().to_string())
         .arg("--warmup-ms")
@@ -235,13 +282,9 @@ fn run_worker(t: &Target, pin: &str, opts: &Options, report: &mut Report) -> Res
     }
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        eprintln!(
-            "bench: {} worker failed ({status}); its cells are missing",
-            t.backend.name()
-        );
-        report
-            .notes
-            .push(format!("{} worker exited with {status}", t.backend.name()));
+        let cell = format!("{} {} x{threads}", t.backend.name(), workload.name());
+        eprintln!("bench: {cell}: worker failed ({status}); the cell is missing");
+        report.notes.push(format!("{cell}: worker exited with {status}"));
     }
     Ok(())
 }
@@ -276,9 +319,11 @@ fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
                 elapsed: Duration::from_nanos(el),
                 p50: Duration::from_nanos(p50),
                 p99: Duration::from_nanos(p99),
+                cpu: Default::default(),
             };
             eprintln!(
-                "  {:<14} x{:<2} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs",
+                "  {:<8} {:<14} x{:<2} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs",
+                backend.name(),
                 w,
                 t,
                 cell.ops_per_sec(),
@@ -287,9 +332,24 @@ fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
             );
             report.cells.insert(k, Ok(cell));
         }
+        ["CPU", w, t, server, audit, others] => {
+            let (Some(k), Ok(server), Ok(audit), Ok(others)) =
+                (key(w, t), server.parse(), audit.parse(), others.parse())
+            else {
+                eprintln!("bench: unparsable worker line: {line}");
+                return;
+            };
+            if let Some(Ok(cell)) = report.cells.get_mut(&k) {
+                cell.cpu = crate::cpu::CellCpu {
+                    server: Duration::from_nanos(server),
+                    audit: Duration::from_nanos(audit),
+                    others: Duration::from_nanos(others),
+                };
+            }
+        }
         ["FAIL", w, t, ..] => {
             let msg = line.splitn(4, ' ').nth(3).unwrap_or("").to_string();
-            eprintln!("  {w:<14} x{t:<2} FAILED: {msg}");
+            eprintln!("  {:<8} {w:<14} x{t:<2} FAILED: {msg}", backend.name());
             if let Some(k) = key(w, t) {
                 report.cells.insert(k, Err(msg));
             }

@@ -2,9 +2,16 @@
 //! SoftHSM token and stopped (SIGTERM, then SIGKILL) when dropped.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The sidecar's observability (issue #10): Prometheus metrics and the audit trail.
+pub struct Observe {
+    pub metrics_addr: SocketAddr,
+    pub audit_file: PathBuf,
+}
 
 pub struct Server {
     name: &'static str,
@@ -33,13 +40,16 @@ impl Server {
         Server::start("p11-kit server", cmd, socket, log)
     }
 
-    /// `hsm-sidecar serve` in forwarded mode (no --pin-file: the app logs in).
+    /// `hsm-sidecar serve` in forwarded mode (no --pin-file: the app logs in),
+    /// with metrics and audit trail when `observe` says where, else with
+    /// neither (`--no-audit`, no `--metrics-addr`: every recorder a no-op).
     pub fn sidecar(
         binary: &Path,
         module: &Path,
         softhsm_conf: &Path,
         socket: PathBuf,
         log: &Path,
+        observe: Option<&Observe>,
     ) -> Result<Server, String> {
         let mut cmd = Command::new(binary);
         cmd.arg("serve")
@@ -48,6 +58,14 @@ impl Server {
             .arg("--socket")
             .arg(&socket)
             .env("SOFTHSM2_CONF", softhsm_conf);
+        match observe {
+            Some(o) => cmd
+                .arg("--metrics-addr")
+                .arg(o.metrics_addr.to_string())
+                .arg("--audit-file")
+                .arg(&o.audit_file),
+            None => cmd.arg("--no-audit"),
+        };
         Server::start("hsm-sidecar", cmd, socket, log)
     }
 

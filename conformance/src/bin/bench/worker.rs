@@ -4,8 +4,13 @@
 //! ```text
 //! INFO <library description and version>
 //! CELL <workload> <threads> <ops> <elapsed_ns> <p50_ns> <p99_ns>
+//! CPU <workload> <threads> <server_ns> <server_audit_ns> <others_ns>
 //! FAIL <workload> <threads> <message>
 //! ```
+//!
+//! A CPU line follows its CELL line: what the server (0 without one), its
+//! `audit` thread alone and every process outside the benchmark spent on
+//! CPU while the cell was measured (`cpu.rs`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -68,14 +73,17 @@ pub fn run(module: &str, label: &str, pin: &str, plan: &Plan) -> Result<(), Stri
             if let Err(e) = place(plan, &all_cpus, t) {
                 eprintln!("bench: CPU affinity not applied: {e}");
             }
-            let line = match measure::run_cell(f, slot, keys, w, t, plan.warmup, plan.duration) {
+            let line = match measure::run_cell(f, slot, keys, w, t, plan) {
                 Ok(c) => format!(
-                    "CELL {} {t} {} {} {} {}",
-                    w.name(),
+                    "CELL {w} {t} {} {} {} {}\nCPU {w} {t} {} {} {}",
                     c.ops,
                     c.elapsed.as_nanos(),
                     c.p50.as_nanos(),
-                    c.p99.as_nanos()
+                    c.p99.as_nanos(),
+                    c.cpu.server.as_nanos(),
+                    c.cpu.audit.as_nanos(),
+                    c.cpu.others.as_nanos(),
+                    w = w.name(),
                 ),
                 Err(e) => format!("FAIL {} {t} {}", w.name(), e.replace('\n', " ")),
             };

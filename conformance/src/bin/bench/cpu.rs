@@ -1,0 +1,134 @@
+//! Where the CPU went while a cell was measured: the RPC server's threads
+//! (from `/proc/<pid>/task/<tid>/schedstat`, nanoseconds on CPU: `stat`'s
+//! clock ticks are too coarse for the sidecar's audit thread), that thread
+//! alone (the sidecar names its audit writer `audit`: the one thread the
+//! observability adds), and every process outside the benchmark (the
+//! machine's busy time from `/proc/stat`, less this process and the
+//! server): a cell another build shared the CPUs with is not a measurement.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Name of the sidecar's audit writer thread (sidecar/src/audit/writer.rs).
+const AUDIT_THREAD: &str = "audit";
+
+/// What was spent on CPU between two samples.
+#[derive(Clone, Copy, Default)]
+pub struct CellCpu {
+    /// The server process and its children (p11-kit forks per connection).
+    pub server: Duration,
+    /// The server's `audit` thread.
+    pub audit: Duration,
+    /// Every other process on the machine.
+    pub others: Duration,
+}
+
+/// CPU counters at one instant.
+pub struct Sample {
+    /// Per server thread: its name and its time on CPU (ns).
+    server: BTreeMap<u32, (String, u64)>,
+    /// The machine's busy time (all CPUs) and this process's, in clock ticks.
+    busy_ticks: u64,
+    self_ticks: u64,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Busy ticks of all CPUs: the first line of /proc/stat less idle and iowait.
+fn busy_ticks() -> u64 {
+    let stat = read("/proc/stat");
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let (idle, iowait) = (v.get(3).copied().unwrap_or(0), v.get(4).copied().unwrap_or(0));
+    v.iter().sum::<u64>() - idle - iowait
+}
+
+/// utime + stime of this process (all its threads, ended ones included).
+fn self_ticks() -> u64 {
+    let stat = read("/proc/self/stat");
+    // The fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum()
+}
+
+fn ticks(n: u64) -> Duration {
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Duration::from_nanos(n * 1_000_000_000 / hz.max(1) as u64)
+}
+
+/// Adds the threads of `pid` and of its descendants to `out`.
+fn threads_of(pid: u32, out: &mut BTreeMap<u32, (String, u64)>) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let dir = task.path();
+        let dir = dir.display();
+        // A thread may end between the listing and the read; it then counts as absent.
+        if let Some(ns) = read(&format!("{dir}/schedstat"))
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+        {
+            out.insert(tid, (read(&format!("{dir}/comm")).trim_end().to_string(), ns));
+        }
+        for child in read(&format!("{dir}/children"))
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+        {
+            threads_of(child, out);
+        }
+    }
+}
+
+impl Sample {
+    pub fn take(server_pid: Option<u32>) -> Sample {
+        let mut server = BTreeMap::new();
+        if let Some(pid) = server_pid {
+            threads_of(pid, &mut server);
+        }
+        Sample {
+            server,
+            busy_ticks: busy_ticks(),
+            self_ticks: self_ticks(),
+        }
+    }
+
+    /// CPU time since `earlier`. A server thread started in between counts
+    /// from 0; one that ended in between is lost (the shim keeps its
+    /// connections in a pool, so their sidecar threads outlive a cell).
+    pub fn since(&self, earlier: &Sample) -> CellCpu {
+        let mut cpu = CellCpu::default();
+        for (tid, (comm, ns)) in &self.server {
+            let before = earlier.server.get(tid).map(|(_, ns)| *ns).unwrap_or(0);
+            let spent = Duration::from_nanos(ns.saturating_sub(before));
+            cpu.server += spent;
+            if comm == AUDIT_THREAD {
+                cpu.audit += spent;
+            }
+        }
+        let busy = ticks(self.busy_ticks.saturating_sub(earlier.busy_ticks));
+        let mine = ticks(self.self_ticks.saturating_sub(earlier.self_ticks));
+        cpu.others = busy.saturating_sub(mine).saturating_sub(cpu.server);
+        cpu
+    }
+}
