@@ -1,6 +1,8 @@
-//! The audit writer: a thread that takes events off the queue and writes their lines, flushing
-//! whenever the queue is empty (so lines leave at once when calls are few, and in large writes
-//! when they are many).
+//! The audit writer: a thread that takes events off the queue and writes their lines. Woken by
+//! the first event after a quiet spell, it lets [`GATHER`] pass before it takes the queue's
+//! events and writes them in one go: under load that is one wake-up and one `write` per batch,
+//! not per line (a wake-up and a write per line cost the data path a tenth of a CPU at 4
+//! signing threads), and a line is at most [`GATHER`] late. Idle, it waits: no CPU at rest.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tracing::warn;
 
@@ -27,6 +29,9 @@ pub enum Output {
 
 /// Bytes gathered before a write even while the queue is not empty.
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// How long the writer lets events gather after it is woken.
+pub const GATHER: Duration = Duration::from_millis(20);
 
 pub fn spawn(
     output: Output,
@@ -57,7 +62,13 @@ fn run(
     let mut buf = Vec::with_capacity(BATCH_BYTES);
     let mut lines = 0u64;
     let mut failed = false;
+    // Whether the last batch emptied the queue: then the next event ends a quiet spell.
+    let mut emptied = true;
     while let Ok(first) = queue.recv() {
+        if emptied {
+            std::thread::sleep(GATHER);
+        }
+        emptied = false;
         let mut next = Some(first);
         while let Some(event) = next.take() {
             queued.fetch_sub(1, Ordering::Relaxed);
@@ -67,6 +78,7 @@ fn run(
                 break;
             }
             next = queue.try_recv().ok();
+            emptied = next.is_none();
         }
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
