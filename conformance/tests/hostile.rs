@@ -21,6 +21,8 @@ mod connections;
 mod frames;
 #[path = "hostile/held_pin.rs"]
 mod held_pin;
+#[path = "hostile/observe.rs"]
+mod observe;
 #[path = "hostile/parameters.rs"]
 mod parameters;
 #[path = "hostile/random.rs"]
