@@ -112,13 +112,7 @@ fn hash_dir(dir: &Path, hash: &mut DefaultHasher) -> Option<()> {
 /// The first generation file's counter; 0 when there is none.
 fn generation(dirs: &[PathBuf]) -> i64 {
     dirs.iter()
-        .find_map(|dir| {
-            let mut text = String::new();
-            std::fs::File::open(dir.join(hsmbridge_contract::GENERATION_KEY))
-                .and_then(|f| f.take(32).read_to_string(&mut text))
-                .ok()?;
-            Some(text.trim().parse().unwrap_or(0))
-        })
+        .find_map(|dir| crate::generation_file::read(&dir.join(hsmbridge_contract::GENERATION_KEY)))
         .unwrap_or(0)
 }
 

@@ -171,18 +171,9 @@ impl HeldPin {
     }
 }
 
-/// The decimal counter in `path`; 0 when it is absent or not a number.
+/// The counter beside the PIN file; 0 without one.
 fn read_generation(path: &Path) -> i64 {
-    let mut text = String::new();
-    let read = std::fs::File::open(path).and_then(|f| {
-        use std::io::Read;
-        // A counter is a few digits: read no more than a line's worth.
-        f.take(32).read_to_string(&mut text)
-    });
-    match read {
-        Ok(_) => text.trim().parse().unwrap_or(0),
-        Err(_) => 0,
-    }
+    crate::generation_file::read(path).unwrap_or(0)
 }
 
 #[cfg(test)]

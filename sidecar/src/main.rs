@@ -32,6 +32,7 @@ mod config_watch;
 mod cpu_follow;
 mod crypto;
 mod enroll;
+mod generation_file;
 mod health;
 mod held_pin;
 mod install_shim;
