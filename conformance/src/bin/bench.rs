@@ -1,17 +1,22 @@
 //! `bench`: the same PKCS#11 workload against (a) SoftHSM loaded directly,
 //! (b) p11-kit's RPC (`p11-kit server` + `p11-kit-client.so`), (c)
-//! `libhsmbridge_pkcs11.so` + `hsm-sidecar` without metrics or audit trail
-//! and (d) the same with both on (`shim+obs`), in one run, on one SoftHSM
-//! token.
+//! `libhsmbridge_pkcs11.so` + `hsm-sidecar` without metrics or audit trail,
+//! both in their default adaptive spin mode, (d) the same never polling
+//! (`shim-block`: sidecar `--spin-us 0`, app `HSMBRIDGE_SPIN_US=0`) and (e)
+//! the shim with metrics and audit trail on (`shim+obs`), on one SoftHSM
+//! token. Every cell is measured `--runs` times (default 3), every backend
+//! in turn within a run; the report gives medians and spreads, the CPU per
+//! call of the client and the server, and holds each target (issues 2, 10
+//! and 11) to every run. Nothing is pinned unless `--pin-single-thread yes`.
 //!
 //! A module path loads once per process and SoftHSM reads SOFTHSM2_CONF at
 //! C_Initialize, so every backend runs in its own child: this binary
 //! re-executes itself with an internal subcommand.
 //!
 //! - `bench [options]`: set up, start the servers, run the children, print
-//!   the table (see `args::USAGE`). Run by `make bench` (scripts/bench.sh).
+//!   the report (see `args::USAGE`). Run by `make bench` (scripts/bench.sh).
 //! - `bench __setup --module M`: initialize the token and generate the keys.
-//! - `bench __worker --module M …`: measure every cell on one backend.
+//! - `bench __worker --module M …`: measure cells on one backend.
 //! - `bench __rss --module M`: RSS of a fresh process around loading M.
 //!
 //! Children find the token by label and read the user PIN from the
@@ -25,6 +30,8 @@
 mod affinity;
 #[path = "bench/args.rs"]
 mod args;
+#[path = "bench/backend.rs"]
+mod backend;
 #[path = "bench/cpu.rs"]
 mod cpu;
 #[path = "bench/measure.rs"]

@@ -1,14 +1,16 @@
-//! CPU affinity for the single-thread cells.
+//! CPU affinity for the single-thread cells, opt-in since issue 11
+//! (`--pin-single-thread yes`): by default nothing is pinned, because
+//! applications are not, and the targets are stated for that case.
 //!
-//! On a small VM a cross-CPU wake-up (the client sends, the server thread
-//! sleeping on the other vCPU is woken by an IPI, and back) can cost tens of
-//! µs each way, and whether a client/server pair lands on one CPU or two is
-//! up to the scheduler, run by run. That noise swamps the few µs of transport
-//! overhead the 1-thread cells measure, for p11-kit and the shim alike. So by
-//! default a 1-thread cell pins the client and its server (every thread of the
-//! server process and of its children) to one CPU: both then pay a plain
-//! context switch per direction, the floor of any socket design. Cells with
-//! more threads run on all CPUs.
+//! Why pinning existed: on a small VM a cross-CPU wake-up (the client sends,
+//! the server thread sleeping on the other vCPU is woken by an IPI, and back)
+//! can cost tens of µs each way, and whether a client/server pair lands on
+//! one CPU or two is up to the scheduler, run by run. That noise swamps the
+//! few µs of transport overhead the 1-thread cells measure, for p11-kit and
+//! the shim alike. Pinned, a 1-thread cell runs the client and its server
+//! (every thread of the server process and of its children) on one CPU: both
+//! then pay a plain context switch per direction, the floor of any socket
+//! design. Cells with more threads run on all CPUs.
 
 use std::mem::MaybeUninit;
 

@@ -4,34 +4,42 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::report::Backend;
+use crate::backend::Backend;
 use crate::workload::Workload;
 
 pub const USAGE: &str = "\
 usage: bench [options]
 
 Measures the same PKCS#11 workload against SoftHSM directly, through p11-kit's
-RPC and through libhsmbridge_pkcs11.so + hsm-sidecar (without, then with its
-metrics and audit trail), on one SoftHSM token created in a temporary
-directory, and prints one table.
+RPC and through libhsmbridge_pkcs11.so + hsm-sidecar (adaptive, then never
+polling, then with its metrics and audit trail), on one SoftHSM token created
+in a temporary directory, and prints one table. Every cell is measured
+--runs times, every backend in turn; ratios compare backends within one run.
 
 options:
   --duration-ms N        measuring time per cell (default 1000)
   --warmup-ms N          warm-up per cell, not measured (default 200)
-  --threads LIST         thread counts, e.g. 1,4 (default 1,4)
+  --runs N               measurements of every cell (default 3); the report
+                         gives the median and min-max, and each ratio per run
+  --threads LIST         thread counts, e.g. 1,4,8 (default 1,4)
   --workloads LIST       random,digest,get-attribute,ecdsa-p256,rsa-2048 (default all)
-  --backends LIST        direct,p11-kit,shim,shim+obs (default all); shim: the
-                         sidecar with --no-audit and no --metrics-addr;
-                         shim+obs: with --metrics-addr (scraped once at the
-                         end) and --audit-file in the temporary directory
+  --backends LIST        direct,p11-kit,shim,shim-block,shim+obs (default all);
+                         shim: the sidecar with --no-audit and no
+                         --metrics-addr, both sides in their default adaptive
+                         mode; shim-block: the same with the sidecar's
+                         --spin-us 0 and the app's HSMBRIDGE_SPIN_US=0 (block
+                         at once, never poll); shim+obs: shim with
+                         --metrics-addr (scraped once at the end) and
+                         --audit-file in the temporary directory
   --softhsm PATH         default /usr/lib/softhsm/libsofthsm2.so
   --p11kit-client PATH   default: p11-kit-client.so in the multiarch pkcs11 dir
   --shim PATH            default: libhsmbridge_pkcs11.so next to this binary
   --sidecar PATH         default: hsm-sidecar next to this binary
-  --pin-single-thread B  yes (default): a 1-thread cell runs client and server
-                         on one CPU, so random cross-CPU wake-ups (tens of µs
-                         on a VM) do not swamp the transport overhead; no: let
-                         the scheduler place them
+  --pin-single-thread B  no (default): the scheduler places client and server,
+                         as it does for applications; yes: a 1-thread cell
+                         runs client and server on one CPU, so cross-CPU
+                         wake-ups (tens of µs on a VM) do not swamp the
+                         transport overhead
 ";
 
 pub struct Options {
@@ -45,6 +53,7 @@ pub struct Options {
     pub shim: PathBuf,
     pub sidecar: PathBuf,
     pub pin_single: bool,
+    pub runs: usize,
 }
 
 /// The flags every internal child subcommand takes.
@@ -132,12 +141,20 @@ impl Options {
             p11kit_client: default_p11kit_client(),
             shim: exe_dir.join("libhsmbridge_pkcs11.so"),
             sidecar: exe_dir.join("hsm-sidecar"),
-            pin_single: true,
+            pin_single: false,
+            runs: 3,
         };
         for (flag, v) in pairs(args)? {
             match flag {
                 "--duration-ms" => o.duration = millis(v)?,
                 "--warmup-ms" => o.warmup = millis(v)?,
+                "--runs" => {
+                    o.runs = v
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("--runs: not a positive number: {v:?}"))?
+                }
                 "--threads" => o.threads = threads(v)?,
                 "--workloads" => o.workloads = list(v, Workload::parse, "workload")?,
                 "--backends" => o.backends = list(v, Backend::parse, "backend")?,
@@ -179,7 +196,7 @@ impl ChildOptions {
             threads: vec![1],
             duration: Duration::from_millis(1000),
             warmup: Duration::from_millis(200),
-            pin_single: true,
+            pin_single: false,
             server_pid: None,
         };
         for (flag, v) in pairs(args)? {

@@ -1,4 +1,7 @@
-//! Where the CPU went while a cell was measured: the RPC server's threads
+//! Where the CPU went while a cell was measured: the benchmark's own threads
+//! (the client: each reads its `CLOCK_THREAD_CPUTIME_ID` when the measuring
+//! starts and ends, so setup, warm-up and the other threads of the worker
+//! do not count), the RPC server's threads
 //! (from `/proc/<pid>/task/<tid>/schedstat`, nanoseconds on CPU: `stat`'s
 //! clock ticks are too coarse for the sidecar's audit thread), that thread
 //! alone (the sidecar names its audit writer `audit`: the one thread the
@@ -15,6 +18,9 @@ const AUDIT_THREAD: &str = "audit";
 /// What was spent on CPU between two samples.
 #[derive(Clone, Copy, Default)]
 pub struct CellCpu {
+    /// The benchmark threads, summed: the application's side of the calls
+    /// (the module it loaded, including any polling the shim does).
+    pub client: Duration,
     /// The server process and its children (p11-kit forks per connection).
     pub server: Duration,
     /// The server's `audit` thread.
@@ -70,6 +76,19 @@ fn ticks(n: u64) -> Duration {
     // SAFETY: sysconf has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     Duration::from_nanos(n * 1_000_000_000 / hz.max(1) as u64)
+}
+
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`); zero if the
+/// clock cannot be read, which Linux does not do for this clock.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant
+    // the kernel knows, and the call has no other memory effects.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
 /// Adds the threads of `pid` and of its descendants to `out`.

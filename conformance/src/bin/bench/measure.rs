@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
 
-use crate::cpu::{CellCpu, Sample};
+use crate::cpu::{self, CellCpu, Sample};
 use crate::p11::{self, Fl};
 use crate::worker::Plan;
 use crate::workload::{Keys, Scratch, Workload};
@@ -29,6 +29,8 @@ impl Cell {
 struct ThreadRun {
     latencies_ns: Vec<u64>,
     elapsed: Duration,
+    /// This thread's CPU time over the measured window.
+    cpu: Duration,
 }
 
 pub fn run_cell(
@@ -43,7 +45,7 @@ pub fn run_cell(
     // This thread waits at the barrier too, so that it samples the CPU
     // counters when the measuring starts (after every thread's warm-up).
     let barrier = Barrier::new(threads + 1);
-    let (runs, cpu): (Vec<Result<ThreadRun, String>>, _) = std::thread::scope(|scope| {
+    let (runs, mut cpu): (Vec<Result<ThreadRun, String>>, _) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| scope.spawn(|| one_thread(f, slot, &keys, workload, &barrier, warmup, duration)))
             .collect();
@@ -61,6 +63,7 @@ pub fn run_cell(
     for run in runs {
         let run = run?;
         elapsed = elapsed.max(run.elapsed);
+        cpu.client += run.cpu;
         all.extend_from_slice(&run.latencies_ns);
     }
     if all.is_empty() {
@@ -112,6 +115,7 @@ fn one_thread(
     let s = prepared?;
 
     let mut latencies_ns = Vec::with_capacity(1 << 16);
+    let cpu_start = cpu::thread_cpu();
     let start = Instant::now();
     let end = start + duration;
     let mut result = Ok(());
@@ -127,6 +131,11 @@ fn one_thread(
         latencies_ns.push(t0.elapsed().as_nanos() as u64);
     }
     let elapsed = start.elapsed();
+    let cpu = cpu::thread_cpu().saturating_sub(cpu_start);
     p11::close_session(f, s);
-    result.map(|()| ThreadRun { latencies_ns, elapsed })
+    result.map(|()| ThreadRun {
+        latencies_ns,
+        elapsed,
+        cpu,
+    })
 }

@@ -1,6 +1,6 @@
 //! `bench` without a subcommand: sets up the token, starts the servers, runs
-//! one worker child per cell and backend and one RSS child per backend, and
-//! collects what they print for the report.
+//! one worker child per run, cell and backend and one RSS child per module,
+//! and collects what they print for the report.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::args::Options;
+use crate::backend::Backend;
 use crate::observe;
-use crate::report::{Backend, CellKey, Report, RssFigures};
+use crate::report::{CellKey, Report, RssFigures};
 use crate::rss;
 use crate::servers::{Observe, Server};
 use crate::workload::Workload;
@@ -72,6 +73,8 @@ impl Target {
             .env_remove("SOFTHSM2_CONF")
             .env_remove("P11_KIT_SERVER_ADDRESS")
             .env_remove(hsmbridge_contract::ENV_SOCKET)
+            // The shim's spin mode is the backend's (shim-block sets it), never the caller's.
+            .env_remove(hsmbridge_contract::ENV_SPIN_US)
             .env(PIN_ENV, pin)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -142,20 +145,26 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     }
 
     for t in &targets {
-        eprintln!("bench: {:<8} = {}", t.backend.name(), t.module.display());
+        eprintln!("bench: {:<10} = {}", t.backend.name(), t.module.display());
     }
-    // Cell by cell, every backend in turn: the backends a ratio compares are
-    // measured seconds apart rather than a whole pass apart, so a change in
-    // the machine's load between them skews it less.
-    for &w in &opts.workloads {
-        for &n in &opts.threads {
-            for t in &targets {
-                run_worker(t, &pin, opts, w, n, &mut report)?;
+    // Run by run, cell by cell, every backend in turn: the backends a ratio
+    // compares are measured seconds apart rather than a whole pass apart, so
+    // a change in the machine's load between them skews it less; the runs
+    // show how much the figures move from one measurement to the next.
+    for run in 0..opts.runs {
+        for &w in &opts.workloads {
+            for &n in &opts.threads {
+                for t in &targets {
+                    run_worker(t, &pin, opts, run, w, n, &mut report)?;
+                }
             }
         }
     }
-    // shim+obs loads the same module as shim: its app-side RSS is the same.
-    for t in targets.iter().filter(|t| t.backend != Backend::ShimObs) {
+    // The shim backends load one module: its app-side RSS is measured once.
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|earlier| earlier.module == t.module) {
+            continue;
+        }
         match run_rss(t, &pin) {
             Ok(r) => {
                 report.rss.insert(t.backend, r);
@@ -167,8 +176,12 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         std::thread::sleep(Duration::from_millis(300));
     }
     for (backend, pid) in sidecar_pids {
-        let after = rss::vm_rss_kib(&pid.to_string())?;
-        report.sidecar_rss.entry(backend).or_insert((after, None)).1 = Some(after);
+        match rss::vm_rss_kib(&pid.to_string()) {
+            Ok(after) => report.sidecar_rss.entry(backend).or_insert((after, None)).1 = Some(after),
+            Err(e) => report
+                .notes
+                .push(format!("{} sidecar RSS after the run: {e}", backend.name())),
+        }
     }
     for o in targets.iter().filter_map(|t| t.observe.as_ref()) {
         match observe::collect(o) {
@@ -221,15 +234,17 @@ fn start_backend(
             };
             Ok((target, Some(server)))
         }
-        Backend::Shim | Backend::ShimObs => {
-            let (stem, observe) = if backend == Backend::ShimObs {
-                let observe = Observe {
-                    metrics_addr: observe::free_addr()?,
-                    audit_file: dir.join("audit.jsonl"),
-                };
-                ("sidecar-obs", Some(observe))
-            } else {
-                ("sidecar", None)
+        Backend::Shim | Backend::ShimBlock | Backend::ShimObs => {
+            let (stem, observe, spin_us) = match backend {
+                Backend::ShimObs => {
+                    let observe = Observe {
+                        metrics_addr: observe::free_addr()?,
+                        audit_file: dir.join("audit.jsonl"),
+                    };
+                    ("sidecar-obs", Some(observe), None)
+                }
+                Backend::ShimBlock => ("sidecar-block", None, Some(0)),
+                _ => ("sidecar", None, None),
             };
             let server = Server::sidecar(
                 &opts.sidecar,
@@ -238,11 +253,16 @@ fn start_backend(
                 dir.join(format!("{stem}.sock")),
                 &dir.join(format!("{stem}.log")),
                 observe.as_ref(),
+                spin_us,
             )?;
+            let mut env = vec![(hsmbridge_contract::ENV_SOCKET, server.socket.display().to_string())];
+            if let Some(us) = spin_us {
+                env.push((hsmbridge_contract::ENV_SPIN_US, us.to_string()));
+            }
             let target = Target {
                 backend,
                 module: opts.shim.clone(),
-                env: vec![(hsmbridge_contract::ENV_SOCKET, server.socket.display().to_string())],
+                env,
                 server_pid: Some(server.pid()),
                 observe,
             };
@@ -251,11 +271,12 @@ fn start_backend(
     }
 }
 
-/// One worker child measuring the cell `workload` x `threads` on `t`.
+/// One worker child measuring the cell `workload` x `threads` on `t`, for run `run`.
 fn run_worker(
     t: &Target,
     pin: &str,
     opts: &Options,
+    run: usize,
     workload: Workload,
     threads: usize,
     report: &mut Report,
@@ -278,18 +299,21 @@ fn run_worker(
     let stdout = child.stdout.take().ok_or("worker: no stdout")?;
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
-        parse_worker_line(t.backend, &line, report);
+        parse_worker_line(t.backend, run, &line, report);
     }
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        let cell = format!("{} {} x{threads}", t.backend.name(), workload.name());
+        let cell = format!("{} {} x{threads} run {}", t.backend.name(), workload.name(), run + 1);
         eprintln!("bench: {cell}: worker failed ({status}); the cell is missing");
         report.notes.push(format!("{cell}: worker exited with {status}"));
     }
     Ok(())
 }
 
-fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
+fn parse_worker_line(backend: Backend, run: usize, line: &str, report: &mut Report) {
+    let Some(cells) = report.runs.get_mut(run) else {
+        return;
+    };
     let fields: Vec<&str> = line.splitn(8, ' ').collect();
     let key = |w: &str, t: &str| -> Option<CellKey> {
         Some(CellKey {
@@ -322,7 +346,8 @@ fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
                 cpu: Default::default(),
             };
             eprintln!(
-                "  {:<8} {:<14} x{:<2} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs",
+                "  run {} {:<10} {:<14} x{:<2} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs",
+                run + 1,
                 backend.name(),
                 w,
                 t,
@@ -330,17 +355,18 @@ fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
                 micros(cell.p50),
                 micros(cell.p99)
             );
-            report.cells.insert(k, Ok(cell));
+            cells.insert(k, Ok(cell));
         }
-        ["CPU", w, t, server, audit, others] => {
-            let (Some(k), Ok(server), Ok(audit), Ok(others)) =
-                (key(w, t), server.parse(), audit.parse(), others.parse())
+        ["CPU", w, t, server, audit, others, client] => {
+            let (Some(k), Ok(server), Ok(audit), Ok(others), Ok(client)) =
+                (key(w, t), server.parse(), audit.parse(), others.parse(), client.parse())
             else {
                 eprintln!("bench: unparsable worker line: {line}");
                 return;
             };
-            if let Some(Ok(cell)) = report.cells.get_mut(&k) {
+            if let Some(Ok(cell)) = cells.get_mut(&k) {
                 cell.cpu = crate::cpu::CellCpu {
+                    client: Duration::from_nanos(client),
                     server: Duration::from_nanos(server),
                     audit: Duration::from_nanos(audit),
                     others: Duration::from_nanos(others),
@@ -349,9 +375,9 @@ fn parse_worker_line(backend: Backend, line: &str, report: &mut Report) {
         }
         ["FAIL", w, t, ..] => {
             let msg = line.splitn(4, ' ').nth(3).unwrap_or("").to_string();
-            eprintln!("  {:<8} {w:<14} x{t:<2} FAILED: {msg}", backend.name());
+            eprintln!("  run {} {:<10} {w:<14} x{t:<2} FAILED: {msg}", run + 1, backend.name());
             if let Some(k) = key(w, t) {
-                report.cells.insert(k, Err(msg));
+                cells.insert(k, Err(msg));
             }
         }
         _ => eprintln!("bench: unexpected worker line: {line}"),

@@ -42,7 +42,8 @@ impl Server {
 
     /// `hsm-sidecar serve` in forwarded mode (no --pin-file: the app logs in),
     /// with metrics and audit trail when `observe` says where, else with
-    /// neither (`--no-audit`, no `--metrics-addr`: every recorder a no-op).
+    /// neither (`--no-audit`, no `--metrics-addr`: every recorder a no-op);
+    /// `--spin-us` when `spin_us` is set, else its default (adaptive) mode.
     pub fn sidecar(
         binary: &Path,
         module: &Path,
@@ -50,6 +51,7 @@ impl Server {
         socket: PathBuf,
         log: &Path,
         observe: Option<&Observe>,
+        spin_us: Option<u32>,
     ) -> Result<Server, String> {
         let mut cmd = Command::new(binary);
         cmd.arg("serve")
@@ -66,6 +68,9 @@ impl Server {
                 .arg(&o.audit_file),
             None => cmd.arg("--no-audit"),
         };
+        if let Some(us) = spin_us {
+            cmd.arg("--spin-us").arg(us.to_string());
+        }
         Server::start("hsm-sidecar", cmd, socket, log)
     }
 

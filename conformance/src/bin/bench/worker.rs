@@ -4,13 +4,17 @@
 //! ```text
 //! INFO <library description and version>
 //! CELL <workload> <threads> <ops> <elapsed_ns> <p50_ns> <p99_ns>
-//! CPU <workload> <threads> <server_ns> <server_audit_ns> <others_ns>
+//! CPU <workload> <threads> <server_ns> <server_audit_ns> <others_ns> <client_ns>
 //! FAIL <workload> <threads> <message>
 //! ```
 //!
 //! A CPU line follows its CELL line: what the server (0 without one), its
-//! `audit` thread alone and every process outside the benchmark spent on
-//! CPU while the cell was measured (`cpu.rs`).
+//! `audit` thread alone, every process outside the benchmark and the
+//! benchmark threads themselves spent on CPU while the cell was measured
+//! (`cpu.rs`).
+//!
+//! Nothing is pinned unless the plan says so (`--pin-single-thread yes`):
+//! applications are not.
 
 use std::io::Write;
 use std::time::Duration;
@@ -28,7 +32,8 @@ pub struct Plan {
     pub threads: Vec<usize>,
     pub warmup: Duration,
     pub duration: Duration,
-    /// Pin 1-thread cells (this process and the server) to one CPU; see `affinity`.
+    /// Pin 1-thread cells (this process and the server) to one CPU; see
+    /// `affinity`. Off: the worker never touches a CPU mask.
     pub pin_single: bool,
     /// The RPC server this backend talks to, if any.
     pub server_pid: Option<u32>,
@@ -37,7 +42,7 @@ pub struct Plan {
 /// Gives this process (the calling thread, inherited by the cell's threads)
 /// and the server the CPU mask for a cell of `threads` threads.
 fn place(plan: &Plan, all_cpus: &libc::cpu_set_t, threads: usize) -> Result<(), String> {
-    let mask = if plan.pin_single && threads == 1 {
+    let mask = if threads == 1 {
         affinity::first_of(all_cpus)
     } else {
         *all_cpus
@@ -67,15 +72,21 @@ pub fn run(module: &str, label: &str, pin: &str, plan: &Plan) -> Result<(), Stri
         aes: p11::find_object(f, s, CKO_SECRET_KEY, AES_KEY)?,
     };
 
-    let all_cpus = affinity::current()?;
+    let all_cpus = if plan.pin_single {
+        Some(affinity::current()?)
+    } else {
+        None
+    };
     for &w in &plan.workloads {
         for &t in &plan.threads {
-            if let Err(e) = place(plan, &all_cpus, t) {
-                eprintln!("bench: CPU affinity not applied: {e}");
+            if let Some(all) = &all_cpus {
+                if let Err(e) = place(plan, all, t) {
+                    eprintln!("bench: CPU affinity not applied: {e}");
+                }
             }
             let line = match measure::run_cell(f, slot, keys, w, t, plan) {
                 Ok(c) => format!(
-                    "CELL {w} {t} {} {} {} {}\nCPU {w} {t} {} {} {}",
+                    "CELL {w} {t} {} {} {} {}\nCPU {w} {t} {} {} {} {}",
                     c.ops,
                     c.elapsed.as_nanos(),
                     c.p50.as_nanos(),
@@ -83,6 +94,7 @@ pub fn run(module: &str, label: &str, pin: &str, plan: &Plan) -> Result<(), Stri
                     c.cpu.server.as_nanos(),
                     c.cpu.audit.as_nanos(),
                     c.cpu.others.as_nanos(),
+                    c.cpu.client.as_nanos(),
                     w = w.name(),
                 ),
                 Err(e) => format!("FAIL {} {t} {}", w.name(), e.replace('\n', " ")),
@@ -94,8 +106,10 @@ pub fn run(module: &str, label: &str, pin: &str, plan: &Plan) -> Result<(), Stri
         }
     }
 
-    if let Err(e) = place(plan, &all_cpus, usize::MAX) {
-        eprintln!("bench: CPU affinity not restored: {e}");
+    if let Some(all) = &all_cpus {
+        if let Err(e) = place(plan, all, usize::MAX) {
+            eprintln!("bench: CPU affinity not restored: {e}");
+        }
     }
     p11::close_session(f, s);
     p11::finalize(f)
