@@ -21,4 +21,11 @@ build_release
 bash scripts/chart-test.sh
 # --no-fail-fast: report every failing test binary, not only the first.
 cargo test --release --workspace --no-fail-fast "$@"
+# The suites that drive the frame path, again in the other spin modes (README "Limits"): the run
+# above is the default (adaptive); 0 never polls; 200 polls wherever it runs, up to 200 µs. The
+# harness passes the shim's HSMBRIDGE_SPIN_US to the sidecars it starts as --spin-us.
+for spin in 0 200; do
+  HSMBRIDGE_SPIN_US=$spin cargo test --release -p hsmbridge-conformance --no-fail-fast \
+    --test differential --test pkcs11_tool --test faults --test hostile --test idle_cpu "$@"
+done
 bash e2e/story.sh

@@ -81,6 +81,13 @@ impl Sidecar {
         if let Some(pin_file) = &self.pin_file {
             cmd.arg("--pin-file").arg(pin_file);
         }
+        // The shim's spin setting, mirrored: `HSMBRIDGE_SPIN_US=0 cargo test` runs both ends
+        // without polling (scripts/test.sh runs the suites in each mode).
+        if let Ok(spin) = std::env::var(hsmbridge_contract::ENV_SPIN_US) {
+            if !self.extra_args.iter().any(|a| a == "--spin-us") {
+                cmd.arg("--spin-us").arg(spin);
+            }
+        }
         cmd.args(&self.extra_args);
         cmd.env("SOFTHSM2_CONF", self.hsm.conf())
             .stdin(Stdio::null())

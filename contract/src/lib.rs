@@ -73,6 +73,8 @@ pub const ENV_PARTITION: &str = value("ENV_PARTITION");
 pub const ENV_CONTAINER: &str = value("ENV_CONTAINER");
 /// The data key (credential Secret, provider ConfigMap) holding their generation counter.
 pub const GENERATION_KEY: &str = value("GENERATION_KEY");
+/// How long the shim polls for an answer before it blocks, microseconds (0: never; unset: adaptive).
+pub const ENV_SPIN_US: &str = value("ENV_SPIN_US");
 
 /// Every key of `contract.env` with its value, as written in the file.
 pub const ALL: &[(&str, &str)] = &[
@@ -101,6 +103,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("ENV_PARTITION", ENV_PARTITION),
     ("ENV_CONTAINER", ENV_CONTAINER),
     ("GENERATION_KEY", GENERATION_KEY),
+    ("ENV_SPIN_US", ENV_SPIN_US),
 ];
 
 /// The value of `key` in [`CONTRACT_ENV`]; anything wrong is a compile error where a constant

@@ -16,6 +16,7 @@ pub mod frame;
 pub mod limits;
 pub mod mechanism;
 pub mod shape;
+pub mod spin;
 pub mod template;
 
 /// Messages generated from `pkcs11.proto`.

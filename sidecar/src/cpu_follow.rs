@@ -58,6 +58,19 @@ impl CpuFollower {
     }
 }
 
+impl CpuFollower {
+    /// Stops following: the thread may run on all its CPUs again (its caller polls for the answer
+    /// on its own CPU, see `server/waiting.rs`).
+    pub fn release(&mut self) {
+        if self.bound != 0 {
+            if let Some(set) = &self.original {
+                set_affinity(set);
+            }
+            self.bound = 0;
+        }
+    }
+}
+
 fn current_affinity() -> Option<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is plain data; the kernel fills at most its size; 0 = this thread.
     unsafe {

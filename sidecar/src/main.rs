@@ -93,6 +93,11 @@ enum Command {
         /// of an application with sessions); 0: never.
         #[arg(long, default_value_t = server::limits::DEFAULT_IDLE_TIMEOUT.as_secs())]
         idle_timeout_secs: u64,
+        /// Poll up to this many µs for a connection's next request before blocking (adaptive
+        /// below it), even where the automatic checks would not; 0: never poll. Unset:
+        /// adaptive up to 200 µs where there are spare CPUs and no CPU quota (README "Limits").
+        #[arg(long, value_name = "US", value_parser = parse_spin)]
+        spin_us: Option<hsmbridge_proto::spin::Mode>,
         #[command(flatten)]
         observe: ObserveArgs,
     },
@@ -124,6 +129,10 @@ struct ObserveArgs {
     watch_config: Vec<PathBuf>,
 }
 
+fn parse_spin(s: &str) -> Result<hsmbridge_proto::spin::Mode, String> {
+    hsmbridge_proto::spin::Mode::parse(Some(s))
+}
+
 fn parse_mechanism(s: &str) -> Result<u64, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -153,10 +162,13 @@ fn main() -> ExitCode {
             follow_caller_cpu,
             raw_param_mechanisms,
             idle_timeout_secs,
+            spin_us,
             observe,
         } => {
             let config = server::Config {
                 follow_cpu: follow_caller_cpu,
+                spin: spin_us.unwrap_or(hsmbridge_proto::spin::Mode::Auto),
+                cpus: hsmbridge_proto::spin::Cpus::of_this_process(),
                 idle_timeout: (idle_timeout_secs > 0).then(|| Duration::from_secs(idle_timeout_secs)),
             };
             serve(

@@ -110,6 +110,7 @@ impl Service {
         Ok(wire::Response {
             rv: rv as u64,
             result: Some(Body::Template(t.read_back())),
+            peer_spins: false,
         })
     }
 

@@ -9,6 +9,7 @@ pub fn rv(rv: CK_RV) -> Response {
     Response {
         rv: rv as u64,
         result: None,
+        peer_spins: false,
     }
 }
 
@@ -17,6 +18,7 @@ pub fn on_ok(rv: CK_RV, body: impl FnOnce() -> Body) -> Response {
     Response {
         rv: rv as u64,
         result: (rv == CKR_OK).then(body),
+        peer_spins: false,
     }
 }
 
@@ -64,6 +66,7 @@ pub fn with_output(
             data: buf,
             length: len as u64,
         })),
+        peer_spins: false,
     }
 }
 
@@ -96,5 +99,6 @@ pub fn with_ulongs(
             values,
             count: count as u64,
         })),
+        peer_spins: false,
     }
 }

@@ -12,6 +12,29 @@ pub struct Conn {
     /// thread for it follows its caller's CPU, so a caller prefers an idle
     /// connection last used from its own CPU.
     pub(super) cpu: u32,
+    /// How long to poll for an answer on this connection (`spin`).
+    pub(super) bound: Adaptive,
+    /// The sidecar's last answer said it polls for our requests (and does not sit on our CPU).
+    pub(super) peer_spins: bool,
+}
+
+/// Calls of this process waiting for their answers: the callers the automatic spin mode counts
+/// against the CPUs.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one caller in [`WAITING`] while it lives.
+struct Waiting;
+
+impl Waiting {
+    fn new() -> (Waiting, usize) {
+        (Waiting, WAITING.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Writes with MSG_NOSIGNAL: a sidecar gone away is an error for the call,
@@ -59,7 +82,7 @@ pub(super) enum Failed {
 impl Conn {
     /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
     /// thread to have moved in between, and it would only cost one follow).
-    pub(super) fn round_trip(&mut self, call: Call) -> Result<Response, Failed> {
+    pub(super) fn round_trip(&mut self, call: Call, spin: &Spin) -> Result<Response, Failed> {
         let mut req = Request {
             call: Some(call),
             caller_cpu: self.cpu,
@@ -76,8 +99,20 @@ impl Conn {
         }
         shrink(&mut self.buf);
         sent.map_err(|_| Failed::Transport)?;
-        let r = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
+        let sent_at = Instant::now();
+        let (_waiting, waiting) = Waiting::new();
+        // Bounded: at most the cap, then the blocking read below with its deadline.
+        let outcome = if self.peer_spins && spin.mode.allows(&spin.cpus, waiting) && self.stream.buffer().is_empty() {
+            poll_readable(self.stream.get_ref(), self.bound.budget())
+        } else {
+            Outcome::Blocked
+        };
+        let r: Result<Response, Failed> = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
         self.last_used = Instant::now();
+        self.bound.record(self.last_used - sent_at, outcome);
+        if let Ok(resp) = &r {
+            self.peer_spins = resp.peer_spins;
+        }
         r
     }
 }

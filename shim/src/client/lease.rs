@@ -15,7 +15,7 @@ impl Lease {
     /// never replayed, as it may have run.
     pub fn call(&mut self, call: Call) -> Rv<Response> {
         let conn = self.conn.as_mut().ok_or(CKR_DEVICE_ERROR)?;
-        match conn.round_trip(call) {
+        match conn.round_trip(call, &self.client.spin) {
             Ok(r) => Ok(r),
             Err(Failed::TooLarge) => Err(CKR_HOST_MEMORY),
             Err(Failed::Transport) => {

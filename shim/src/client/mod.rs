@@ -2,9 +2,12 @@
 //! small pool of Unix-socket connections (one per concurrently calling
 //! thread) that together form one PKCS#11 application in the sidecar.
 //!
-//! Blocking I/O, no threads of our own, nothing opened before C_Initialize.
-//! `pool` lends connections (and joins the application again when one may
-//! have gone stale), `conn` is one connection's round trip, `lease` one call.
+//! No threads of our own, nothing opened before C_Initialize. A call waits for
+//! its answer by polling the socket for a bounded, adaptive time while the
+//! sidecar says polling pays, then blocking (`HSMBRIDGE_SPIN_US`,
+//! proto/src/spin/mod.rs). `pool` lends connections (and joins the
+//! application again when one may have gone stale), `conn` is one
+//! connection's round trip, `lease` one call.
 
 mod conn;
 mod lease;
@@ -17,13 +20,14 @@ use std::io::{self, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use cryptoki_sys::*;
 use hsmbridge_proto::frame::{encode_frame, read_frame, shrink};
+use hsmbridge_proto::spin::{poll_readable, Adaptive, Cpus, Mode, Outcome};
 use hsmbridge_proto::wire::{request::Call, response, Hello, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
 use zeroize::Zeroize;
@@ -51,8 +55,26 @@ extern "C" fn after_fork_in_child() {
 pub struct Client {
     socket: PathBuf,
     timeout: Duration,
+    spin: Spin,
     fork_generation: u64,
     pool: Mutex<Pool>,
+}
+
+/// How this client waits for answers: `HSMBRIDGE_SPIN_US` (hsmbridge_proto::spin), read at
+/// C_Initialize; a value that is not a number of µs up to 10000 is ignored (adaptive).
+struct Spin {
+    mode: Mode,
+    cpus: Cpus,
+}
+
+impl Spin {
+    fn from_env() -> Spin {
+        let value = std::env::var(hsmbridge_contract::ENV_SPIN_US).ok();
+        Spin {
+            mode: Mode::parse(value.as_deref()).unwrap_or(Mode::Auto),
+            cpus: Cpus::of_this_process(),
+        }
+    }
 }
 
 struct Pool {
@@ -104,6 +126,7 @@ pub fn initialize() -> Rv {
             .map(PathBuf::from)
             .unwrap_or_else(|| hsmbridge_contract::SOCKET_PATH.into()),
         timeout: env_millis(TIMEOUT_ENV, 30_000),
+        spin: Spin::from_env(),
         fork_generation: FORK_GENERATION.load(Ordering::SeqCst),
         pool: Mutex::new(Pool {
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::SeqCst),

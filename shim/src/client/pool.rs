@@ -124,6 +124,8 @@ impl Client {
             buf: Vec::with_capacity(256),
             last_used: Instant::now(),
             cpu,
+            bound: Adaptive::new(self.spin.mode.cap().unwrap_or(Duration::ZERO)),
+            peer_spins: false,
         };
         let hello = Call::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -132,7 +134,7 @@ impl Client {
             pid: std::process::id(),
             container: std::env::var(hsmbridge_contract::ENV_CONTAINER).unwrap_or_default(),
         });
-        let reply = conn.round_trip(hello).map_err(|_| CKR_DEVICE_ERROR)?;
+        let reply = conn.round_trip(hello, &self.spin).map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
             Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => {
                 Ok((conn, h.app_token, stale_after(h.idle_timeout_ms)))

@@ -18,6 +18,7 @@ use super::frames::{End, FrameReader, InFlight, Next};
 use super::limits::{BASE_BUFFER, FRAME_TIMEOUT, HELLO_TIMEOUT};
 use super::rate_log::RateLimited;
 use super::registry::Entry;
+use super::waiting::Waiting;
 use super::Config;
 use crate::apps::App;
 use crate::audit::Caller;
@@ -31,6 +32,7 @@ fn answer(rv: CK_RV) -> Response {
     Response {
         rv: rv as u64,
         result: None,
+        peer_spins: false,
     }
 }
 
@@ -85,8 +87,13 @@ fn serve_calls(
     config: Config,
 ) -> Option<bool> {
     let mut cpu = CpuFollower::new(config.follow_cpu);
+    let mut waiting = Waiting::new(config.spin, config.cpus);
     loop {
-        let frame = match reader.next(config.idle_timeout, FRAME_TIMEOUT) {
+        let next = reader.next(config.idle_timeout, FRAME_TIMEOUT);
+        if !matches!(next, Err(End::Idle)) {
+            waiting.request_arrived();
+        }
+        let frame = match next {
             Ok(Next::Frame(f)) => f,
             Ok(Next::OverBudget) => {
                 BAD_FRAMES.log(|n| {
@@ -101,6 +108,7 @@ fn serve_calls(
                 if write_answer(writer, &answer(CKR_HOST_MEMORY), wbuf).is_err() {
                     return None;
                 }
+                waiting.before_next(reader);
                 continue;
             }
             Err(End::Idle) => match service.apps.leave_idle(app) {
@@ -135,7 +143,11 @@ fn serve_calls(
         let resp = match check_request(frame) {
             Ok(()) => match Request::decode(frame) {
                 Ok(req) => {
-                    cpu.follow(req.caller_cpu);
+                    if waiting.caller_polls() {
+                        cpu.release();
+                    } else {
+                        cpu.follow(req.caller_cpu);
+                    }
                     let Some(call) = req.call else {
                         bad_frame(service, app, "empty request");
                         BAD_FRAMES.log(|n| warn!(app = app.id, suppressed = n, "closing connection: empty request"));
@@ -166,6 +178,8 @@ fn serve_calls(
                 return None;
             }
         };
+        let mut resp = resp;
+        resp.peer_spins = waiting.decide();
         let written = write_answer(writer, &resp, wbuf);
         drop(resp);
         crate::answer_budget::release();
@@ -174,6 +188,7 @@ fn serve_calls(
             Err(_) => return None,
         }
         entry.idle();
+        waiting.before_next(reader);
     }
 }
 
@@ -311,6 +326,7 @@ fn hello(
     let resp = Response {
         rv: CKR_OK as u64,
         result: Some(response::Result::Hello(reply)),
+        peer_spins: false,
     };
     if let Err(e) = write_answer(writer, &resp, wbuf) {
         if service.apps.leave(&app) {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hsmbridge_proto::frame::frame_len;
+use hsmbridge_proto::spin::{poll_readable, Outcome};
 use zeroize::Zeroize;
 
 use super::limits::{BASE_BUFFER, MAX_BYTES_IN_FLIGHT};
@@ -125,6 +126,17 @@ impl FrameReader {
         }
         self.consumed = total;
         Ok(Next::Frame(&self.buf[4..total]))
+    }
+
+    /// Polls up to `budget` for the next frame's first byte without sleeping: a hit if one is
+    /// there (bytes already buffered count; so does a closed or failed socket, which the next read
+    /// reports).
+    pub fn poll_for(&self, budget: Duration) -> Outcome {
+        if self.filled > self.consumed {
+            Outcome::Hit
+        } else {
+            poll_readable(&*self.stream, budget)
+        }
     }
 
     /// Wipes the bytes of the frame handed out last (it carried a PIN).

@@ -1,8 +1,9 @@
-//! The Unix socket the shim connects to: one thread per connection with
-//! blocking I/O (the lowest latency per call; see README.md "Benchmark"),
+//! The Unix socket the shim connects to: one thread per connection, which
+//! polls briefly and then blocks for the next request (`waiting`),
 //! a Hello that names the application, then one response per request.
 //! `connection` serves one connection, `frames` reads its requests within
-//! the limits of `limits`, `registry` admits connections under the cap.
+//! the limits of `limits`, `waiting` decides how long to poll for the next
+//! one, `registry` admits connections under the cap.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -20,6 +21,7 @@ mod frames;
 pub mod limits;
 mod rate_log;
 mod registry;
+mod waiting;
 
 pub use registry::Registry;
 
@@ -34,6 +36,10 @@ pub struct Config {
     pub follow_cpu: bool,
     /// Idle time after which a connection is closed (see `limits`); `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// Whether a connection polls for its next request before blocking (see `waiting`).
+    pub spin: hsmbridge_proto::spin::Mode,
+    /// The CPUs the automatic mode checks.
+    pub cpus: hsmbridge_proto::spin::Cpus,
 }
 
 /// Binds the socket with mode 0660, replacing a stale socket file (never

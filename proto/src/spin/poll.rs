@@ -1,0 +1,47 @@
+//! Polling one descriptor for a bounded time.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+/// Polls `fd` without sleeping until it is readable (or hung up, or in error: the read that
+/// follows reports those) or `budget` has passed. Returns whether it became ready; `false` means
+/// the caller blocks as it would have without polling. Never waits past `budget`.
+pub fn wait_readable(fd: impl AsFd, budget: Duration) -> bool {
+    if budget.is_zero() {
+        return false;
+    }
+    let mut pfd = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = Instant::now() + budget;
+    loop {
+        pfd.revents = 0;
+        // SAFETY: `pfd` is one live, writable pollfd and the count says one; the descriptor is
+        // borrowed from `fd`, open for the call. A timeout of 0 never sleeps.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n > 0 {
+            return true;
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // The blocking read that follows reports what went wrong.
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Polls for `budget` (if any) and says how it went, for [`Adaptive::record`](super::Adaptive).
+pub fn poll_readable(fd: impl AsFd, budget: Duration) -> super::Outcome {
+    if budget.is_zero() {
+        super::Outcome::Blocked
+    } else if wait_readable(fd, budget) {
+        super::Outcome::Hit
+    } else {
+        super::Outcome::Miss
+    }
+}

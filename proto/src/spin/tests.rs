@@ -1,0 +1,190 @@
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::cpus::has_quota;
+use super::*;
+
+#[test]
+fn the_setting_parses_into_a_mode() {
+    assert_eq!(Mode::parse(None), Ok(Mode::Auto));
+    assert_eq!(Mode::parse(Some("0")), Ok(Mode::Off));
+    assert_eq!(Mode::parse(Some("50")), Ok(Mode::Forced(Duration::from_micros(50))));
+    assert!(Mode::parse(Some("-1")).is_err());
+    assert!(Mode::parse(Some("fast")).is_err());
+    assert!(Mode::parse(Some("10001")).unwrap_err().contains("10000"));
+    assert_eq!(Mode::Off.cap(), None);
+    assert_eq!(Mode::Auto.cap(), Some(DEFAULT_CAP));
+}
+
+#[test]
+fn auto_polls_only_with_spare_cpus_and_no_quota() {
+    let two = Cpus {
+        usable: 2,
+        quota: false,
+    };
+    assert!(Mode::Auto.allows(&two, 1));
+    assert!(!Mode::Auto.allows(&two, 2), "two busy callers need four CPUs");
+    assert!(!Mode::Auto.allows(
+        &Cpus {
+            usable: 1,
+            quota: false
+        },
+        1
+    ));
+    assert!(!Mode::Auto.allows(&Cpus { usable: 8, quota: true }, 1));
+    assert!(Mode::Auto.allows(
+        &Cpus {
+            usable: 8,
+            quota: false
+        },
+        4
+    ));
+    assert!(Mode::Forced(DEFAULT_CAP).allows(&Cpus { usable: 1, quota: true }, 9));
+    assert!(!Mode::Off.allows(&two, 1));
+}
+
+#[test]
+fn the_bound_follows_recent_waits_and_stops_for_long_calls() {
+    let cap = Duration::from_micros(200);
+    let mut a = Adaptive::new(cap);
+    assert_eq!(
+        a.budget(),
+        Duration::from_micros(105),
+        "starts at a quarter of the cap, twice, plus slack"
+    );
+    for _ in 0..64 {
+        a.record(Duration::from_micros(10), Outcome::Hit);
+    }
+    let short = a.budget();
+    assert!(
+        short >= Duration::from_micros(20) && short <= Duration::from_micros(30),
+        "{short:?}"
+    );
+    // A network HSM's calls: a few of them and it blocks at once.
+    for _ in 0..16 {
+        a.record(Duration::from_millis(5), Outcome::Blocked);
+    }
+    assert_eq!(a.budget(), Duration::ZERO);
+    // One very long wait does not stop polling for long: samples count at most twice the cap.
+    for _ in 0..64 {
+        a.record(Duration::from_micros(10), Outcome::Hit);
+    }
+    a.record(Duration::from_secs(10), Outcome::Blocked);
+    assert!(a.budget() > Duration::ZERO);
+    let mut recovered = 0;
+    for i in 1..=32 {
+        a.record(Duration::from_millis(5), Outcome::Blocked);
+        a.record(Duration::from_micros(1), Outcome::Blocked);
+        if a.budget() > Duration::ZERO {
+            recovered = i;
+        }
+    }
+    assert!(recovered > 0, "calls alternating long and short still poll at times");
+    assert_eq!(Adaptive::new(Duration::ZERO).budget(), Duration::ZERO);
+}
+
+/// Busy CPUs: every poll runs out and the answer comes just after it (measured with `yes` on one
+/// of two CPUs: 215 µs per random call polling, 13 µs blocking). Polling must back off.
+#[test]
+fn polls_that_run_out_back_off_until_one_is_answered() {
+    let cap = Duration::from_micros(200);
+    let mut a = Adaptive::new(cap);
+    let (mut polled, mut calls) = (0, 0);
+    for _ in 0..4000 {
+        calls += 1;
+        let budget = a.budget();
+        if budget.is_zero() {
+            a.record(Duration::from_micros(13), Outcome::Blocked);
+        } else {
+            polled += 1;
+            a.record(budget + Duration::from_micros(15), Outcome::Miss);
+        }
+    }
+    assert!(
+        polled * MAX_BACKOFF as usize <= calls * 2,
+        "{polled} polls in {calls} calls"
+    );
+    assert!(polled >= 8, "it keeps trying now and then: {polled}");
+    // Once a poll is answered, it polls every call again.
+    while a.budget().is_zero() {
+        a.record(Duration::from_micros(13), Outcome::Blocked);
+    }
+    a.record(Duration::from_micros(13), Outcome::Hit);
+    for _ in 0..100 {
+        assert!(a.budget() > Duration::ZERO);
+        a.record(Duration::from_micros(13), Outcome::Hit);
+    }
+}
+
+#[test]
+fn polling_returns_when_data_arrives_and_gives_up_at_the_budget() {
+    let (a, mut b) = UnixStream::pair().expect("socketpair");
+    let t0 = Instant::now();
+    assert!(!wait_readable(&a, Duration::from_millis(2)));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2) && waited < Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert!(!wait_readable(&a, Duration::ZERO));
+    b.write_all(b"x").expect("write");
+    assert!(wait_readable(&a, Duration::from_secs(5)));
+    // A peer that went away counts as ready: the read that follows sees the end.
+    let (c, d) = UnixStream::pair().expect("socketpair");
+    drop(d);
+    let t0 = Instant::now();
+    assert!(wait_readable(&c, Duration::from_secs(5)));
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_quota_on_the_cgroup_or_an_ancestor_is_found() {
+    let files = |found: &'static [(&'static str, &'static str)]| {
+        move |path: &str| {
+            found
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        }
+    };
+    let v2 = "0::/kubepods/pod1/ctr\n";
+    assert!(!has_quota(v2, files(&[])));
+    assert!(!has_quota(
+        v2,
+        files(&[("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "max 100000\n")])
+    ));
+    assert!(has_quota(
+        v2,
+        files(&[("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "50000 100000\n")])
+    ));
+    assert!(has_quota(
+        v2,
+        files(&[("/sys/fs/cgroup/kubepods/cpu.max", "200000 100000\n")])
+    ));
+    // Inside the container's cgroup namespace.
+    assert!(has_quota(
+        "0::/\n",
+        files(&[("/sys/fs/cgroup/cpu.max", "100000 100000\n")])
+    ));
+    let v1 = "12:memory:/x\n4:cpu,cpuacct:/kubepods/pod1\n";
+    assert!(has_quota(
+        v1,
+        files(&[("/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us", "50000\n")])
+    ));
+    assert!(!has_quota(
+        v1,
+        files(&[("/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us", "-1\n")])
+    ));
+    assert!(!has_quota(
+        "0::/../../etc\n",
+        files(&[("/sys/fs/cgroup/../../etc/cpu.max", "1 1")])
+    ));
+    assert!(!has_quota("garbage\n", files(&[])));
+}
+
+#[test]
+fn this_process_has_at_least_one_cpu() {
+    assert!(Cpus::of_this_process().usable >= 1);
+}
