@@ -13,13 +13,16 @@
 //! shim in each answer whether polling pays (`Response.peer_spins`), and serves on the caller's CPU
 //! (`cpu_follow`) only when it does not: polling on one CPU would starve the other end.
 //!
-//! `poll` waits on a descriptor, `cpus` finds the usable CPUs and the quota.
+//! `poll` waits on a descriptor, `cpus` finds the usable CPUs and the quota, `callers` counts the
+//! busy callers and remembers when they last were too many.
 
+mod callers;
 mod cpus;
 mod poll;
 
 use std::time::Duration;
 
+pub use callers::{Callers, CONTENDED_HOLD};
 pub use cpus::Cpus;
 pub use poll::{poll_readable, wait_readable};
 
@@ -66,42 +69,48 @@ impl Mode {
         }
     }
 
-    /// Whether polling pays with `busy` callers waiting or working at once (this one included) on
-    /// `cpus`. Each polling caller keeps two CPUs busy (its own and the other end's).
-    pub fn allows(self, cpus: &Cpus, busy: usize) -> bool {
+    /// Whether polling pays on `cpus` with these `callers` (this one counted among them). Each
+    /// polling caller keeps two CPUs busy (its own and the other end's), so the automatic mode
+    /// polls only while no more than half the CPUs' worth of callers have been busy at once for
+    /// [`CONTENDED_HOLD`].
+    pub fn allows(self, cpus: &Cpus, callers: &Callers) -> bool {
         match self {
             Mode::Off => false,
             Mode::Forced(_) => true,
-            Mode::Auto => !cpus.quota && busy.saturating_mul(2) <= cpus.usable,
+            Mode::Auto => !cpus.quota && cpus.usable >= 2 && !callers.recently_contended(),
         }
     }
 }
 
 /// The poll bound of one connection: a moving average of its recent waits, each counted at most
-/// twice the cap. It polls for twice that average (plus a little), never past the cap, and not at
-/// all once the average reaches the cap; a blocking wait is measured too, so a connection whose
+/// twice the cap. It polls for three times that average (plus a little: a wait that runs past the
+/// poll pays a wake-up, the tail this is for), never past the cap, and not at all once the average
+/// reaches the cap; a blocking wait is measured too, so a connection whose
 /// calls become short again polls again within a few calls.
 ///
 /// A poll that runs out without an answer is a miss: the other end is slower than it was, or
-/// cannot run because the CPUs are taken (by other processes, or by this poll itself). After a
-/// miss the connection blocks for the next 1, 2, 4, ... up to [`MAX_BACKOFF`] waits before it
-/// tries once more; a poll that is answered ends the back-off. On a machine whose CPUs are all
+/// cannot run because the CPUs are taken (by other processes, or by this poll itself). After two
+/// misses in a row (one is the odd slow call) the connection blocks for the next 1, 2, 4, ... up
+/// to [`MAX_BACKOFF`] waits before it tries once more; a poll that is answered ends the back-off. On a machine whose CPUs are all
 /// busy, polling so costs one bounded poll per [`MAX_BACKOFF`] calls.
 #[derive(Clone, Copy, Debug)]
 pub struct Adaptive {
-    cap_ns: u64,
-    average_ns: u64,
+    /// At most [`MAX_CAP`] (10 ms), so the ns fit in 32 bits (kept small: a shim connection holds one).
+    cap_ns: u32,
+    average_ns: u32,
     /// Waits left to block at once.
-    skip: u32,
+    skip: u16,
     /// The length of the current back-off (0: none).
-    backoff: u32,
+    backoff: u16,
+    /// Polls in a row that ran out.
+    misses: u16,
 }
 
-/// Slack above twice the average: the jitter of a call that usually takes a few µs.
-const SLACK_NS: u64 = 5_000;
+/// Slack above three times the average: the jitter of a call that usually takes a few µs.
+const SLACK_NS: u32 = 10_000;
 
 /// The longest back-off, in waits.
-pub const MAX_BACKOFF: u32 = 256;
+pub const MAX_BACKOFF: u16 = 256;
 
 /// How one wait went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,12 +126,13 @@ pub enum Outcome {
 impl Adaptive {
     /// A new connection starts as if its waits took a quarter of the cap.
     pub fn new(cap: Duration) -> Adaptive {
-        let cap_ns = cap.as_nanos().min(u64::MAX as u128) as u64;
+        let cap_ns = cap.min(MAX_CAP).as_nanos() as u32;
         Adaptive {
             cap_ns,
             average_ns: cap_ns / 4,
             skip: 0,
             backoff: 0,
+            misses: 0,
         }
     }
 
@@ -131,24 +141,30 @@ impl Adaptive {
         if self.cap_ns == 0 || self.skip > 0 || self.average_ns >= self.cap_ns {
             return Duration::ZERO;
         }
-        Duration::from_nanos(
+        Duration::from_nanos(u64::from(
             self.average_ns
-                .saturating_mul(2)
+                .saturating_mul(3)
                 .saturating_add(SLACK_NS)
                 .min(self.cap_ns),
-        )
+        ))
     }
 
     /// Records how long a wait took (polled and blocked together) and how the poll went.
     pub fn record(&mut self, waited: Duration, outcome: Outcome) {
-        let sample = (waited.as_nanos().min(u64::MAX as u128) as u64).min(self.cap_ns.saturating_mul(2));
+        let sample = waited.as_nanos().min(u128::from(self.cap_ns.saturating_mul(2))) as u32;
         // An average over about the last 8 waits.
         self.average_ns = self.average_ns - self.average_ns / 8 + sample / 8;
         match outcome {
-            Outcome::Hit => self.backoff = 0,
+            Outcome::Hit => {
+                self.backoff = 0;
+                self.misses = 0;
+            }
             Outcome::Miss => {
-                self.backoff = (self.backoff.saturating_mul(2)).clamp(1, MAX_BACKOFF);
-                self.skip = self.backoff;
+                self.misses = self.misses.saturating_add(1);
+                if self.misses >= 2 {
+                    self.backoff = (self.backoff.saturating_mul(2)).clamp(1, MAX_BACKOFF);
+                    self.skip = self.backoff;
+                }
             }
             Outcome::Blocked => self.skip = self.skip.saturating_sub(1),
         }

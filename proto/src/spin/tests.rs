@@ -23,25 +23,33 @@ fn auto_polls_only_with_spare_cpus_and_no_quota() {
         usable: 2,
         quota: false,
     };
-    assert!(Mode::Auto.allows(&two, 1));
-    assert!(!Mode::Auto.allows(&two, 2), "two busy callers need four CPUs");
+    let callers = Callers::new();
+    assert_eq!(callers.enter(&two), 1);
+    assert!(Mode::Auto.allows(&two, &callers));
     assert!(!Mode::Auto.allows(
         &Cpus {
             usable: 1,
             quota: false
         },
-        1
+        &callers
     ));
-    assert!(!Mode::Auto.allows(&Cpus { usable: 8, quota: true }, 1));
+    assert!(!Mode::Auto.allows(&Cpus { usable: 8, quota: true }, &callers));
+    assert!(Mode::Forced(DEFAULT_CAP).allows(&Cpus { usable: 1, quota: true }, &callers));
+    assert!(!Mode::Off.allows(&two, &callers));
+    // A second busy caller on two CPUs: no polling, and not at once again when it is gone.
+    assert_eq!(callers.enter(&two), 2);
+    callers.leave();
+    assert!(!Mode::Auto.allows(&two, &callers), "contended a moment ago");
     assert!(Mode::Auto.allows(
         &Cpus {
-            usable: 8,
+            usable: 2,
             quota: false
         },
-        4
+        &Callers::new()
     ));
-    assert!(Mode::Forced(DEFAULT_CAP).allows(&Cpus { usable: 1, quota: true }, 9));
-    assert!(!Mode::Off.allows(&two, 1));
+    std::thread::sleep(CONTENDED_HOLD + Duration::from_millis(5));
+    assert!(Mode::Auto.allows(&two, &callers), "quiet again after the hold");
+    callers.leave();
 }
 
 #[test]
@@ -50,15 +58,15 @@ fn the_bound_follows_recent_waits_and_stops_for_long_calls() {
     let mut a = Adaptive::new(cap);
     assert_eq!(
         a.budget(),
-        Duration::from_micros(105),
-        "starts at a quarter of the cap, twice, plus slack"
+        Duration::from_micros(160),
+        "starts at a quarter of the cap, thrice, plus slack"
     );
     for _ in 0..64 {
         a.record(Duration::from_micros(10), Outcome::Hit);
     }
     let short = a.budget();
     assert!(
-        short >= Duration::from_micros(20) && short <= Duration::from_micros(30),
+        short >= Duration::from_micros(35) && short <= Duration::from_micros(45),
         "{short:?}"
     );
     // A network HSM's calls: a few of them and it blocks at once.

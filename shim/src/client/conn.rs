@@ -20,20 +20,21 @@ pub struct Conn {
 
 /// Calls of this process waiting for their answers: the callers the automatic spin mode counts
 /// against the CPUs.
-static WAITING: AtomicUsize = AtomicUsize::new(0);
+static WAITING: Callers = Callers::new();
 
 /// Counts one caller in [`WAITING`] while it lives.
 struct Waiting;
 
 impl Waiting {
-    fn new() -> (Waiting, usize) {
-        (Waiting, WAITING.fetch_add(1, Ordering::Relaxed) + 1)
+    fn new(cpus: &Cpus) -> Waiting {
+        WAITING.enter(cpus);
+        Waiting
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        WAITING.fetch_sub(1, Ordering::Relaxed);
+        WAITING.leave();
     }
 }
 
@@ -100,9 +101,9 @@ impl Conn {
         shrink(&mut self.buf);
         sent.map_err(|_| Failed::Transport)?;
         let sent_at = Instant::now();
-        let (_waiting, waiting) = Waiting::new();
+        let _waiting = Waiting::new(&spin.cpus);
         // Bounded: at most the cap, then the blocking read below with its deadline.
-        let outcome = if self.peer_spins && spin.mode.allows(&spin.cpus, waiting) && self.stream.buffer().is_empty() {
+        let outcome = if self.peer_spins && spin.mode.allows(&spin.cpus, &WAITING) && self.stream.buffer().is_empty() {
             poll_readable(self.stream.get_ref(), self.bound.budget())
         } else {
             Outcome::Blocked

@@ -20,14 +20,14 @@ use std::io::{self, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use cryptoki_sys::*;
 use hsmbridge_proto::frame::{encode_frame, read_frame, shrink};
-use hsmbridge_proto::spin::{poll_readable, Adaptive, Cpus, Mode, Outcome};
+use hsmbridge_proto::spin::{poll_readable, Adaptive, Callers, Cpus, Mode, Outcome};
 use hsmbridge_proto::wire::{request::Call, response, Hello, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
 use zeroize::Zeroize;

@@ -4,16 +4,15 @@
 //! a thread polling on its caller's CPU would take it from the caller, so it follows only when
 //! both ends block.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hsmbridge_proto::spin::{Adaptive, Cpus, Mode, Outcome};
+use hsmbridge_proto::spin::{Adaptive, Callers, Cpus, Mode, Outcome};
 
 use super::frames::FrameReader;
 
 /// Connection threads that are in a call or polling, not blocked in a read: the callers the
 /// automatic mode counts against the CPUs.
-static BUSY: AtomicUsize = AtomicUsize::new(0);
+static BUSY: Callers = Callers::new();
 
 pub struct Waiting {
     mode: Mode,
@@ -57,7 +56,7 @@ impl Waiting {
     /// Decides, as the answer is about to go out, whether this connection polls for the next
     /// request; the answer carries the decision to the shim.
     pub fn decide(&mut self) -> bool {
-        self.polls = self.mode.allows(&self.cpus, BUSY.load(Ordering::Relaxed));
+        self.polls = self.mode.allows(&self.cpus, &BUSY);
         self.polls
     }
 
@@ -81,9 +80,9 @@ impl Waiting {
     fn set_busy(&mut self, busy: bool) {
         if busy != self.busy {
             if busy {
-                BUSY.fetch_add(1, Ordering::Relaxed);
+                BUSY.enter(&self.cpus);
             } else {
-                BUSY.fetch_sub(1, Ordering::Relaxed);
+                BUSY.leave();
             }
             self.busy = busy;
         }
