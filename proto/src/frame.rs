@@ -92,6 +92,7 @@ mod tests {
                 data: vec![0; MAX_FRAME],
             })),
             caller_cpu: 0,
+            caller_polls: false,
         };
         let mut out = Vec::new();
         let err = write_frame(&mut out, &big, &mut Vec::new()).expect_err("too large");
@@ -104,6 +105,7 @@ mod tests {
         let msg = Request {
             call: Some(Call::GenerateRandom(GenerateRandom { session: 7, length: 32 })),
             caller_cpu: 1,
+            caller_polls: false,
         };
         let mut wire = Vec::new();
         let mut buf = Vec::new();
@@ -116,6 +118,7 @@ mod tests {
                 data: vec![1; 256 << 10],
             })),
             caller_cpu: 0,
+            caller_polls: false,
         };
         write_frame(&mut Vec::new(), &large, &mut buf).expect("fits");
         assert!(buf.capacity() <= KEEP_CAPACITY, "capacity {} kept", buf.capacity());

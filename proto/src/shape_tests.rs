@@ -21,6 +21,7 @@ fn create(attributes: Vec<wire::Attribute>) -> Vec<u8> {
             template: Some(t),
         })),
         caller_cpu: 0,
+        caller_polls: false,
     }
     .encode_to_vec()
 }
@@ -44,6 +45,7 @@ fn too_many_attributes_are_refused_before_decoding() {
             ..Default::default()
         })),
         caller_cpu: 0,
+        caller_polls: false,
     };
     assert_eq!(
         check_request(&pair.encode_to_vec()),

@@ -56,9 +56,7 @@ impl CpuFollower {
             }
         }
     }
-}
 
-impl CpuFollower {
     /// Stops following: the thread may run on all its CPUs again (its caller polls for the answer
     /// on its own CPU, see `server/waiting.rs`).
     pub fn release(&mut self) {

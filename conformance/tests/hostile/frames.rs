@@ -40,6 +40,7 @@ fn requests_before_hello_are_refused() {
     let open = Request {
         call: Some(Call::OpenSession(wire::OpenSession { slot: 0, flags: 6 })),
         caller_cpu: 0,
+        caller_polls: false,
     };
     raw.send_frame(&open.encode_to_vec()).expect("send");
     assert!(raw.closed_within(Duration::from_secs(5)), "a call before hello");
@@ -51,6 +52,7 @@ fn requests_before_hello_are_refused() {
             ..wire::Hello::default()
         })),
         caller_cpu: 0,
+        caller_polls: false,
     };
     raw.send_frame(&hello.encode_to_vec()).expect("send");
     let r = raw.read_response().expect("an answer");
@@ -106,6 +108,7 @@ fn a_frame_sent_a_byte_at_a_time_is_cut_off() {
     let body = Request {
         call: Some(Call::GetInfo(wire::Empty {})),
         caller_cpu: 0,
+        caller_polls: false,
     }
     .encode_to_vec();
     let mut frame = (body.len() as u32 + 200).to_le_bytes().to_vec();
@@ -166,6 +169,7 @@ fn unread_large_answers_are_bounded() {
                 length: 1 << 20,
             })),
             caller_cpu: 0,
+            caller_polls: false,
         };
         raw.send_frame(&req.encode_to_vec()).expect("send");
         held.push(raw);

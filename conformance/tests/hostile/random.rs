@@ -222,6 +222,7 @@ fn request(rng: &mut Rng, s: u64, k: u64) -> Request {
     Request {
         call: Some(call),
         caller_cpu: rng.below(4) as u32,
+        caller_polls: rng.below(2) == 1,
     }
 }
 

@@ -534,6 +534,7 @@ fn new_applications_log_in_while_the_logged_in_ones_end() {
             flags: (CKF_SERIAL_SESSION | CKF_RW_SESSION) as u64,
         })),
         caller_cpu: 0,
+        caller_polls: false,
     }
     .encode_to_vec();
     let spin = |d: Duration| {

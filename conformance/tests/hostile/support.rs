@@ -291,6 +291,7 @@ impl Raw {
             &Request {
                 call: Some(call),
                 caller_cpu: 0,
+                caller_polls: false,
             }
             .encode_to_vec(),
         )?;

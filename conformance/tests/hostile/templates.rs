@@ -252,6 +252,7 @@ fn a_frame_of_empty_attributes_is_refused_before_decoding() {
             template: Some(empty),
         })),
         caller_cpu: 0,
+        caller_polls: false,
     }
     .encode_to_vec();
     assert!(body.len() <= MAX_FRAME, "{} bytes", body.len());

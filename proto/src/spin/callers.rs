@@ -50,6 +50,13 @@ impl Callers {
         self.busy.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Forgets every caller and the last contention: in the child after fork(), where the
+    /// parent's other threads do not exist (atomic stores only: async-signal-safe).
+    pub fn reset(&self) {
+        self.busy.store(0, Ordering::Relaxed);
+        self.contended_at.store(0, Ordering::Relaxed);
+    }
+
     /// Whether there were too many busy callers within the last [`CONTENDED_HOLD`].
     pub fn recently_contended(&self) -> bool {
         let at = self.contended_at.load(Ordering::Relaxed);

@@ -26,7 +26,9 @@ pub use callers::{Callers, CONTENDED_HOLD};
 pub use cpus::Cpus;
 pub use poll::{poll_readable, wait_readable};
 
-/// The default cap on one poll: above an ECDSA sign (~60-80 µs in SoftHSM), below an RSA-2048 one.
+/// The default cap on one poll for an answer: above an ECDSA sign (~60-80 µs in SoftHSM), below
+/// an RSA-2048 one. The sidecar's poll for a next request has a lower one
+/// (sidecar/src/server/waiting.rs).
 pub const DEFAULT_CAP: Duration = Duration::from_micros(200);
 
 /// The largest cap `HSMBRIDGE_SPIN_US` / `--spin-us` may set: polling longer than a few ms is
@@ -40,7 +42,8 @@ pub enum Mode {
     Off,
     /// The default: poll up to [`DEFAULT_CAP`], adaptively, where [`Cpus`] says it can help.
     Auto,
-    /// Poll up to this cap, adaptively, wherever it runs (the operator asked for it: `N` > 0).
+    /// Poll up to this cap, adaptively, also on one CPU or under a quota (the operator asked for
+    /// it: `N` > 0).
     Forced(Duration),
 }
 
@@ -70,14 +73,16 @@ impl Mode {
     }
 
     /// Whether polling pays on `cpus` with these `callers` (this one counted among them). Each
-    /// polling caller keeps two CPUs busy (its own and the other end's), so the automatic mode
-    /// polls only while no more than half the CPUs' worth of callers have been busy at once for
-    /// [`CONTENDED_HOLD`].
+    /// polling caller keeps two CPUs busy (its own and the other end's), so neither mode polls
+    /// while more than half the CPUs' worth of callers have been busy at once within
+    /// [`CONTENDED_HOLD`] (which also bounds what many connections can make the sidecar spin);
+    /// the automatic mode also needs 2 CPUs and no quota.
     pub fn allows(self, cpus: &Cpus, callers: &Callers) -> bool {
+        let contended = callers.recently_contended();
         match self {
             Mode::Off => false,
-            Mode::Forced(_) => true,
-            Mode::Auto => !cpus.quota && cpus.usable >= 2 && !callers.recently_contended(),
+            Mode::Forced(_) => !contended,
+            Mode::Auto => !cpus.quota && cpus.usable >= 2 && !contended,
         }
     }
 }
@@ -91,8 +96,9 @@ impl Mode {
 /// A poll that runs out without an answer is a miss: the other end is slower than it was, or
 /// cannot run because the CPUs are taken (by other processes, or by this poll itself). After two
 /// misses in a row (one is the odd slow call) the connection blocks for the next 1, 2, 4, ... up
-/// to [`MAX_BACKOFF`] waits before it tries once more; a poll that is answered ends the back-off. On a machine whose CPUs are all
-/// busy, polling so costs one bounded poll per [`MAX_BACKOFF`] calls.
+/// to [`MAX_BACKOFF`] waits before it tries once more; a poll that is answered ends the back-off.
+/// On a machine whose CPUs are all busy, polling so costs one bounded poll per [`MAX_BACKOFF`]
+/// calls.
 #[derive(Clone, Copy, Debug)]
 pub struct Adaptive {
     /// At most [`MAX_CAP`] (10 ms), so the ns fit in 32 bits (kept small: a shim connection holds one).

@@ -148,51 +148,75 @@ fn polling_returns_when_data_arrives_and_gives_up_at_the_budget() {
 
 #[test]
 fn a_quota_on_the_cgroup_or_an_ancestor_is_found() {
-    let files = |found: &'static [(&'static str, &'static str)]| {
+    let files = |found: &[(&str, &str)]| {
+        let found: Vec<(String, String)> = found.iter().map(|(p, v)| (p.to_string(), v.to_string())).collect();
         move |path: &str| {
             found
                 .iter()
-                .find(|(p, _)| *p == path)
-                .map(|(_, v)| v.to_string())
+                .find(|(p, _)| p == path)
+                .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         }
     };
     let v2 = "0::/kubepods/pod1/ctr\n";
-    assert!(!has_quota(v2, files(&[])));
+    let v2_root = ("/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n");
+    assert!(!has_quota(v2, files(&[v2_root])));
+    assert!(has_quota(v2, files(&[])), "no cgroup file system: cannot tell");
     assert!(!has_quota(
         v2,
-        files(&[("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "max 100000\n")])
+        files(&[v2_root, ("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "max 100000\n")])
     ));
     assert!(has_quota(
         v2,
-        files(&[("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "50000 100000\n")])
+        files(&[v2_root, ("/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "50000 100000\n")])
     ));
     assert!(has_quota(
         v2,
-        files(&[("/sys/fs/cgroup/kubepods/cpu.max", "200000 100000\n")])
+        files(&[v2_root, ("/sys/fs/cgroup/kubepods/cpu.max", "200000 100000\n")])
     ));
     // Inside the container's cgroup namespace.
     assert!(has_quota(
         "0::/\n",
-        files(&[("/sys/fs/cgroup/cpu.max", "100000 100000\n")])
+        files(&[v2_root, ("/sys/fs/cgroup/cpu.max", "100000 100000\n")])
     ));
+    assert!(!has_quota("0::/\n", files(&[v2_root])));
     let v1 = "12:memory:/x\n4:cpu,cpuacct:/kubepods/pod1\n";
+    let v1_root = ("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n");
     assert!(has_quota(
         v1,
-        files(&[("/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us", "50000\n")])
+        files(&[
+            v1_root,
+            ("/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us", "50000\n")
+        ])
     ));
     assert!(!has_quota(
         v1,
-        files(&[("/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us", "-1\n")])
+        files(&[v1_root, ("/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us", "-1\n")])
     ));
+    // Cannot tell: counts as a quota.
+    assert!(has_quota("0::/../../etc\n", files(&[v2_root])));
+    assert!(has_quota("garbage\n", files(&[v2_root])));
+    assert!(has_quota("", files(&[v2_root])));
+    // Hybrid (v1 controllers, the unified hierarchy at /sys/fs/cgroup/unified): this machine.
+    let hybrid = "4:memory:/x\n1:cpu:/\n0::/\n";
     assert!(!has_quota(
-        "0::/../../etc\n",
-        files(&[("/sys/fs/cgroup/../../etc/cpu.max", "1 1")])
+        hybrid,
+        files(&[v1_root, ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n")])
     ));
-    assert!(!has_quota("garbage\n", files(&[])));
+    assert!(has_quota(
+        hybrid,
+        files(&[v1_root, ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "20000\n")])
+    ));
+    let unified = ("/sys/fs/cgroup/unified/cgroup.controllers", "cpu\n");
+    assert!(has_quota(
+        hybrid,
+        files(&[unified, ("/sys/fs/cgroup/unified/cpu.max", "1000 100000\n")])
+    ));
 }
 
 #[test]
 fn this_process_has_at_least_one_cpu() {
-    assert!(Cpus::of_this_process().usable >= 1);
+    let cpus = Cpus::of_this_process();
+    eprintln!("{cpus:?}");
+    assert!(cpus.usable >= 1);
 }

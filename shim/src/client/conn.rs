@@ -82,11 +82,21 @@ pub(super) enum Failed {
 
 impl Conn {
     /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
-    /// thread to have moved in between, and it would only cost one follow).
-    pub(super) fn round_trip(&mut self, call: Call, spin: &Spin) -> Result<Response, Failed> {
+    /// thread to have moved in between, and it would only cost one follow) and waits for the
+    /// answer: polling first within the bound when `spin` allows it (`None`: a call that may block
+    /// for long, C_WaitForSlotEvent, neither polls nor counts as a busy caller).
+    pub(super) fn round_trip(&mut self, call: Call, spin: Option<&Spin>) -> Result<Response, Failed> {
+        let _waiting = spin.map(|s| Waiting::new(&s.cpus));
+        let budget = match spin {
+            Some(s) if self.peer_spins && s.mode.allows(&s.cpus, &WAITING) && self.stream.buffer().is_empty() => {
+                self.bound.budget()
+            }
+            _ => Duration::ZERO,
+        };
         let mut req = Request {
             call: Some(call),
             caller_cpu: self.cpu,
+            caller_polls: !budget.is_zero(),
         };
         // The only error encoding has is a message past the frame limit.
         if encode_frame(&req, &mut self.buf).is_err() {
@@ -101,21 +111,23 @@ impl Conn {
         shrink(&mut self.buf);
         sent.map_err(|_| Failed::Transport)?;
         let sent_at = Instant::now();
-        let _waiting = Waiting::new(&spin.cpus);
-        // Bounded: at most the cap, then the blocking read below with its deadline.
-        let outcome = if self.peer_spins && spin.mode.allows(&spin.cpus, &WAITING) && self.stream.buffer().is_empty() {
-            poll_readable(self.stream.get_ref(), self.bound.budget())
-        } else {
-            Outcome::Blocked
-        };
+        // Bounded: at most the budget, then the blocking read below with its deadline.
+        let outcome = poll_readable(self.stream.get_ref(), budget);
         let r: Result<Response, Failed> = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
         self.last_used = Instant::now();
-        self.bound.record(self.last_used - sent_at, outcome);
+        if spin.is_some() {
+            self.bound.record(self.last_used - sent_at, outcome);
+        }
         if let Ok(resp) = &r {
             self.peer_spins = resp.peer_spins;
         }
         r
     }
+}
+
+/// In the child after fork(): the parent's threads that were in a call are not the child's.
+pub(super) fn forget_callers_after_fork() {
+    WAITING.reset();
 }
 
 fn carries_pin(req: &Request) -> bool {

@@ -14,8 +14,24 @@ impl Lease {
     /// transport failure is CKR_DEVICE_ERROR and voids the epoch; the call is
     /// never replayed, as it may have run.
     pub fn call(&mut self, call: Call) -> Rv<Response> {
+        self.call_with(call, true)
+    }
+
+    /// Like `call` but without a deadline and without polling (C_WaitForSlotEvent may block).
+    pub fn call_unbounded(&mut self, call: Call) -> Rv<Response> {
+        if let Some(c) = self.conn.as_ref() {
+            let _ = c.stream.get_ref().set_read_timeout(None);
+        }
+        let r = self.call_with(call, false);
+        if let Some(c) = self.conn.as_ref() {
+            let _ = c.stream.get_ref().set_read_timeout(Some(self.client.timeout));
+        }
+        r
+    }
+
+    fn call_with(&mut self, call: Call, may_poll: bool) -> Rv<Response> {
         let conn = self.conn.as_mut().ok_or(CKR_DEVICE_ERROR)?;
-        match conn.round_trip(call, &self.client.spin) {
+        match conn.round_trip(call, may_poll.then_some(&self.client.spin)) {
             Ok(r) => Ok(r),
             Err(Failed::TooLarge) => Err(CKR_HOST_MEMORY),
             Err(Failed::Transport) => {
@@ -24,18 +40,6 @@ impl Lease {
                 Err(CKR_DEVICE_ERROR)
             }
         }
-    }
-
-    /// Like `call` but without a deadline (C_WaitForSlotEvent may block).
-    pub fn call_unbounded(&mut self, call: Call) -> Rv<Response> {
-        if let Some(c) = self.conn.as_ref() {
-            let _ = c.stream.get_ref().set_read_timeout(None);
-        }
-        let r = self.call(call);
-        if let Some(c) = self.conn.as_ref() {
-            let _ = c.stream.get_ref().set_read_timeout(Some(self.client.timeout));
-        }
-        r
     }
 
     pub fn session(&self, app: CK_SESSION_HANDLE) -> Rv<u64> {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use cryptoki_sys::*;
 use hsmbridge_proto::frame::{encode_frame, read_frame, shrink};
-use hsmbridge_proto::spin::{poll_readable, Adaptive, Callers, Cpus, Mode, Outcome};
+use hsmbridge_proto::spin::{poll_readable, Adaptive, Callers, Cpus, Mode};
 use hsmbridge_proto::wire::{request::Call, response, Hello, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
 use zeroize::Zeroize;
@@ -47,9 +47,10 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn after_fork_in_child() {
-    // Only an atomic add: async-signal-safe, no lock that another thread of
-    // the parent may have held.
+    // Only atomic stores and adds: async-signal-safe, no lock that another
+    // thread of the parent may have held.
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+    conn::forget_callers_after_fork();
 }
 
 pub struct Client {

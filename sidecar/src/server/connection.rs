@@ -105,7 +105,9 @@ fn serve_calls(
                 });
                 service.metrics.call_refused(CKR_HOST_MEMORY);
                 service.audit_refused(app, CKR_HOST_MEMORY, "too many request bytes in flight");
-                if write_answer(writer, &answer(CKR_HOST_MEMORY), wbuf).is_err() {
+                let mut refused = answer(CKR_HOST_MEMORY);
+                refused.peer_spins = waiting.decide();
+                if write_answer(writer, &refused, wbuf).is_err() {
                     return None;
                 }
                 waiting.before_next(reader);
@@ -143,7 +145,7 @@ fn serve_calls(
         let resp = match check_request(frame) {
             Ok(()) => match Request::decode(frame) {
                 Ok(req) => {
-                    if waiting.caller_polls() {
+                    if req.caller_polls {
                         cpu.release();
                     } else {
                         cpu.follow(req.caller_cpu);
@@ -154,6 +156,9 @@ fn serve_calls(
                         return None;
                     };
                     let wipe = carries_pin(&call);
+                    if matches!(call, Call::WaitForSlotEvent(_)) {
+                        waiting.blocking_call();
+                    }
                     let resp = run(service, app, call);
                     if wipe {
                         reader.wipe_last();

@@ -1,8 +1,8 @@
 //! How a connection's thread waits for the next request: polling for a bounded, adaptive time
-//! while spinning pays (hsmbridge_proto::spin), then blocking. The same decision goes to the shim
-//! in the answer (`Response.peer_spins`), and decides whether the thread follows its caller's CPU:
-//! a thread polling on its caller's CPU would take it from the caller, so it follows only when
-//! both ends block.
+//! while spinning pays (hsmbridge_proto::spin), then blocking. The decision goes to the shim in
+//! the answer (`Response.peer_spins`); the shim polls for its answer only then, and says so in
+//! the request (`Request.caller_polls`), which decides whether the thread follows its caller's CPU
+//! (`connection.rs`): a thread polling on its caller's CPU would take it from the caller.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,14 @@ use hsmbridge_proto::spin::{Adaptive, Callers, Cpus, Mode, Outcome};
 
 use super::frames::FrameReader;
 
-/// Connection threads that are in a call or polling, not blocked in a read: the callers the
-/// automatic mode counts against the CPUs.
+/// The longest poll for a next request in the automatic mode. The gap between an application's
+/// calls is its own work (a few µs in a loop of signatures); a longer one is not worth polling
+/// for, and the cap bounds what an app can make the sidecar spend: sending a cheap call just
+/// inside the poll keeps one thread polling at most 50 µs per call.
+const AUTO_REQUEST_CAP: Duration = Duration::from_micros(50);
+
+/// Connection threads in a call or polling for a request (not blocked in a read, nor in a call
+/// that may block for long): the callers the automatic mode counts against the CPUs.
 static BUSY: Callers = Callers::new();
 
 pub struct Waiting {
@@ -20,7 +26,7 @@ pub struct Waiting {
     bound: Adaptive,
     /// This connection is counted in [`BUSY`].
     busy: bool,
-    /// What the last answer told the shim.
+    /// What the last answer told the shim: whether this thread polls for the next request.
     polls: bool,
     /// When the last answer was written (the wait for the next request starts there), and how
     /// the poll for that request went.
@@ -29,17 +35,22 @@ pub struct Waiting {
 
 impl Waiting {
     pub fn new(mode: Mode, cpus: Cpus) -> Waiting {
+        let cap = match mode {
+            Mode::Off => Duration::ZERO,
+            Mode::Auto => AUTO_REQUEST_CAP,
+            Mode::Forced(cap) => cap,
+        };
         Waiting {
             mode,
             cpus,
-            bound: Adaptive::new(mode.cap().unwrap_or(Duration::ZERO)),
+            bound: Adaptive::new(cap),
             busy: false,
             polls: false,
             answered: None,
         }
     }
 
-    /// A request has begun to arrive.
+    /// A whole request has arrived (or the connection ended).
     pub fn request_arrived(&mut self) {
         self.set_busy(true);
         if let Some((t, outcome)) = self.answered.take() {
@@ -47,21 +58,21 @@ impl Waiting {
         }
     }
 
-    /// Whether the shim polled for the answer to this request: the thread then must not sit on
-    /// the caller's CPU.
-    pub fn caller_polls(&self) -> bool {
-        self.polls
+    /// The call about to run may block for long (C_WaitForSlotEvent): the thread is not a busy
+    /// caller while it waits there.
+    pub fn blocking_call(&mut self) {
+        self.set_busy(false);
     }
 
-    /// Decides, as the answer is about to go out, whether this connection polls for the next
+    /// Decides, as an answer is about to go out, whether this connection polls for the next
     /// request; the answer carries the decision to the shim.
     pub fn decide(&mut self) -> bool {
         self.polls = self.mode.allows(&self.cpus, &BUSY);
         self.polls
     }
 
-    /// After the answer is written: polls for the next request within the bound if [`decide`]
-    /// said so, and stops counting as busy unless a request is already there.
+    /// After the answer is written: polls for the next request's first byte within the bound if
+    /// [`decide`] said so, then stops counting as busy until the whole request is there.
     ///
     /// [`decide`]: Waiting::decide
     pub fn before_next(&mut self, reader: &FrameReader) {
@@ -72,9 +83,7 @@ impl Waiting {
             Outcome::Blocked
         };
         self.answered = Some((answered, outcome));
-        if outcome != Outcome::Hit {
-            self.set_busy(false);
-        }
+        self.set_busy(false);
     }
 
     fn set_busy(&mut self, busy: bool) {
