@@ -86,6 +86,8 @@ impl Conn {
     /// answer: polling first within the bound when `spin` allows it (`None`: a call that may block
     /// for long, C_WaitForSlotEvent, neither polls nor counts as a busy caller).
     pub(super) fn round_trip(&mut self, call: Call, spin: Option<&Spin>) -> Result<Response, Failed> {
+        // Never polling, it has nothing to count or adapt.
+        let spin = spin.filter(|s| s.mode != Mode::Off);
         let _waiting = spin.map(|s| Waiting::new(&s.cpus));
         let budget = match spin {
             Some(s) if self.peer_spins && s.mode.allows(&s.cpus, &WAITING) && self.stream.buffer().is_empty() => {

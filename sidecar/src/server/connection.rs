@@ -142,7 +142,7 @@ fn serve_calls(
         };
         entry.busy();
         let received = frame.len() + 4;
-        let resp = match check_request(frame) {
+        let mut resp = match check_request(frame) {
             Ok(()) => match Request::decode(frame) {
                 Ok(req) => {
                     if req.caller_polls {
@@ -183,7 +183,6 @@ fn serve_calls(
                 return None;
             }
         };
-        let mut resp = resp;
         resp.peer_spins = waiting.decide();
         let written = write_answer(writer, &resp, wbuf);
         drop(resp);
