@@ -45,3 +45,39 @@ pub fn poll_readable(fd: impl AsFd, budget: Duration) -> super::Outcome {
         super::Outcome::Miss
     }
 }
+
+/// Sleeps in `poll(POLLIN)` until `fd` is readable (or hung up, or in error: the read that follows
+/// reports those), at most `timeout` (`None`: no limit); unlike a blocking read, woken only by
+/// data ([`Sleep::Poll`](super::Sleep)). Returns `false` if the time ran out.
+pub fn sleep_until_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Rounded up: a timeout of 0 ms would never sleep.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            }
+        };
+        pfd.revents = 0;
+        // SAFETY: `pfd` is one live, writable pollfd and the count says one; the descriptor is
+        // borrowed from `fd`, open for the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n > 0 {
+            return true;
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // The read that follows reports what went wrong.
+            return true;
+        }
+        if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+    }
+}

@@ -220,3 +220,93 @@ fn this_process_has_at_least_one_cpu() {
     eprintln!("{cpus:?}");
     assert!(cpus.usable >= 1);
 }
+
+#[test]
+fn sleep_polls_on_one_cpu_and_while_contended_and_reads_otherwise() {
+    let two = Cpus {
+        usable: 2,
+        quota: false,
+    };
+    let one = Cpus {
+        usable: 1,
+        quota: false,
+    };
+    let callers = Callers::new();
+    callers.enter(&two);
+    assert_eq!(Sleep::choose(&two, &callers), Sleep::Read);
+    assert_eq!(Sleep::choose(&Cpus { usable: 2, quota: true }, &callers), Sleep::Read);
+    assert_eq!(Sleep::choose(&one, &Callers::new()), Sleep::Poll);
+    callers.enter(&two);
+    callers.leave();
+    assert_eq!(Sleep::choose(&two, &callers), Sleep::Poll, "contended a moment ago");
+    callers.leave();
+}
+
+#[test]
+fn sleeping_ends_when_data_arrives_or_at_the_timeout() {
+    let (a, mut b) = UnixStream::pair().expect("socketpair");
+    let t0 = Instant::now();
+    assert!(!sleep_until_readable(&a, Some(Duration::from_millis(20))));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(20) && waited < Duration::from_secs(1),
+        "{waited:?}"
+    );
+    // Under a millisecond still sleeps (rounded up), and runs out.
+    assert!(!sleep_until_readable(&a, Some(Duration::from_micros(300))));
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        b.write_all(b"x").expect("write");
+        b
+    });
+    assert!(sleep_until_readable(&a, None));
+    let b = writer.join().expect("writer");
+    drop(b);
+    let t0 = Instant::now();
+    assert!(
+        sleep_until_readable(&a, Some(Duration::from_secs(5))),
+        "data, then the end"
+    );
+    let (c, d) = UnixStream::pair().expect("socketpair");
+    drop(d);
+    assert!(
+        sleep_until_readable(&c, Some(Duration::from_secs(5))),
+        "a peer gone is ready"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+/// The calling thread's voluntary context switches so far.
+fn voluntary_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("/proc/thread-self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// What `Sleep::Poll` is for: a blocking read on a Unix stream socket is also woken when the peer
+/// reads what this end sent (a context switch for nothing where the CPUs are busy);
+/// `sleep_until_readable` sleeps once and is woken once, by the answer.
+#[test]
+fn a_sleeper_is_not_woken_when_the_peer_reads_what_it_sent() {
+    use std::io::Read;
+    let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+    let sleeper = std::thread::spawn(move || {
+        a.write_all(&[1u8; 64]).expect("request");
+        let before = voluntary_switches();
+        let ready = sleep_until_readable(&a, Some(Duration::from_secs(10)));
+        let switches = voluntary_switches() - before;
+        (ready, switches)
+    });
+    // The request is read while the sleeper sleeps, the answer written well after.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut request = [0u8; 64];
+    b.read_exact(&mut request).expect("read the request");
+    std::thread::sleep(Duration::from_millis(50));
+    b.write_all(b"answer").expect("answer");
+    let (ready, switches) = sleeper.join().expect("sleeper");
+    assert!(ready);
+    assert_eq!(switches, 1, "woken only by the answer");
+}

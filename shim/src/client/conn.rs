@@ -85,11 +85,17 @@ impl Conn {
     /// thread to have moved in between, and it would only cost one follow) and waits for the
     /// answer: polling first within the bound when `spin` allows it (`None`: a call that may block
     /// for long, C_WaitForSlotEvent, neither polls nor counts as a busy caller).
-    pub(super) fn round_trip(&mut self, call: Call, spin: Option<&Spin>) -> Result<Response, Failed> {
-        // Never polling, it has nothing to count or adapt.
-        let spin = spin.filter(|s| s.mode != Mode::Off);
+    pub(super) fn round_trip(
+        &mut self,
+        call: Call,
+        spin: Option<&Spin>,
+        timeout: Option<Duration>,
+    ) -> Result<Response, Failed> {
+        // Every bounded call is a busy caller (how callers sleep depends on how many there are);
+        // one that never polls has no bound to adapt.
         let _waiting = spin.map(|s| Waiting::new(&s.cpus));
-        let budget = match spin {
+        let polling = spin.filter(|s| s.mode != Mode::Off);
+        let budget = match polling {
             Some(s) if self.peer_spins && s.mode.allows(&s.cpus, &WAITING) && self.stream.buffer().is_empty() => {
                 self.bound.budget()
             }
@@ -113,11 +119,19 @@ impl Conn {
         shrink(&mut self.buf);
         sent.map_err(|_| Failed::Transport)?;
         let sent_at = Instant::now();
-        // Bounded: at most the budget, then the blocking read below with its deadline.
+        // Bounded: at most the budget, then a sleep until the answer comes, within the deadline.
         let outcome = poll_readable(self.stream.get_ref(), budget);
+        let sleep = spin.map_or(Sleep::Read, |s| Sleep::choose(&s.cpus, &WAITING));
+        if outcome != Outcome::Hit
+            && sleep == Sleep::Poll
+            && self.stream.buffer().is_empty()
+            && !sleep_until_readable(self.stream.get_ref(), timeout)
+        {
+            return Err(Failed::Transport);
+        }
         let r: Result<Response, Failed> = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
         self.last_used = Instant::now();
-        if spin.is_some() {
+        if polling.is_some() {
             self.bound.record(self.last_used - sent_at, outcome);
         }
         if let Ok(resp) = &r {

@@ -29,9 +29,14 @@ impl Lease {
         r
     }
 
-    fn call_with(&mut self, call: Call, may_poll: bool) -> Rv<Response> {
+    fn call_with(&mut self, call: Call, bounded: bool) -> Rv<Response> {
         let conn = self.conn.as_mut().ok_or(CKR_DEVICE_ERROR)?;
-        match conn.round_trip(call, may_poll.then_some(&self.client.spin)) {
+        let (spin, timeout) = if bounded {
+            (Some(&self.client.spin), Some(self.client.timeout))
+        } else {
+            (None, None)
+        };
+        match conn.round_trip(call, spin, timeout) {
             Ok(r) => Ok(r),
             Err(Failed::TooLarge) => Err(CKR_HOST_MEMORY),
             Err(Failed::Transport) => {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use cryptoki_sys::*;
 use hsmbridge_proto::frame::{encode_frame, read_frame, shrink};
-use hsmbridge_proto::spin::{poll_readable, Adaptive, Callers, Cpus, Mode};
+use hsmbridge_proto::spin::{poll_readable, sleep_until_readable, Adaptive, Callers, Cpus, Mode, Outcome, Sleep};
 use hsmbridge_proto::wire::{request::Call, response, Hello, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
 use zeroize::Zeroize;

@@ -134,7 +134,9 @@ impl Client {
             pid: std::process::id(),
             container: std::env::var(hsmbridge_contract::ENV_CONTAINER).unwrap_or_default(),
         });
-        let reply = conn.round_trip(hello, Some(&self.spin)).map_err(|_| CKR_DEVICE_ERROR)?;
+        let reply = conn
+            .round_trip(hello, Some(&self.spin), Some(self.timeout))
+            .map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
             Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => {
                 Ok((conn, h.app_token, stale_after(h.idle_timeout_ms)))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hsmbridge_proto::frame::frame_len;
-use hsmbridge_proto::spin::{poll_readable, Outcome};
+use hsmbridge_proto::spin::{poll_readable, sleep_until_readable, Outcome, Sleep};
 use zeroize::Zeroize;
 
 use super::limits::{BASE_BUFFER, MAX_BYTES_IN_FLIGHT};
@@ -71,6 +71,8 @@ pub struct FrameReader {
     charged: usize,
     /// The stream's current read timeout, to set it only when it changes.
     timeout: Option<Duration>,
+    /// How to sleep until the next frame begins.
+    sleep: Sleep,
 }
 
 impl FrameReader {
@@ -83,6 +85,7 @@ impl FrameReader {
             consumed: 0,
             charged: 0,
             timeout: None,
+            sleep: Sleep::Read,
         }
     }
 
@@ -137,6 +140,11 @@ impl FrameReader {
         } else {
             poll_readable(&*self.stream, budget)
         }
+    }
+
+    /// How to sleep until the next frame begins (`waiting.rs` chooses).
+    pub fn sleep_next(&mut self, how: Sleep) {
+        self.sleep = how;
     }
 
     /// Wipes the bytes of the frame handed out last (it carried a PIN).
@@ -214,6 +222,9 @@ impl FrameReader {
 
     /// Reads whatever arrives within `wait` into the free part of the buffer.
     fn read_more(&mut self, wait: Option<Duration>) -> io::Result<usize> {
+        if self.sleep == Sleep::Poll && !sleep_until_readable(&*self.stream, wait) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
         self.set_timeout(wait)?;
         loop {
             match (&*self.stream).read(&mut self.buf[self.filled..]) {

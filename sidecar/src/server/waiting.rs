@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use hsmbridge_proto::spin::{Adaptive, Callers, Cpus, Mode, Outcome};
+use hsmbridge_proto::spin::{Adaptive, Callers, Cpus, Mode, Outcome, Sleep};
 
 use super::frames::FrameReader;
 
@@ -75,7 +75,7 @@ impl Waiting {
     /// [`decide`] said so, then stops counting as busy until the whole request is there.
     ///
     /// [`decide`]: Waiting::decide
-    pub fn before_next(&mut self, reader: &FrameReader) {
+    pub fn before_next(&mut self, reader: &mut FrameReader) {
         let answered = Instant::now();
         let outcome = if self.polls {
             reader.poll_for(self.bound.budget())
@@ -83,6 +83,7 @@ impl Waiting {
             Outcome::Blocked
         };
         self.answered = Some((answered, outcome));
+        reader.sleep_next(Sleep::choose(&self.cpus, &BUSY));
         self.set_busy(false);
     }
 

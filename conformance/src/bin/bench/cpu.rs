@@ -8,6 +8,9 @@
 //! observability adds), and every process outside the benchmark (the
 //! machine's busy time from `/proc/stat`, less this process and the
 //! server): a cell another build shared the CPUs with is not a measurement.
+//! It also counts the context switches of both sides (the client's from
+//! `getrusage(RUSAGE_THREAD)`, the server's from each thread's `status`):
+//! where CPUs are busy, a hand-over's cost is mostly its switches.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,12 +30,14 @@ pub struct CellCpu {
     pub audit: Duration,
     /// Every other process on the machine.
     pub others: Duration,
+    /// Context switches (voluntary and not) of the benchmark threads and of the server's.
+    pub switches: u64,
 }
 
 /// CPU counters at one instant.
 pub struct Sample {
-    /// Per server thread: its name and its time on CPU (ns).
-    server: BTreeMap<u32, (String, u64)>,
+    /// Per server thread: its name, its time on CPU (ns) and its context switches.
+    server: BTreeMap<u32, (String, u64, u64)>,
     /// The machine's busy time (all CPUs) and this process's, in clock ticks.
     busy_ticks: u64,
     self_ticks: u64,
@@ -91,8 +96,31 @@ pub fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
+/// The calling thread's context switches, voluntary and not (0 if unknown).
+pub fn thread_switches() -> u64 {
+    // SAFETY: all-zero bytes are a valid `rusage` (integers and timevals).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_THREAD asks for the calling thread only.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return 0;
+    }
+    (ru.ru_nvcsw.max(0) + ru.ru_nivcsw.max(0)) as u64
+}
+
+/// `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` of a task's `status`.
+fn switches_in(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        })
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
 /// Adds the threads of `pid` and of its descendants to `out`.
-fn threads_of(pid: u32, out: &mut BTreeMap<u32, (String, u64)>) {
+fn threads_of(pid: u32, out: &mut BTreeMap<u32, (String, u64, u64)>) {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return;
     };
@@ -108,7 +136,8 @@ fn threads_of(pid: u32, out: &mut BTreeMap<u32, (String, u64)>) {
             .next()
             .and_then(|v| v.parse().ok())
         {
-            out.insert(tid, (read(&format!("{dir}/comm")).trim_end().to_string(), ns));
+            let switches = switches_in(&read(&format!("{dir}/status")));
+            out.insert(tid, (read(&format!("{dir}/comm")).trim_end().to_string(), ns, switches));
         }
         for child in read(&format!("{dir}/children"))
             .split_whitespace()
@@ -137,9 +166,10 @@ impl Sample {
     /// connections in a pool, so their sidecar threads outlive a cell).
     pub fn since(&self, earlier: &Sample) -> CellCpu {
         let mut cpu = CellCpu::default();
-        for (tid, (comm, ns)) in &self.server {
-            let before = earlier.server.get(tid).map(|(_, ns)| *ns).unwrap_or(0);
+        for (tid, (comm, ns, switches)) in &self.server {
+            let (before, switched_before) = earlier.server.get(tid).map(|(_, ns, sw)| (*ns, *sw)).unwrap_or((0, 0));
             let spent = Duration::from_nanos(ns.saturating_sub(before));
+            cpu.switches += switches.saturating_sub(switched_before);
             cpu.server += spent;
             if comm == AUDIT_THREAD {
                 cpu.audit += spent;

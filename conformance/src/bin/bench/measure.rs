@@ -31,6 +31,8 @@ struct ThreadRun {
     elapsed: Duration,
     /// This thread's CPU time over the measured window.
     cpu: Duration,
+    /// Its context switches over the window.
+    switches: u64,
 }
 
 pub fn run_cell(
@@ -64,6 +66,7 @@ pub fn run_cell(
         let run = run?;
         elapsed = elapsed.max(run.elapsed);
         cpu.client += run.cpu;
+        cpu.switches += run.switches;
         all.extend_from_slice(&run.latencies_ns);
     }
     if all.is_empty() {
@@ -116,6 +119,7 @@ fn one_thread(
 
     let mut latencies_ns = Vec::with_capacity(1 << 16);
     let cpu_start = cpu::thread_cpu();
+    let switches_start = cpu::thread_switches();
     let start = Instant::now();
     let end = start + duration;
     let mut result = Ok(());
@@ -132,10 +136,12 @@ fn one_thread(
     }
     let elapsed = start.elapsed();
     let cpu = cpu::thread_cpu().saturating_sub(cpu_start);
+    let switches = cpu::thread_switches().saturating_sub(switches_start);
     p11::close_session(f, s);
     result.map(|()| ThreadRun {
         latencies_ns,
         elapsed,
         cpu,
+        switches,
     })
 }

@@ -357,10 +357,15 @@ fn parse_worker_line(backend: Backend, run: usize, line: &str, report: &mut Repo
             );
             cells.insert(k, Ok(cell));
         }
-        ["CPU", w, t, server, audit, others, client] => {
-            let (Some(k), Ok(server), Ok(audit), Ok(others), Ok(client)) =
-                (key(w, t), server.parse(), audit.parse(), others.parse(), client.parse())
-            else {
+        ["CPU", w, t, server, audit, others, client, switches] => {
+            let (Some(k), Ok(server), Ok(audit), Ok(others), Ok(client), Ok(switches)) = (
+                key(w, t),
+                server.parse(),
+                audit.parse(),
+                others.parse(),
+                client.parse(),
+                switches.parse(),
+            ) else {
                 eprintln!("bench: unparsable worker line: {line}");
                 return;
             };
@@ -370,6 +375,7 @@ fn parse_worker_line(backend: Backend, run: usize, line: &str, report: &mut Repo
                     server: Duration::from_nanos(server),
                     audit: Duration::from_nanos(audit),
                     others: Duration::from_nanos(others),
+                    switches,
                 };
             }
         }

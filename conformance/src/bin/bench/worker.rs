@@ -86,7 +86,7 @@ pub fn run(module: &str, label: &str, pin: &str, plan: &Plan) -> Result<(), Stri
             }
             let line = match measure::run_cell(f, slot, keys, w, t, plan) {
                 Ok(c) => format!(
-                    "CELL {w} {t} {} {} {} {}\nCPU {w} {t} {} {} {} {}",
+                    "CELL {w} {t} {} {} {} {}\nCPU {w} {t} {} {} {} {} {}",
                     c.ops,
                     c.elapsed.as_nanos(),
                     c.p50.as_nanos(),
@@ -95,6 +95,7 @@ pub fn run(module: &str, label: &str, pin: &str, plan: &Plan) -> Result<(), Stri
                     c.cpu.audit.as_nanos(),
                     c.cpu.others.as_nanos(),
                     c.cpu.client.as_nanos(),
+                    c.cpu.switches,
                     w = w.name(),
                 ),
                 Err(e) => format!("FAIL {} {t} {}", w.name(), e.replace('\n', " ")),

@@ -28,13 +28,18 @@ pub fn total_per_1000_ms(c: &Cell) -> f64 {
     per_1000_ms(c.cpu.client + c.cpu.server, c)
 }
 
+/// Context switches per call, client and server together.
+fn switches_per_call(c: &Cell) -> f64 {
+    c.cpu.switches as f64 / c.ops.max(1) as f64
+}
+
 impl Report {
     pub(super) fn print_table(&self) {
         println!();
-        println!("median (min-max) over {} runs; CPU = ms per 1,000 calls (µs per call): client = the benchmark threads (CLOCK_THREAD_CPUTIME_ID), server = the RPC server's threads (schedstat)", self.runs.len());
+        println!("median (min-max) over {} runs; CPU = ms per 1,000 calls (µs per call): client = the benchmark threads (CLOCK_THREAD_CPUTIME_ID), server = the RPC server's threads (schedstat); sw = context switches per call, both sides", self.runs.len());
         println!(
-            "{:<14} {:>3} {:<10} | {:>24} | {:>22} | {:>22} | {:>7} {:>7} {:>22}",
-            "workload", "thr", "backend", "ops/s", "p50 µs", "p99 µs", "client", "server", "CPU total"
+            "{:<14} {:>3} {:<10} | {:>24} | {:>22} | {:>22} | {:>7} {:>7} {:>22} | {:>5}",
+            "workload", "thr", "backend", "ops/s", "p50 µs", "p99 µs", "client", "server", "CPU total", "sw"
         );
         for &w in &self.workloads {
             for &t in &self.threads {
@@ -55,7 +60,7 @@ impl Report {
                         continue;
                     }
                     println!(
-                        "{name:<14} {thr:>3} {:<10} | {:>24} | {:>22} | {:>22} | {:>7} {:>7} {:>22}",
+                        "{name:<14} {thr:>3} {:<10} | {:>24} | {:>22} | {:>22} | {:>7} {:>7} {:>22} | {:>5}",
                         b.name(),
                         Spread::show(&ops, 0),
                         Spread::show(&self.each_run(b, w, t, |c| micros(c.p50)), 1),
@@ -63,6 +68,7 @@ impl Report {
                         Spread::median_of(&self.each_run(b, w, t, |c| per_1000_ms(c.cpu.client, c)), 2),
                         Spread::median_of(&self.each_run(b, w, t, |c| per_1000_ms(c.cpu.server, c)), 2),
                         Spread::show(&self.each_run(b, w, t, total_per_1000_ms), 2),
+                        Spread::median_of(&self.each_run(b, w, t, switches_per_call), 2),
                     );
                 }
             }
