@@ -13,6 +13,10 @@
 //! shim in each answer whether polling pays (`Response.peer_spins`), and serves on the caller's CPU
 //! (`cpu_follow`) only when it does not: polling on one CPU would starve the other end.
 //!
+//! Once an end stops polling it sleeps, and how matters too ([`Sleep`]): a blocking read is woken
+//! early, when the peer reads what this end sent, which hides a vCPU's wake-up where CPUs are idle
+//! but is a context switch for nothing where they are busy; there it sleeps in `poll(POLLIN)`.
+//!
 //! `poll` waits on a descriptor, `cpus` finds the usable CPUs and the quota, `callers` counts the
 //! busy callers and remembers when they last were too many.
 

@@ -55,14 +55,15 @@ pub fn sleep_until_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
         events: libc::POLLIN,
         revents: 0,
     };
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too far off to be an instant is no limit.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let ms = match deadline {
             None => -1,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 // Rounded up: a timeout of 0 ms would never sleep.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
             }
         };
         pfd.revents = 0;

@@ -254,6 +254,10 @@ fn sleeping_ends_when_data_arrives_or_at_the_timeout() {
     );
     // Under a millisecond still sleeps (rounded up), and runs out.
     assert!(!sleep_until_readable(&a, Some(Duration::from_micros(300))));
+    // A timeout past what an Instant can hold is no limit, not a panic.
+    let (e, mut f) = UnixStream::pair().expect("socketpair");
+    f.write_all(b"x").expect("write");
+    assert!(sleep_until_readable(&e, Some(Duration::MAX)));
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         b.write_all(b"x").expect("write");
@@ -308,5 +312,6 @@ fn a_sleeper_is_not_woken_when_the_peer_reads_what_it_sent() {
     b.write_all(b"answer").expect("answer");
     let (ready, switches) = sleeper.join().expect("sleeper");
     assert!(ready);
-    assert_eq!(switches, 1, "woken only by the answer");
+    // 0 if the sleeper only got to sleep once the answer was there (a loaded machine).
+    assert!(switches <= 1, "woken only by the answer, not {switches} times");
 }

@@ -18,8 +18,9 @@ pub struct Conn {
     pub(super) peer_spins: bool,
 }
 
-/// Calls of this process waiting for their answers: the callers the automatic spin mode counts
-/// against the CPUs.
+/// Calls of this process waiting for their answers (every bounded call, whatever the mode): the
+/// callers counted against the CPUs to decide whether to poll (`Mode::allows`) and how to sleep
+/// (`Sleep::choose`).
 static WAITING: Callers = Callers::new();
 
 /// Counts one caller in [`WAITING`] while it lives.
@@ -83,14 +84,11 @@ pub(super) enum Failed {
 impl Conn {
     /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
     /// thread to have moved in between, and it would only cost one follow) and waits for the
-    /// answer: polling first within the bound when `spin` allows it (`None`: a call that may block
-    /// for long, C_WaitForSlotEvent, neither polls nor counts as a busy caller).
-    pub(super) fn round_trip(
-        &mut self,
-        call: Call,
-        spin: Option<&Spin>,
-        timeout: Option<Duration>,
-    ) -> Result<Response, Failed> {
+    /// answer within `bounded`'s deadline, polling first within the bound when its `Spin` allows
+    /// it (`None`: a call that may block for long, C_WaitForSlotEvent, has no deadline, neither
+    /// polls nor counts as a busy caller, and sleeps in the read).
+    pub(super) fn round_trip(&mut self, call: Call, bounded: Option<(&Spin, Duration)>) -> Result<Response, Failed> {
+        let (spin, timeout) = (bounded.map(|(s, _)| s), bounded.map(|(_, t)| t));
         // Every bounded call is a busy caller (how callers sleep depends on how many there are);
         // one that never polls has no bound to adapt.
         let _waiting = spin.map(|s| Waiting::new(&s.cpus));
@@ -119,7 +117,7 @@ impl Conn {
         shrink(&mut self.buf);
         sent.map_err(|_| Failed::Transport)?;
         let sent_at = Instant::now();
-        // Bounded: at most the budget, then a sleep until the answer comes, within the deadline.
+        // At most the budget, then a sleep until the answer comes (within the deadline, if bounded).
         let outcome = poll_readable(self.stream.get_ref(), budget);
         let sleep = spin.map_or(Sleep::Read, |s| Sleep::choose(&s.cpus, &WAITING));
         if outcome != Outcome::Hit

@@ -31,12 +31,7 @@ impl Lease {
 
     fn call_with(&mut self, call: Call, bounded: bool) -> Rv<Response> {
         let conn = self.conn.as_mut().ok_or(CKR_DEVICE_ERROR)?;
-        let (spin, timeout) = if bounded {
-            (Some(&self.client.spin), Some(self.client.timeout))
-        } else {
-            (None, None)
-        };
-        match conn.round_trip(call, spin, timeout) {
+        match conn.round_trip(call, bounded.then_some((&self.client.spin, self.client.timeout))) {
             Ok(r) => Ok(r),
             Err(Failed::TooLarge) => Err(CKR_HOST_MEMORY),
             Err(Failed::Transport) => {

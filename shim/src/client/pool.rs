@@ -135,7 +135,7 @@ impl Client {
             container: std::env::var(hsmbridge_contract::ENV_CONTAINER).unwrap_or_default(),
         });
         let reply = conn
-            .round_trip(hello, Some(&self.spin), Some(self.timeout))
+            .round_trip(hello, Some((&self.spin, self.timeout)))
             .map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
             Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => {

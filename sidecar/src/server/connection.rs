@@ -119,7 +119,10 @@ fn serve_calls(
                     debug!(app = app.id, "closing an idle connection");
                     return Some(last);
                 }
-                None => continue,
+                None => {
+                    waiting.still_idle(reader);
+                    continue;
+                }
             },
             Err(End::Closed) => return None,
             Err(End::Slow) => {

@@ -16,8 +16,9 @@ use super::frames::FrameReader;
 /// inside the poll keeps one thread polling at most 50 µs per call.
 const AUTO_REQUEST_CAP: Duration = Duration::from_micros(50);
 
-/// Connection threads in a call or polling for a request (not blocked in a read, nor in a call
-/// that may block for long): the callers the automatic mode counts against the CPUs.
+/// Connection threads in a call or polling for a request (not asleep waiting for one, nor in a
+/// call that may block for long): the callers counted against the CPUs to decide whether to poll
+/// and how to sleep.
 static BUSY: Callers = Callers::new();
 
 pub struct Waiting {
@@ -85,6 +86,12 @@ impl Waiting {
         self.answered = Some((answered, outcome));
         reader.sleep_next(Sleep::choose(&self.cpus, &BUSY));
         self.set_busy(false);
+    }
+
+    /// No request came within the idle wait and the connection stays: the sleep chosen after the
+    /// last answer may be stale (the contention it saw has passed), so choose again.
+    pub fn still_idle(&mut self, reader: &mut FrameReader) {
+        reader.sleep_next(Sleep::choose(&self.cpus, &BUSY));
     }
 
     fn set_busy(&mut self, busy: bool) {
