@@ -1,5 +1,5 @@
 //! The objects the operator creates for a partition, built as pure functions of the partition
-//! (CONTRACT.md, "Objects the operator owns"). Applying and deleting them is `reconcile.rs`'s job.
+//! (CONTRACT.md, "Objects the operator owns"). Applying and deleting them is `reconcile/`'s job.
 
 use std::collections::BTreeMap;
 
