@@ -1,6 +1,7 @@
 //! The enrollment steps of `apply` (`mod.rs`): read the credential Secret, the setup-password
 //! Secret and the Job, let `crate::enrollment` decide, then create the Job's identity and the Job
-//! or record what they reported. No Secret value is read beyond the presence of a key.
+//! or record what they reported. Of the Secrets it reads only the presence of keys, the error
+//! annotations, the credential's generation and the setup Secret's resourceVersion (`mod.rs`).
 
 use super::*;
 
