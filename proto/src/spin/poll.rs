@@ -1,7 +1,22 @@
-//! Polling one descriptor for a bounded time.
+//! Polling one descriptor for a bounded time, and sleeping on it.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
+
+/// One `poll(2)` for POLLIN of up to `ms` (0: never sleeps; -1: no limit). `true` if `fd` is
+/// readable, hung up or in error, or the poll itself failed (the read that follows reports those);
+/// `false` if the time ran out or a signal interrupted it.
+fn poll_in(fd: BorrowedFd<'_>, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live, writable pollfd and the count says one; the descriptor is
+    // borrowed, so open for the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n > 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+}
 
 /// Polls `fd` without sleeping until it is readable (or hung up, or in error: the read that
 /// follows reports those) or `budget` has passed. Returns whether it became ready; `false` means
@@ -10,22 +25,10 @@ pub fn wait_readable(fd: impl AsFd, budget: Duration) -> bool {
     if budget.is_zero() {
         return false;
     }
-    let mut pfd = libc::pollfd {
-        fd: fd.as_fd().as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let fd = fd.as_fd();
     let deadline = Instant::now() + budget;
     loop {
-        pfd.revents = 0;
-        // SAFETY: `pfd` is one live, writable pollfd and the count says one; the descriptor is
-        // borrowed from `fd`, open for the call. A timeout of 0 never sleeps.
-        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if n > 0 {
-            return true;
-        }
-        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // The blocking read that follows reports what went wrong.
+        if poll_in(fd, 0) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -50,11 +53,7 @@ pub fn poll_readable(fd: impl AsFd, budget: Duration) -> super::Outcome {
 /// reports those), at most `timeout` (`None`: no limit); unlike a blocking read, woken only by
 /// data ([`Sleep::Poll`](super::Sleep)). Returns `false` if the time ran out.
 pub fn sleep_until_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_fd().as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let fd = fd.as_fd();
     // A timeout too far off to be an instant is no limit.
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
@@ -66,18 +65,10 @@ pub fn sleep_until_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
                 left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
             }
         };
-        pfd.revents = 0;
-        // SAFETY: `pfd` is one live, writable pollfd and the count says one; the descriptor is
-        // borrowed from `fd`, open for the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n > 0 {
+        if poll_in(fd, ms) {
             return true;
         }
-        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // The read that follows reports what went wrong.
-            return true;
-        }
-        if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
     }

@@ -119,10 +119,9 @@ impl Conn {
         let sent_at = Instant::now();
         // At most the budget, then a sleep until the answer comes (within the deadline, if bounded).
         let outcome = poll_readable(self.stream.get_ref(), budget);
-        let sleep = spin.map_or(Sleep::Read, |s| Sleep::choose(&s.cpus, &WAITING));
         if outcome != Outcome::Hit
-            && sleep == Sleep::Poll
             && self.stream.buffer().is_empty()
+            && spin.is_some_and(|s| Sleep::choose(&s.cpus, &WAITING) == Sleep::Poll)
             && !sleep_until_readable(self.stream.get_ref(), timeout)
         {
             return Err(Failed::Transport);
