@@ -25,7 +25,7 @@ denied() {
     if out=$(pod_yaml "$1" "$2" "$3" | k create -f - 2>&1); then
         fail "pod $1 was admitted; expected a denial containing: $4"
     fi
-    printf '%s' "$out" | grep -qF "$4" || fail "pod $1: denied, but not with '$4': $out"
+    printf '%s' "$out" | matches -F "$4" || fail "pod $1: denied, but not with '$4': $out"
     say "denied: ${out#Error from server: }"
 }
 

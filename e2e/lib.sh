@@ -48,7 +48,7 @@ container_field() { jp "$1" "pod/$2" "{.status.containerStatuses[?(@.name==\"$3\
 the_pod() {
     k -n "$1" get pods -l "$2" --no-headers \
         -o custom-columns=NAME:.metadata.name,PHASE:.status.phase,DELETING:.metadata.deletionTimestamp 2>/dev/null \
-        | awk '$2 == "Running" && $3 == "<none>" {print $1; exit}'
+        | awk '$2 == "Running" && $3 == "<none>" && pod == "" {pod = $1} END {if (pod != "") print pod}'
 }
 
 # container_pid CONTAINER-ID: the host PID of the container's main process (containerd's view).

@@ -63,28 +63,28 @@ read -r -a OPERATOR_IPS <<<"$(k -n "$SYSTEM_NS" get pods -l app.kubernetes.io/in
 [ "${#OPERATOR_IPS[@]}" -ge 1 ] || fail "no running operator pod"
 for ((try = 0; ; try++)); do
     scrape scraper "$POD_IP:$METRICS_PORT" "${OPERATOR_IPS[@]/%/:8080}"
-    OPERATOR_METRICS=$(grep -l '^hsm_operator_partition_pods{' "$ARTIFACTS"/scraper-[1-9].txt 2>/dev/null | head -n 1) || true
+    OPERATOR_METRICS=$(grep -l '^hsm_operator_partition_pods{' "$ARTIFACTS"/scraper-[1-9].txt 2>/dev/null | first_lines 1) || true
     [ -n "$OPERATOR_METRICS" ] && break
     [ "$try" -lt 12 ] || fail "no operator replica exposes hsm_operator_partition_pods after $((try * 10))s"
     sleep 10
 done
 SIDECAR_METRICS="$ARTIFACTS/scraper-0.txt"
 signs=$(series "$SIDECAR_METRICS" 'hsmbridge_sidecar_calls_total{function="C_Sign",result="CKR_OK"}')
-[ "${signs:-0}" -ge 1 ] || fail "the sidecar counted no C_Sign: $(grep C_Sign "$SIDECAR_METRICS" | head -n 3)"
+[ "${signs:-0}" -ge 1 ] || fail "the sidecar counted no C_Sign: $(grep C_Sign "$SIDECAR_METRICS" | first_lines 3)"
 [ "$(series "$SIDECAR_METRICS" hsmbridge_sidecar_token_present)" = 1 ] || fail "token_present is not 1"
 grep -E '^hsmbridge_sidecar_(calls_total\{function="C_Sign"|call_duration_seconds_(count|sum)\{function="C_Sign"|token_present|logged_in|sessions|applications|info)' \
-    "$SIDECAR_METRICS" | head -n 9 | sed 's/^/   scrape: /'
+    "$SIDECAR_METRICS" | first_lines 9 | sed 's/^/   scrape: /'
 grep '^hsm_operator_partition_pods{' "$OPERATOR_METRICS" | sed 's/^/   operator: /'
 python3 "$REPO/scripts/check-monitoring.py" --exposition "$SIDECAR_METRICS" --exposition "$OPERATOR_METRICS" \
     | sed 's/^/   /' || fail "the dashboard or the alert rules name a metric the scrapes do not have"
 say "every metric the chart's dashboard and alert rules use is in the sidecar's or the operator's scrape"
 
 step "The audit trail: one JSON line per key use, on the sidecar's stdout"
-eventually 30 "an audit line for the app's C_SignInit" 'audit_lines | grep -q "\"function\":\"C_SignInit\""'
+eventually 30 "an audit line for the app's C_SignInit" 'audit_lines | matches "\"function\":\"C_SignInit\""'
 line=$(audit_lines | grep '"function":"C_SignInit"' | tail -n 1)
 for want in '"label":"e2e-key"' '"id":"01"' "\"namespace\":\"$NS\"" "\"name\":\"$SIGNER_POD\"" '"container":"app"' \
     '"mechanism":"CKM_ECDSA"' '"result":"CKR_OK"' '"uid":1000'; do
-    printf '%s' "$line" | grep -qF "$want" || fail "the audit line lacks $want: $line"
+    printf '%s' "$line" | matches -F "$want" || fail "the audit line lacks $want: $line"
 done
 audit_lines | grep -E '"event":"(backend_login|key_use|logout)"' | tail -n 3 >"$ARTIFACTS/audit-sample.jsonl"
 sed 's/^/   audit: /' "$ARTIFACTS/audit-sample.jsonl"
@@ -93,10 +93,10 @@ sed 's/^/   audit: /' "$ARTIFACTS/audit-sample.jsonl"
 (umask 077 && k -n "$NS" get secret shop-credentials -o 'jsonpath={.data.pin}' | base64 -d >"$WORK/old-pin")
 [ -s "$WORK/old-pin" ] || fail "no PIN in Secret shop-credentials"
 for c in hsm-sidecar app; do
-    k -n "$NS" logs "$SIGNER_POD" -c "$c" 2>/dev/null | grep -qF -f "$WORK/old-pin" && fail "the $c container's log holds the PIN"
+    k -n "$NS" logs "$SIGNER_POD" -c "$c" 2>/dev/null | matches -F -f "$WORK/old-pin" && fail "the $c container's log holds the PIN"
 done
 for p in $(k -n "$SYSTEM_NS" get pods -o name); do
-    k -n "$SYSTEM_NS" logs "$p" 2>/dev/null | grep -qF -f "$WORK/old-pin" && fail "$p's log holds the PIN"
+    k -n "$SYSTEM_NS" logs "$p" 2>/dev/null | matches -F -f "$WORK/old-pin" && fail "$p's log holds the PIN"
 done
 say "the PIN is in neither container's log nor the operator's"
 
@@ -126,8 +126,8 @@ rotated=$(date +%s)
 k -n "$NS" replace -f "$WORK/credentials.json" >/dev/null
 say "Secret shop-credentials updated (pin, $GENERATION_KEY=$new_generation) at $(date -u -d "@$rotated" +%T)"
 eventually 180 "the sidecar logs the backend in with credential generation $new_generation" \
-    'audit_lines | grep "\"event\":\"backend_login\"" | grep "\"result\":\"CKR_OK\"" | grep -q "generation $new_generation)"'
-relogin=$(audit_lines | grep '"event":"backend_login"' | grep "generation $new_generation)" | head -n 1)
+    'audit_lines | grep "\"event\":\"backend_login\"" | grep "\"result\":\"CKR_OK\"" | matches "generation $new_generation)"'
+relogin=$(audit_lines | grep '"event":"backend_login"' | grep "generation $new_generation)" | first_lines 1)
 relogin_time=$(printf '%s' "$relogin" | sed 's/^{"time":"\([^"]*\)".*/\1/')
 ROTATION_SECONDS=$(($(date -d "$relogin_time" +%s) - rotated))
 say "audit: $(audit_lines | grep '"event":"credential_changed"' | tail -n 1)"
@@ -148,7 +148,7 @@ changed=$(date +%s)
 show k -n "$NS" patch configmap softhsm-config --type merge \
     -p "{\"data\":{\"softhsm2.conf\":\"directories.tokendir = /var/lib/softhsm/tokens\\nobjectstore.backend = file\\nlog.level = ERROR\\nslots.removable = false\\n\"}}"
 eventually 180 "the sidecar re-initialized the module for the new configuration" \
-    'audit_lines | grep "\"event\":\"module_reinitialized\"" | grep -q "provider configuration changed"'
+    'audit_lines | grep "\"event\":\"module_reinitialized\"" | matches "provider configuration changed"'
 reload=$(audit_lines | grep '"event":"module_reinitialized"' | grep "provider configuration changed" | tail -n 1)
 reload_time=$(printf '%s' "$reload" | sed 's/^{"time":"\([^"]*\)".*/\1/')
 CONFIG_RELOAD_SECONDS=$(($(date -d "$reload_time" +%s) - changed))

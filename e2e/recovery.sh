@@ -17,7 +17,7 @@ say "restartCount: hsm-sidecar $SIDECAR_RESTARTS, app $APP_RESTARTS"
 [ "$APP_RESTARTS" = 0 ] || fail "the app container restarted ($APP_RESTARTS) when only the sidecar was killed"
 
 step "Readiness follows the backend: the token goes away (its directory moved), then comes back"
-token_dir=$(find "$TOKENS" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+token_dir=$(find "$TOKENS" -mindepth 1 -maxdepth 1 -type d | first_lines 1)
 [ -n "$token_dir" ] || fail "no token directory in $TOKENS"
 show mv "$token_dir" "$WORK/token-away"
 say "SoftHSM now answers C_GetTokenInfo for the token's slot with CKR_GENERAL_ERROR"

@@ -72,7 +72,7 @@ verify_signature() {
     local n t sig
     read -r n t sig <<<"$1"
     [ -n "$sig" ] || fail "no signature to verify"
-    signer_log | awk '$1 == "PUBKEY" {print $2; exit}' | base64 -d >"$WORK/pub.der"
+    signer_log | awk '$1 == "PUBKEY" && key == "" {key = $2} END {print key}' | base64 -d >"$WORK/pub.der"
     openssl pkey -pubin -inform DER -in "$WORK/pub.der" -out "$WORK/pub.pem" 2>/dev/null \
         || fail "the pod's public key does not parse"
     printf '%s' "$sig" | base64 -d >"$WORK/sig.der"
@@ -114,8 +114,8 @@ say "containers as the kubelet runs them: init $(jp "$NS" "pod/$SIGNER_POD" '{.s
 say "app env: $(jp "$NS" "pod/$SIGNER_POD" '{.spec.containers[?(@.name=="app")].env[*].name}')"
 k -n "$NS" exec "$SIGNER_POD" -c app -- sh -c 'id; ls -l /var/run/hsmbridge /opt/hsmbridge/lib' | sed 's/^/   app$ /'
 seen=$(k -n "$NS" exec "$SIGNER_POD" -c app -- sh -c 'env; ls /etc/hsmbridge 2>&1; true') || fail "kubectl exec into the app failed"
-printf '%s' "$seen" | grep -q '^PKCS11_MODULE_PATH=' || fail "kubectl exec did not show the app's environment: $seen"
-if printf '%s' "$seen" | grep -qiE 'pin=|credentials'; then
+printf '%s' "$seen" | matches '^PKCS11_MODULE_PATH=' || fail "kubectl exec did not show the app's environment: $seen"
+if printf '%s' "$seen" | matches -iE 'pin=|credentials'; then
     fail "the app container sees the credential"
 fi
 say "the app container has no PIN in its environment and no credential mount"

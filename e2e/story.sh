@@ -171,8 +171,8 @@ if out=$(SOFTHSM2_CONF="$WORK/softhsm2-host.conf" pkcs11-tool --module "$SOFTHSM
     --session-rw --login --login-type so --so-pin "$(cat "$WORK/setup-password")" --list-objects 2>&1); then
     fail "the setup password still opens the token after enrollment"
 fi
-echo "$out" | grep -q -E 'CKR_PIN_INCORRECT|CKR_PIN_LOCKED' || fail "unexpected answer to the spent setup password: $out"
-say "the setup password is spent: an SO login with it gets $(echo "$out" | grep -oE 'CKR_PIN_[A-Z]+' | head -n1)"
+echo "$out" | matches -E 'CKR_PIN_INCORRECT|CKR_PIN_LOCKED' || fail "unexpected answer to the spent setup password: $out"
+say "the setup password is spent: an SO login with it gets $(echo "$out" | grep -oE 'CKR_PIN_[A-Z]+' | first_lines 1)"
 
 # ---------------------------------------------------------------------------------------------
 # shellcheck source=signer.sh

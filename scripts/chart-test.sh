@@ -31,6 +31,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/chart.sh
 . "$REPO/scripts/lib/chart.sh"
+# shellcheck source=scripts/lib/pipes.sh
+. "$REPO/scripts/lib/pipes.sh"
 # shellcheck source=contract/contract.env
 . "$REPO/contract/contract.env"
 
@@ -182,7 +184,7 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     hasnt url '      service:' "clientConfig.service next to url"
     has url 'failurePolicy: Ignore' "failurePolicy from values"
     has url 'timeoutSeconds: 5' "timeoutSeconds from values"
-    args_of url | paste -sd' ' - | grep -qF -- '--webhook-url https://127.0.0.1:9443/mutate' || fail "url render: no --webhook-url arg"
+    args_of url | paste -sd' ' - | matches -F -- '--webhook-url https://127.0.0.1:9443/mutate' || fail "url render: no --webhook-url arg"
     ok "clientConfig.url, failurePolicy/timeoutSeconds values, --webhook-url"
 
     step "helm template: webhook.certManager.enabled"
@@ -209,11 +211,11 @@ $(diff <(echo "$want") <(echo "$got") || true)"
     hasnt single 'kind: PodDisruptionBudget' "a PDB with a single replica"
     render digest --set operator.image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set-string operator.extraArgs='{--concurrency,32}'
     has digest 'image: "ghcr.io/hsmbridge/hsm-operator@sha256:0123456789abcdef' "the image by digest"
-    args_of digest | paste -sd' ' - | grep -qF -- '--concurrency 32' || fail "extraArgs not passed"
+    args_of digest | paste -sd' ' - | matches -F -- '--concurrency 32' || fail "extraArgs not passed"
     render nores --set injection.resources=null
-    ! args_of nores | grep -qF -- '--injected-resources' || fail "injection.resources=null still passes --injected-resources"
+    ! args_of nores | matches -F -- '--injected-resources' || fail "injection.resources=null still passes --injected-resources"
     render cpu1 --set injection.resources.requests.cpu=1
-    args_of cpu1 | grep -qF -- '\requests\:{\cpu\:1,' || fail "injection.resources.requests.cpu=1 not passed as a number: $(args_of cpu1 | tail -1)"
+    args_of cpu1 | matches -F -- '\requests\:{\cpu\:1,' || fail "injection.resources.requests.cpu=1 not passed as a number: $(args_of cpu1 | tail -1)"
     ok "crds.enabled=false, replicas=1 (no PDB), image digest, extraArgs, injection.resources null or a number"
 
     monitoring_checks
@@ -421,8 +423,8 @@ api_checks() {
     step "helm install"
     chart_install "$RELEASE" "$NS" "${set_test[@]}" >"$WORK/install.out" 2>&1 \
         || { cat "$WORK/install.out" >&2; fail "helm install failed"; }
-    sed -n '/^NOTES:/,$p' "$WORK/install.out" | head -n 8 >&2
-    [ "$("$HELM" status "$RELEASE" -n "$NS" -o json | grep -o '"status":"[a-z-]*"' | head -n1)" = '"status":"deployed"' ] \
+    sed -n '/^NOTES:/,$p' "$WORK/install.out" | first_lines 8 >&2
+    [ "$("$HELM" status "$RELEASE" -n "$NS" -o json | grep -o '"status":"[a-z-]*"' | first_lines 1)" = '"status":"deployed"' ] \
         || fail "release $RELEASE is not 'deployed'"
     "$HELM" get manifest "$RELEASE" -n "$NS" >"$WORK/manifest.yaml"
 
@@ -539,7 +541,7 @@ api_checks() {
     chart_upgrade "$RELEASE" "$NS" --reuse-values --set webhook.failurePolicy=Fail --set webhook.timeoutSeconds=5 \
         --set 'webhook.excludeNamespaces={kube-system,chart-test-excluded}' >"$WORK/upgrade.out" 2>&1 \
         || { cat "$WORK/upgrade.out" >&2; fail "helm upgrade failed"; }
-    v=$("$HELM" status "$RELEASE" -n "$NS" -o json | grep -o '"version":[0-9]*' | head -n1)
+    v=$("$HELM" status "$RELEASE" -n "$NS" -o json | grep -o '"version":[0-9]*' | first_lines 1)
     [ "$v" = '"version":2' ] || fail "after helm upgrade the release is at $v, not revision 2"
     v=$(k get mutatingwebhookconfiguration hsmbridge-injector -o jsonpath='{.webhooks[0].failurePolicy} {.webhooks[0].timeoutSeconds} {.webhooks[0].clientConfig.caBundle}')
     [ "$v" = "Fail 5 $ca_b64" ] || fail "after helm upgrade the webhook is: ${v:0:80}... (want Fail, 5 and the caBundle the operator wrote)"
@@ -605,7 +607,7 @@ $left"
         || { cat "$WORK/install2.out" >&2; fail "helm install after uninstall failed (the kept CRD not adopted?)"; }
     v=$(k get crd hsmpartitions.hsmbridge.io -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name}')
     [ "$v" = "$RELEASE" ] || fail "the CRD is not owned by the new release ($v)"
-    "$HELM" get manifest "$RELEASE" -n "$NS" | grep -q '^kind: CustomResourceDefinition$' \
+    "$HELM" get manifest "$RELEASE" -n "$NS" | matches '^kind: CustomResourceDefinition$' \
         || fail "the reinstalled release $RELEASE does not manage its own kept CRD"
     k -n chart-test-app get hsmpartition payments >/dev/null 2>&1 || fail "the HsmPartition was lost on reinstall"
     chart_uninstall "$RELEASE" "$NS" >/dev/null 2>&1 || fail "second helm uninstall failed"
@@ -622,7 +624,7 @@ crd_owner() {
 }
 
 # manages_crd RELEASE NS: the release's manifest holds the CRD.
-manages_crd() { "$HELM" get manifest "$1" -n "$2" | grep -q '^kind: CustomResourceDefinition$'; }
+manages_crd() { "$HELM" get manifest "$1" -n "$2" | matches '^kind: CustomResourceDefinition$'; }
 
 # uninstall_leaves_crd RELEASE NS WHAT: helm uninstall; the CRD and the HsmPartition stay, nothing
 # else labelled with the release anywhere, the release namespace is empty.
@@ -650,7 +652,7 @@ other_release_checks() {
     gen=$(k get crd hsmpartitions.hsmbridge.io -o jsonpath='{.metadata.generation}')
     chart_install "$RELEASE_B" "$NS_B" "${set_test[@]}" >"$out" 2>&1 \
         || { cat "$out" >&2; fail "helm install $RELEASE_B -n $NS_B failed next to the CRD kept from $RELEASE"; }
-    [ "$("$HELM" status "$RELEASE_B" -n "$NS_B" -o json | grep -o '"status":"[a-z-]*"' | head -n1)" = '"status":"deployed"' ] \
+    [ "$("$HELM" status "$RELEASE_B" -n "$NS_B" -o json | grep -o '"status":"[a-z-]*"' | first_lines 1)" = '"status":"deployed"' ] \
         || fail "release $RELEASE_B is not 'deployed'"
     v=$(k -n "$NS_B" get deployment hsm-operator -o jsonpath='{.metadata.labels.app\.kubernetes\.io/instance} {.spec.template.spec.containers[0].args}')
     case "$v" in "$RELEASE_B "*"\"--leader-election-namespace\",\"$NS_B\""*) ;; *) fail "release $RELEASE_B's Deployment: $v" ;; esac

@@ -2,6 +2,9 @@
 
 # Repository root (the directory above scripts/).
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# matches, first_lines: readers for pipelines under pipefail.
+# shellcheck source=lib/pipes.sh
+. "$REPO_ROOT/scripts/lib/pipes.sh"
 
 # The real PKCS#11 module behind the bridge on this machine (the fake HSM).
 SOFTHSM_MODULE="${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"

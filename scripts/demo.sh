@@ -100,8 +100,8 @@ if out="$(pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$TOKEN_LABEL" \
     echo "the setup password still opens the token" >&2
     exit 1
 fi
-echo "$out" | grep -E 'CKR_|error' | head -n 2 || true
-if ! echo "$out" | grep -q -E 'CKR_PIN_INCORRECT|CKR_PIN_LOCKED'; then
+echo "$out" | grep -E 'CKR_|error' | first_lines 2 || true
+if ! echo "$out" | matches -E 'CKR_PIN_INCORRECT|CKR_PIN_LOCKED'; then
     echo "expected CKR_PIN_INCORRECT" >&2
     exit 1
 fi

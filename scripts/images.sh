@@ -88,7 +88,7 @@ choose_builder() {
         command -v podman >/dev/null 2>&1 || apt_install podman
     fi
     BUILD_FLAGS=(--network host)
-    log "builder: $($B --version | head -n1)"
+    log "builder: $($B --version | first_lines 1)"
 }
 
 image_exists() { "$B" image inspect "$1" >/dev/null 2>&1; }
@@ -339,7 +339,7 @@ test -S /tmp/p11.sock; kill \$pid; wait \$pid || true; echo served"
     grep -q '^served$' <<<"$served" || die "$SOFTHSM_REF: sidecar on SoftHSM: $served"
     log "ok: $SOFTHSM_REF softhsm2-util $out; hsm-sidecar serves $SOFTHSM_MODULE_PATH with a fresh token (read-only root, tmpfs /tmp)"
 
-    out=$(run --read-only --entrypoint pkcs11-tool "$APP_REF" --version 2>&1 | head -n 1) || true
+    out=$(run --read-only --entrypoint pkcs11-tool "$APP_REF" --version 2>&1 | first_lines 1) || true
     run --read-only --entrypoint openssl "$APP_REF" version >/dev/null 2>&1 || die "$APP_REF: no openssl"
     log "ok: $APP_REF has pkcs11-tool and openssl"
 }

@@ -12,6 +12,8 @@
 # Idempotent and fast: it asks dpkg first and only runs apt-get (update + install) when
 # something is missing. Needs root (or sudo) only in that case.
 set -euo pipefail
+# shellcheck source=lib/pipes.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/pipes.sh"
 
 packages=(softhsm2 opensc opensc-pkcs11 p11-kit p11-kit-modules openssl python3-yaml)
 if ! command -v cc >/dev/null 2>&1; then
@@ -20,7 +22,7 @@ fi
 
 missing=()
 for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | matches 'install ok installed'; then
         missing+=("$p")
     fi
 done

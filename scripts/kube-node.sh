@@ -150,7 +150,7 @@ free_port() {
     done
 }
 
-random_token() { head -c 30 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
+random_token() { random_secret 32; }
 
 # cert NAME CN [O] [SAN]: NAME.key + NAME.crt signed by the node's CA (ca.key), in DIR/pki.
 cert() {
@@ -231,7 +231,7 @@ save_host_state() {
 
 make_bridge() {
     ip link show "$BRIDGE" >/dev/null 2>&1 && die "$BRIDGE exists already: another node (or CNI) uses it; stop it first"
-    ip route show "$POD_CIDR" | grep -q . && die "$POD_CIDR is already routed on this machine"
+    [ -n "$(ip route show "$POD_CIDR")" ] && die "$POD_CIDR is already routed on this machine"
     ip link add "$BRIDGE" type bridge
     echo "$BRIDGE" >"$DIR/run/bridge"
     ip addr add "$NODE_IP/24" dev "$BRIDGE"
@@ -390,14 +390,19 @@ start_node() {
         --conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0
     wait_for 120 kubelet node_ready
     # The token controller has run once `default` has its token Secret: pods can be admitted.
-    wait_for 60 kube-controller-manager sh -c "'$CACHE/bin/kubectl' --kubeconfig '$DIR/admin.kubeconfig' -n default get serviceaccount default -o jsonpath='{.secrets[0].name}' | grep -q ."
+    wait_for 60 kube-controller-manager default_has_token
+}
+
+default_has_token() {
+    [ -n "$("$CACHE/bin/kubectl" --kubeconfig "$DIR/admin.kubeconfig" -n default get serviceaccount default \
+        -o jsonpath='{.secrets[0].name}')" ]
 }
 
 kube_chains_present() {
     local cmd t
     for cmd in iptables ip6tables; do
         for t in filter nat mangle; do
-            "$cmd" -t "$t" -S 2>/dev/null | grep -qE '^-N KUBE-' && return 0
+            "$cmd" -t "$t" -S 2>/dev/null | matches -E '^-N KUBE-' && return 0
         done
     done
     return 1

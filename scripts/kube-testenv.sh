@@ -87,7 +87,7 @@ install_kubectl() {
         k="$CACHE/bin/kubectl.built"
     fi
     ln -sfn "$k" "$KUBECTL_LINK"
-    log "kubectl: $KUBECTL_LINK -> $k ($("$k" version --client --short 2>/dev/null || "$k" version --client 2>/dev/null | head -n1))"
+    log "kubectl: $KUBECTL_LINK -> $k ($("$k" version --client --short 2>/dev/null || "$k" version --client 2>/dev/null | first_lines 1))"
 }
 
 cmd_install() {

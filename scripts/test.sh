@@ -15,6 +15,7 @@ cd "$REPO_ROOT"
 "$REPO_ROOT/scripts/kube-node.sh" install
 ensure_cargo
 # Style and lints first: they are fast and say most.
+python3 scripts/check-pipes.py
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 build_release

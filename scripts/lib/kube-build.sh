@@ -15,6 +15,9 @@
 
 CACHE="${HSMBRIDGE_CACHE:-$HOME/.cache/hsmbridge}"
 KUBE_RECIPE="debian-kubernetes-1.20.2+reflect2-1.0.2"
+# matches, first_lines: readers for pipelines under pipefail.
+# shellcheck source=pipes.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pipes.sh"
 
 # as_root CMD...: runs CMD as root (directly, or through sudo).
 as_root() {
@@ -27,7 +30,7 @@ as_root() {
     fi
 }
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | matches 'install ok installed'; }
 
 APT_UPDATED=0
 apt_update() {
@@ -55,7 +58,7 @@ apt_source_files() { ls /etc/apt/sources.list /etc/apt/sources.list.d/*.list /et
 debian_mirror() {
     local f uri
     for f in $(apt_source_files); do
-        uri=$(grep -hoE 'https?://[^ ]+/debian/?( |$)' "$f" | grep -v security | head -n1 | tr -d ' ' || true)
+        uri=$(grep -hoE 'https?://[^ ]+/debian/?( |$)' "$f" | grep -v security | first_lines 1 | tr -d ' ' || true)
         [ -n "$uri" ] && { echo "${uri%/}"; return; }
     done
     echo "http://deb.debian.org/debian"
@@ -175,6 +178,6 @@ kube_install() {
     for name in "${missing[@]}"; do
         cp -L "$tree/_output/bin/$name" "$CACHE/bin/$name.tmp" && mv "$CACHE/bin/$name.tmp" "$CACHE/bin/$name"
         echo "$KUBE_RECIPE" >"$CACHE/bin/$name.recipe"
-        log "installed $CACHE/bin/$name ($("$CACHE/bin/$name" --version 2>&1 | head -n1))"
+        log "installed $CACHE/bin/$name ($("$CACHE/bin/$name" --version 2>&1 | first_lines 1))"
     done
 }
