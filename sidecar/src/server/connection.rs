@@ -1,19 +1,19 @@
 //! One shim connection: a Hello within its deadline names the application,
 //! then each request frame is checked, decoded, run and answered in turn.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
-use hsmbridge_proto::frame::{encode_frame, shrink};
 use hsmbridge_proto::shape::{check_request, Refusal};
 use hsmbridge_proto::wire::{request::Call, response, HelloReply, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
 use prost::Message;
 use tracing::{debug, info, warn};
 
+use super::answer::write_answer;
 use super::frames::{End, FrameReader, InFlight, Next};
 use super::limits::{BASE_BUFFER, FRAME_TIMEOUT, HELLO_TIMEOUT};
 use super::rate_log::RateLimited;
@@ -28,7 +28,7 @@ use crate::service::Service;
 
 static BAD_FRAMES: RateLimited = RateLimited::new(Duration::from_secs(10));
 
-fn answer(rv: CK_RV) -> Response {
+pub(super) fn answer(rv: CK_RV) -> Response {
     Response {
         rv: rv as u64,
         result: None,
@@ -203,45 +203,6 @@ fn serve_calls(
 fn bad_frame(service: &Service, app: &App, what: &str) {
     service.metrics.closed(Closed::BadFrame);
     service.audit_refused(app, CKR_OK, &format!("{what}: connection closed"));
-}
-
-/// Writes one answer, all of it within `FRAME_TIMEOUT` (the socket's send
-/// timeout bounds each write; a peer reading a few bytes at a time must not
-/// hold the answer longer than that). Returns the bytes written.
-fn write_answer(stream: &UnixStream, resp: &Response, wbuf: &mut Vec<u8>) -> io::Result<usize> {
-    // An answer that would not fit in a frame is CKR_HOST_MEMORY instead.
-    if encode_frame(resp, wbuf).is_err() {
-        encode_frame(&answer(CKR_HOST_MEMORY), wbuf)?;
-    }
-    let deadline = Instant::now() + FRAME_TIMEOUT;
-    let mut sent = 0;
-    let mut first = true;
-    let result = loop {
-        if sent == wbuf.len() {
-            break Ok(());
-        }
-        if !first {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Err(io::ErrorKind::TimedOut.into());
-            }
-            if let Err(e) = stream.set_write_timeout(Some(left)) {
-                break Err(e);
-            }
-        }
-        first = false;
-        match (&*stream).write(&wbuf[sent..]) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    if !first && result.is_ok() {
-        let _ = stream.set_write_timeout(Some(FRAME_TIMEOUT));
-    }
-    shrink(wbuf);
-    result.map(|()| sent)
 }
 
 /// Runs one call; a panic (a bug) answers CKR_GENERAL_ERROR.

@@ -2,8 +2,9 @@
 //! polls briefly and then blocks for the next request (`waiting`),
 //! a Hello that names the application, then one response per request.
 //! `connection` serves one connection, `frames` reads its requests within
-//! the limits of `limits`, `waiting` decides how long to poll for the next
-//! one, `registry` admits connections under the cap.
+//! the limits of `limits`, `answer` writes each answer within its deadline,
+//! `waiting` decides how long to poll for the next one, `registry` admits
+//! connections under the cap.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -16,6 +17,7 @@ use tracing::warn;
 
 use crate::service::Service;
 
+mod answer;
 mod connection;
 mod frames;
 pub mod limits;
