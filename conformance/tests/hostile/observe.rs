@@ -11,6 +11,52 @@ use hsmbridge_proto::wire::{self, request::Call};
 
 use super::support::{Options, Raw, Target};
 
+/// A TCP connection to `addr` from the loopback address `from` (all of 127/8 is this host's):
+/// another peer, as far as the server can tell.
+fn connect_from(from: &str, addr: &str) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a runtime");
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{from}:0").parse().expect("an address"))
+            .expect("bind");
+        socket.connect(addr.parse().expect("an address")).await.expect("connect")
+    });
+    let stream = stream.into_std().expect("a std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+}
+
+/// Starts a sidecar serving /metrics on a free loopback port; returns it and the address.
+fn metrics_target() -> (Target, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let t = Target::start_with(Options {
+        args: &["--metrics-addr", &addr],
+        ..Options::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "no /metrics server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    (t, addr)
+}
+
+/// Whether the server closed `s` within `within` (a read ends with 0 bytes or an error other
+/// than the timeout) rather than keeping it open.
+fn closed_within(mut s: &TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -83,22 +129,46 @@ fn a_forged_container_claim_cannot_inject_fields_into_the_audit_trail() {
 }
 
 #[test]
-fn the_metrics_server_refuses_past_its_connections_and_times_out_silent_ones() {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let t = Target::start_with(Options {
-        args: &["--metrics-addr", &addr],
-        ..Options::default()
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "no /metrics server");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    // Eight silent connections hold every slot (README "Limits": 8).
-    let silent: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
+fn one_peer_cannot_hold_the_slots_another_scraper_needs() {
+    let (t, addr) = metrics_target();
+    // One peer opens eight silent connections: it keeps two (README "Limits"), the rest are
+    // closed at once.
+    let silent: Vec<TcpStream> = (0..8).map(|_| connect_from("127.0.0.1", &addr)).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let mut ninth = TcpStream::connect(&addr).expect("connect");
+    let refused = silent[2..]
+        .iter()
+        .filter(|s| closed_within(s, Duration::from_secs(1)))
+        .count();
+    assert_eq!(refused, 6, "connections past two from one peer were kept");
+    for s in &silent[..2] {
+        assert!(!closed_within(s, Duration::from_millis(200)), "a first connection was closed");
+    }
+    // Another peer still scrapes.
+    let mut other = connect_from("127.0.0.2", &addr);
+    other.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    other
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    let _ = other.read_to_string(&mut text);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("hsmbridge_sidecar_info"),
+        "another peer was not served while one held its connections: {text:?}"
+    );
+    let mut t = t;
+    t.assert_still_serves("one peer's silent /metrics connections");
+}
+
+#[test]
+fn the_metrics_server_refuses_past_its_connections_and_times_out_silent_ones() {
+    let (t, addr) = metrics_target();
+    // Eight silent connections, two from each of four peers, hold every slot (README "Limits":
+    // 8, 2 per peer).
+    let silent: Vec<TcpStream> = (0..8)
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i / 2), &addr))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ninth = connect_from("127.0.0.9", &addr);
     ninth.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
     let _ = ninth.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut buf = [0u8; 64];

@@ -1,11 +1,13 @@
 //! `GET /metrics` on `serve --metrics-addr` (the pod IP: Prometheus scrapes from elsewhere), over
 //! hyper, the HTTP stack tonic already brings. Anyone who reaches the pod may connect, so the
-//! server is bounded (README "Limits"): [`MAX_CONNECTIONS`] at once (more are closed at once),
-//! request headers within [`HEADER_TIMEOUT`], each connection closed after [`CONNECTION_TIME`],
-//! and nothing but `GET /metrics` answered with more than a status line.
+//! server is bounded (README "Limits"): [`MAX_CONNECTIONS`] at once and [`MAX_PER_PEER`] of them
+//! from one peer address (more are closed at once: one pod cannot hold the slots Prometheus
+//! needs), request headers within [`HEADER_TIMEOUT`], each connection closed after
+//! [`CONNECTION_TIME`], and nothing but `GET /metrics` answered with more than a status line.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,8 @@ use tracing::{debug, info, warn};
 
 /// Scrapers served at once.
 pub const MAX_CONNECTIONS: usize = 8;
+/// Connections one peer address may hold at once (a scraper needs one).
+pub const MAX_PER_PEER: usize = 2;
 /// Time for a request's headers to arrive.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a connection stays open (keep-alive included).
@@ -47,9 +51,10 @@ where
         last: Mutex::new(None),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Arc::new(Peers::default());
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -64,6 +69,10 @@ where
             debug!("metrics connection refused: {MAX_CONNECTIONS} open");
             continue;
         };
+        let Some(peer_slot) = Peers::admit(&peers, peer.ip()) else {
+            debug!(peer = %peer.ip(), "metrics connection refused: {MAX_PER_PEER} open from this peer");
+            continue;
+        };
         let render = render.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| answer(req, render.clone()));
@@ -72,8 +81,47 @@ where
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_TIME, conn).await;
+            drop(peer_slot);
             drop(slot);
         });
+    }
+}
+
+/// The connections open from each peer address. At most [`MAX_CONNECTIONS`] entries: a
+/// connection is admitted here only once it holds one of the server's slots.
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its peer address while it lives.
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: IpAddr,
+}
+
+impl Peers {
+    fn admit(peers: &Arc<Peers>, ip: IpAddr) -> Option<PeerSlot> {
+        let mut open = peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= MAX_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: peers.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
