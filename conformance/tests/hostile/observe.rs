@@ -23,7 +23,10 @@ fn connect_from(from: &str, addr: &str) -> TcpStream {
         socket
             .bind(format!("{from}:0").parse().expect("an address"))
             .expect("bind");
-        socket.connect(addr.parse().expect("an address")).await.expect("connect")
+        socket
+            .connect(addr.parse().expect("an address"))
+            .await
+            .expect("connect")
     });
     let stream = stream.into_std().expect("a std stream");
     stream.set_nonblocking(false).expect("blocking");
@@ -141,7 +144,10 @@ fn one_peer_cannot_hold_the_slots_another_scraper_needs() {
         .count();
     assert_eq!(refused, 6, "connections past two from one peer were kept");
     for s in &silent[..2] {
-        assert!(!closed_within(s, Duration::from_millis(200)), "a first connection was closed");
+        assert!(
+            !closed_within(s, Duration::from_millis(200)),
+            "a first connection was closed"
+        );
     }
     // Another peer still scrapes.
     let mut other = connect_from("127.0.0.2", &addr);
