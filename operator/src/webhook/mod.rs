@@ -16,7 +16,7 @@
 //! `mutatingwebhookconfigurations` get/list/watch/patch (self-managed TLS only, for caBundle).
 //!
 //! Files: `annotations.rs` (what the pod asks), `inject/` (the patch or the denial),
-//! `partitions.rs` (finding partitions), `tls.rs` (the certificate), `http.rs` (the server),
+//! `partitions.rs` (finding partitions), `tls/` (the certificate), `http/` (the server),
 //! `limits.rs` (what one pod may ask and one client may hold), `metrics.rs` (latency
 //! histogram for /metrics).
 
