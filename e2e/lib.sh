@@ -55,7 +55,7 @@ the_pod() {
 container_pid() { $CTR tasks ls 2>/dev/null | awk -v id="$1" '$1 == id {print $2}'; }
 
 # rss_mib PID: resident set size in MiB.
-rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null; }
+rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 # dump_diagnostics NS...: what a failed run needs to be understood.
 dump_diagnostics() {

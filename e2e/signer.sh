@@ -61,7 +61,18 @@ spec:
 APP
 }
 
-signer_log() { k -n "$NS" logs "$SIGNER_POD" -c app 2>/dev/null; }
+# signer_log: the app container's log (kubectl logs goes API server -> kubelet: tried 5 times).
+signer_log() {
+    local out i
+    for ((i = 0; i < 5; i++)); do
+        if out=$(k -n "$NS" logs "$SIGNER_POD" -c app 2>/dev/null); then
+            printf '%s\n' "$out"
+            return 0
+        fi
+        sleep 1
+    done
+    fail "kubectl logs $NS/$SIGNER_POD -c app failed 5 times"
+}
 
 # latest_signature: "N TIME BASE64" of the last SIGNATURE line.
 latest_signature() { signer_log | awk '$1 == "SIGNATURE" {line = $2 " " $3 " " $4} END {print line}'; }

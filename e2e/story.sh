@@ -55,7 +55,7 @@ finish() {
     if [ "$rc" -ne 0 ]; then
         echo "node logs: $NODE/*.log" >&2
     elif [ -z "${HSMBRIDGE_E2E_KEEP:-}" ]; then
-        rm -rf "$WORK"
+        rm -rf "$WORK" || true
     fi
     [ "$rc" -eq 0 ] && printf '\n\033[1;32mend-to-end story OK\033[0m (%ds)\n' "$(($(date +%s) - E2E_T0))"
     exit "$rc"

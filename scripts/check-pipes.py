@@ -19,8 +19,8 @@ SCRIPTS = sorted(
 )
 HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 EARLY_READER = re.compile(
-    r"\|\s*(?:head\b"
-    r"|grep\b[^|]*\s(?:-[A-Za-z]*q[A-Za-z]*|--quiet|--silent)\b"
+    r"\|&?\s*(?:head\b"
+    r"|grep\b[^|]*\s(?:-[A-Za-z]*[qm][A-Za-z0-9]*|--quiet|--silent|--max-count)\b"
     r"|awk\b[^|]*\bexit\b)"
 )
 

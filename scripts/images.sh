@@ -67,7 +67,7 @@ BASE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
 WORK=""
-cleanup() { [ -z "$WORK" ] || rm -rf "$WORK"; }
+cleanup() { [ -z "$WORK" ] || rm -rf "$WORK" || true; }
 trap cleanup EXIT
 
 # ---------------------------------------------------------------------------------------------

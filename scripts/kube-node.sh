@@ -142,13 +142,6 @@ wait_for() {
     die "timed out after ${secs}s waiting for $name (log: $DIR/$name.log)"
 }
 
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 30000))
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return; }
-    done
-}
 
 random_token() { random_secret 32; }
 
@@ -284,6 +277,7 @@ EOF
 EOF
     # No name server: pods use IP addresses only (no lookup can leave the machine).
     echo "options ndots:0" >"$DIR/kubelet/resolv.conf"
+    local healthz_port; free_port healthz_port
     cat >"$DIR/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -291,7 +285,7 @@ address: $NODE_IP
 port: $KUBELET_PORT
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-healthzPort: $(free_port)
+healthzPort: $healthz_port
 tlsCertFile: $DIR/pki/kubelet.crt
 tlsPrivateKeyFile: $DIR/pki/kubelet.key
 authentication:
@@ -316,7 +310,7 @@ EOF
 
 start_apiserver() {
     local etcd_port peer_port
-    etcd_port=$(free_port); peer_port=$(free_port)
+    free_port etcd_port; free_port peer_port
     log "etcd on 127.0.0.1:$etcd_port"
     ( umask 077; mkdir -p "$DIR/etcd" )
     spawn etcd etcd --name node --data-dir "$DIR/etcd" \
@@ -383,10 +377,11 @@ start_node() {
     spawn kube-scheduler "$CACHE/bin/kube-scheduler" \
         --kubeconfig "$DIR/scheduler.kubeconfig" --leader-elect=false \
         --bind-address 127.0.0.1 --port 0 --secure-port 0
+    local proxy_healthz proxy_metrics; free_port proxy_healthz; free_port proxy_metrics
     spawn kube-proxy "$CACHE/bin/kube-proxy" \
         --kubeconfig "$DIR/proxy.kubeconfig" --hostname-override "$NODE_NAME" \
         --proxy-mode iptables --cluster-cidr "$POD_CIDR" \
-        --healthz-bind-address "127.0.0.1:$(free_port)" --metrics-bind-address "127.0.0.1:$(free_port)" \
+        --healthz-bind-address "127.0.0.1:$proxy_healthz" --metrics-bind-address "127.0.0.1:$proxy_metrics" \
         --conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0
     wait_for 120 kubelet node_ready
     # The token controller has run once `default` has its token Secret: pods can be admitted.

@@ -100,25 +100,6 @@ cmd_install() {
 # ---------------------------------------------------------------------------------------------
 # start / stop
 
-# free_port: a TCP port nobody listens on at 127.0.0.1 (and not handed out earlier in this run).
-TAKEN=" "
-free_port() {
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        case "$TAKEN" in *" $p "*) continue ;; esac
-        if command -v ss >/dev/null 2>&1; then
-            [ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && continue
-        elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            continue
-        fi
-        TAKEN+="$p "
-        echo "$p"
-        return 0
-    done
-    die "no free port found"
-}
-
 # random_token: 40 random alphanumerics.
 random_token() {
     local out=""
@@ -190,7 +171,7 @@ cmd_start() {
     ( umask 077; mkdir -p "$dir/etcd" "$dir/certs" )
 
     local etcd_port peer_port api_port
-    etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+    free_port etcd_port; free_port peer_port; free_port api_port
 
     # etcd on loopback, plain HTTP (only this user's processes can reach 127.0.0.1 anyway).
     log "starting etcd on 127.0.0.1:$etcd_port"
@@ -198,7 +179,7 @@ cmd_start() {
         --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
         --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
         --initial-cluster "testenv=http://127.0.0.1:$peer_port" --initial-cluster-state new
-    if ! wait_until 30 "$(cat "$dir/etcd.pid")" etcd curl -sf --max-time 2 "http://127.0.0.1:$etcd_port/health"; then
+    if ! wait_until 120 "$(cat "$dir/etcd.pid")" etcd curl -sf --max-time 2 "http://127.0.0.1:$etcd_port/health"; then
         tail -n 30 "$dir/etcd.log" >&2; cmd_stop "$dir"; die "etcd did not come up"
     fi
 
@@ -223,7 +204,7 @@ cmd_start() {
         --service-cluster-ip-range 10.96.0.0/24 --endpoint-reconciler-type none \
         --disable-admission-plugins ServiceAccount
     local apid; apid=$(cat "$dir/kube-apiserver.pid")
-    if ! wait_until 60 "$apid" "kube-apiserver /readyz" apiserver_ready "$dir" "$api_port"; then
+    if ! wait_until 180 "$apid" "kube-apiserver /readyz" apiserver_ready "$dir" "$api_port"; then
         log "kube-apiserver log tail:"; tail -n 40 "$dir/kube-apiserver.log" >&2
         cmd_stop "$dir"; die "kube-apiserver did not become ready"
     fi

@@ -7,6 +7,8 @@
 #   CACHE                       ${HSMBRIDGE_CACHE:-~/.cache/hsmbridge}: source tree, logs, bin/
 #   KUBE_RECIPE                 bumped when the build changes, so cached binaries are rebuilt
 #   as_root CMD...              runs CMD as root (directly or through sudo)
+#   free_port VAR               sets VAR to a TCP port nobody listens on at 127.0.0.1, not one
+#                               handed out before in this shell
 #   apt_install PKG...          installs the missing ones (apt-get update once)
 #   source_tree                 prints the unpacked source tree, fetched with `apt-get source`
 #   build_in TREE "cmd/a cmd/b" `make WHAT=...` with progress every 30 s, log in the cache
@@ -18,6 +20,27 @@ KUBE_RECIPE="debian-kubernetes-1.20.2+reflect2-1.0.2"
 # matches, first_lines: readers for pipelines under pipefail.
 # shellcheck source=pipes.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pipes.sh"
+
+# free_port VAR: sets VAR to a TCP port nobody listens on at 127.0.0.1 and not handed out before
+# in this shell. A variable, not printed: `p=$(free_port)` would pick in a subshell, forget what it
+# handed out, and two picks of one start could collide.
+PORTS_TAKEN=" "
+free_port() {
+    local p i
+    for ((i = 0; i < 1000; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        case "$PORTS_TAKEN" in *" $p "*) continue ;; esac
+        if command -v ss >/dev/null 2>&1; then
+            [ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && continue
+        elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            continue
+        fi
+        PORTS_TAKEN+="$p "
+        printf -v "$1" '%s' "$p"
+        return 0
+    done
+    die "no free TCP port found on 127.0.0.1"
+}
 
 # as_root CMD...: runs CMD as root (directly, or through sudo).
 as_root() {
