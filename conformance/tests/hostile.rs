@@ -27,6 +27,8 @@ mod observe;
 mod parameters;
 #[path = "hostile/random.rs"]
 mod random;
+#[path = "hostile/ring.rs"]
+mod ring;
 #[path = "hostile/sessions.rs"]
 mod sessions;
 #[path = "hostile/support.rs"]

@@ -66,12 +66,38 @@ pub fn frame_len(header: [u8; 4]) -> io::Result<usize> {
 pub fn read_frame<M: Message + Default>(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<M> {
     let mut header = [0u8; 4];
     r.read_exact(&mut header)?;
+    read_frame_body(r, header, buf)?;
+    decode(buf)
+}
+
+/// Where a frame's length would be, a doorbell of a ring (crate::ring): never a frame's length,
+/// which is at most [`MAX_FRAME`]. (A frame of length 0 is a message: an answer of CKR_OK with
+/// nothing else encodes to no bytes.)
+pub const DOORBELL: [u8; 4] = [0xff; 4];
+
+/// Reads one frame's bytes into `buf`, or a doorbell: `true` for a frame, `false` for a doorbell.
+pub fn read_frame_or_doorbell(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header)?;
+    if header == DOORBELL {
+        return Ok(false);
+    }
+    read_frame_body(r, header, buf)?;
+    Ok(true)
+}
+
+fn read_frame_body(r: &mut impl Read, header: [u8; 4], buf: &mut Vec<u8>) -> io::Result<()> {
     let len = frame_len(header)?;
     buf.clear();
     let got = r.take(len as u64).read_to_end(buf)?;
     if got < len {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
+    Ok(())
+}
+
+/// Decodes the message in `buf`, then gives back the capacity a large one left.
+pub fn decode<M: Message + Default>(buf: &mut Vec<u8>) -> io::Result<M> {
     let msg = M::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
     shrink(buf);
     msg

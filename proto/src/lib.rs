@@ -15,6 +15,7 @@
 pub mod frame;
 pub mod limits;
 pub mod mechanism;
+pub mod ring;
 pub mod shape;
 pub mod spin;
 pub mod template;

@@ -88,6 +88,7 @@ fn a_forged_container_claim_cannot_inject_fields_into_the_audit_trail() {
                 join_token: Vec::new(),
                 pid: u32::MAX,
                 container: claim.to_owned(),
+                ring: false,
             }))
             .expect("hello");
         assert_eq!(hello.rv, CKR_OK as u64, "hello with claim {claim:?}");

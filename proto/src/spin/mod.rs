@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use callers::{Callers, CONTENDED_HOLD};
 pub use cpus::Cpus;
-pub use poll::{poll_readable, sleep_until_readable, wait_readable};
+pub use poll::{poll_readable, sleep_until_readable, spin_until, wait_readable};
 
 /// The default cap on one poll for an answer: above an ECDSA sign (~60-80 µs in SoftHSM), below
 /// an RSA-2048 one. The sidecar's poll for a next request has a lower one

@@ -73,3 +73,39 @@ pub fn sleep_until_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
         }
     }
 }
+
+/// How often a spin on a ring gives its CPU away for a moment ([`spin_until`]).
+pub const YIELD_EVERY: Duration = Duration::from_micros(20);
+
+/// Spins until `ready()` says yes or `budget` has passed: how an end waits on a ring
+/// (crate::ring). A zero budget does not look at all.
+///
+/// Unlike polling a socket, this spin makes no system call, so nothing lets the scheduler run
+/// another thread on this CPU: if the other end was woken here (the scheduler puts a woken thread
+/// beside its waker), it would wait until this spin ends. So every [`YIELD_EVERY`] the spin
+/// yields (`sched_yield`: returns at once when nothing else waits for this CPU).
+pub fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> super::Outcome {
+    if budget.is_zero() {
+        return super::Outcome::Blocked;
+    }
+    let start = Instant::now();
+    let deadline = start + budget;
+    let mut next_yield = start + YIELD_EVERY;
+    loop {
+        for _ in 0..16 {
+            if ready() {
+                return super::Outcome::Hit;
+            }
+            std::hint::spin_loop();
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return super::Outcome::Miss;
+        }
+        if now >= next_yield {
+            // SAFETY: no arguments; it only asks the scheduler to run another thread first.
+            unsafe { libc::sched_yield() };
+            next_yield = now + YIELD_EVERY;
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! One connection to the sidecar and its round trip: a frame out (without
-//! SIGPIPE, PINs wiped once sent), a frame back.
+//! SIGPIPE, PINs wiped once sent), a frame back; or, for a call that polls,
+//! through the connection's ring (`ring.rs`).
 
 use super::*;
 
@@ -16,6 +17,9 @@ pub struct Conn {
     pub(super) bound: Adaptive,
     /// The sidecar's last answer said it polls for our requests (and does not sit on our CPU).
     pub(super) peer_spins: bool,
+    /// The ring the sidecar made for this connection. Its `req_seq`, which only this side
+    /// writes, numbers this connection's requests.
+    pub(super) ring: Option<Ring>,
 }
 
 /// Calls of this process waiting for their answers (every bounded call, whatever the mode): the
@@ -41,7 +45,7 @@ impl Drop for Waiting {
 
 /// Writes with MSG_NOSIGNAL: a sidecar gone away is an error for the call,
 /// not a SIGPIPE that kills the application.
-struct NoSigPipe<'a>(&'a UnixStream);
+pub(super) struct NoSigPipe<'a>(pub(super) &'a UnixStream);
 
 impl Write for NoSigPipe<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -82,6 +86,25 @@ pub(super) enum Failed {
 }
 
 impl Conn {
+    /// Writes the encoded frame in `buf` to the socket.
+    pub(super) fn send_frame(&mut self) -> io::Result<()> {
+        NoSigPipe(self.stream.get_ref()).write_all(&self.buf)
+    }
+
+    /// Reads the next answer frame from the socket, skipping doorbells (only a connection with a
+    /// ring gets any).
+    pub(super) fn read_answer_frame(&mut self) -> Result<Response, Failed> {
+        loop {
+            let frame = read_frame_or_doorbell(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport)?;
+            if frame {
+                return decode(&mut self.buf).map_err(|_| Failed::Transport);
+            }
+            if self.ring.is_none() {
+                return Err(Failed::Transport);
+            }
+        }
+    }
+
     /// Sends `call` tagged with the CPU the lease was taken on (a call is too short for the
     /// thread to have moved in between, and it would only cost one follow) and waits for the
     /// answer within `bounded`'s deadline, polling first within the bound when its `Spin` allows
@@ -109,24 +132,38 @@ impl Conn {
             wipe_pins(&mut req);
             return Err(Failed::TooLarge);
         }
-        let sent = NoSigPipe(self.stream.get_ref()).write_all(&self.buf);
-        if carries_pin(&req) {
+        let pin = carries_pin(&req);
+        // A call that polls, fits in a slot and carries no PIN goes through the ring.
+        let in_ring = self.ring.is_some() && !budget.is_zero() && !pin && self.buf.len() - 4 <= SLOT;
+        // A sidecar thread woken by a doorbell is not polled for: it sleeps on the socket at once.
+        let sent = if in_ring {
+            self.send_in_ring()
+                .map(|woke| if woke { Duration::ZERO } else { budget })
+        } else {
+            self.announce_on_socket();
+            self.send_frame().map(|()| budget)
+        };
+        if pin {
             wipe_pins(&mut req);
             self.buf.zeroize();
         }
         shrink(&mut self.buf);
-        sent.map_err(|_| Failed::Transport)?;
+        let budget = sent.map_err(|_| Failed::Transport)?;
         let sent_at = Instant::now();
-        // At most the budget, then a sleep until the answer comes (within the deadline, if bounded).
-        let outcome = poll_readable(self.stream.get_ref(), budget);
-        if outcome != Outcome::Hit
-            && self.stream.buffer().is_empty()
-            && spin.is_some_and(|s| Sleep::choose(&s.cpus, &WAITING) == Sleep::Poll)
-            && !sleep_until_readable(self.stream.get_ref(), timeout)
-        {
-            return Err(Failed::Transport);
-        }
-        let r: Result<Response, Failed> = read_frame(&mut self.stream, &mut self.buf).map_err(|_| Failed::Transport);
+        let (r, outcome) = if in_ring {
+            self.wait_in_ring(budget, timeout.map(|t| sent_at + t))
+        } else {
+            // At most the budget, then a sleep until the answer comes (within the deadline, if bounded).
+            let outcome = poll_readable(self.stream.get_ref(), budget);
+            if outcome != Outcome::Hit
+                && self.stream.buffer().is_empty()
+                && spin.is_some_and(|s| Sleep::choose(&s.cpus, &WAITING) == Sleep::Poll)
+                && !sleep_until_readable(self.stream.get_ref(), timeout)
+            {
+                return Err(Failed::Transport);
+            }
+            (self.read_answer_frame(), outcome)
+        };
         self.last_used = Instant::now();
         if polling.is_some() {
             self.bound.record(self.last_used - sent_at, outcome);

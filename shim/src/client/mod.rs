@@ -3,21 +3,24 @@
 //! thread) that together form one PKCS#11 application in the sidecar.
 //!
 //! No threads of our own, nothing opened before C_Initialize. A call waits for
-//! its answer by polling the socket for a bounded, adaptive time while the
-//! sidecar says polling pays, then blocking (`HSMBRIDGE_SPIN_US`,
-//! proto/src/spin/mod.rs). `pool` lends connections (and joins the
-//! application again when one may have gone stale), `conn` is one
-//! connection's round trip, `lease` one call.
+//! its answer by polling for a bounded, adaptive time while the sidecar says
+//! polling pays, then blocking (`HSMBRIDGE_SPIN_US`, proto/src/spin/mod.rs);
+//! such a call goes through the connection's shared-memory ring
+//! (proto/src/ring/mod.rs), the others over the socket. `pool` lends
+//! connections (and joins the application again when one may have gone
+//! stale), `conn` is one connection's round trip, `ring` its calls through
+//! the ring, `lease` one call.
 
 mod conn;
 mod lease;
 mod pool;
+mod ring;
 
 use conn::{Conn, Failed};
 pub use lease::{lease, Lease};
 
 use std::io::{self, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +29,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use cryptoki_sys::*;
-use hsmbridge_proto::frame::{encode_frame, read_frame, shrink};
-use hsmbridge_proto::spin::{poll_readable, sleep_until_readable, Adaptive, Callers, Cpus, Mode, Outcome, Sleep};
+use hsmbridge_proto::frame::{decode, encode_frame, read_frame_or_doorbell, shrink, DOORBELL};
+use hsmbridge_proto::ring::{check_sealed, recv_with_fd, Ring, RING_BYTES, SLOT};
+use hsmbridge_proto::spin::{
+    poll_readable, sleep_until_readable, spin_until, Adaptive, Callers, Cpus, Mode, Outcome, Sleep,
+};
 use hsmbridge_proto::wire::{request::Call, response, Hello, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
 use zeroize::Zeroize;

@@ -126,6 +126,7 @@ impl Client {
             cpu,
             bound: Adaptive::new(self.spin.mode.cap().unwrap_or(Duration::ZERO)),
             peer_spins: false,
+            ring: None,
         };
         let hello = Call::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -133,10 +134,10 @@ impl Client {
             // For the sidecar's audit trail: who this process says it is.
             pid: std::process::id(),
             container: std::env::var(hsmbridge_contract::ENV_CONTAINER).unwrap_or_default(),
+            // A ring only where calls may poll.
+            ring: self.spin.mode != Mode::Off,
         });
-        let reply = conn
-            .round_trip(hello, Some((&self.spin, self.timeout)))
-            .map_err(|_| CKR_DEVICE_ERROR)?;
+        let reply = conn.hello(hello).map_err(|_| CKR_DEVICE_ERROR)?;
         match reply.result {
             Some(response::Result::Hello(h)) if reply.rv == CKR_OK as u64 => {
                 Ok((conn, h.app_token, stale_after(h.idle_timeout_ms)))

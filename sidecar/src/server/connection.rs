@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
+use hsmbridge_proto::ring::RING_BYTES;
 use hsmbridge_proto::shape::{check_request, Refusal};
+use hsmbridge_proto::spin::Mode;
 use hsmbridge_proto::wire::{request::Call, response, HelloReply, Request, Response};
 use hsmbridge_proto::PROTOCOL_VERSION;
 use prost::Message;
 use tracing::{debug, info, warn};
 
-use super::answer::write_answer;
+use super::answer::{reply, write_answer};
 use super::frames::{End, FrameReader, InFlight, Next};
 use super::limits::{BASE_BUFFER, FRAME_TIMEOUT, HELLO_TIMEOUT};
 use super::rate_log::RateLimited;
@@ -106,8 +108,8 @@ fn serve_calls(
                 service.metrics.call_refused(CKR_HOST_MEMORY);
                 service.audit_refused(app, CKR_HOST_MEMORY, "too many request bytes in flight");
                 let mut refused = answer(CKR_HOST_MEMORY);
-                refused.peer_spins = waiting.decide();
-                if write_answer(writer, &refused, wbuf).is_err() {
+                refused.peer_spins = polls_next(&mut waiting, &mut cpu);
+                if reply(reader, writer, &refused, wbuf).is_err() {
                     return None;
                 }
                 waiting.before_next(reader);
@@ -186,8 +188,8 @@ fn serve_calls(
                 return None;
             }
         };
-        resp.peer_spins = waiting.decide();
-        let written = write_answer(writer, &resp, wbuf);
+        resp.peer_spins = polls_next(&mut waiting, &mut cpu);
+        let written = reply(reader, writer, &resp, wbuf);
         drop(resp);
         crate::answer_budget::release();
         match written {
@@ -197,6 +199,18 @@ fn serve_calls(
         entry.idle();
         waiting.before_next(reader);
     }
+}
+
+/// Decides whether this thread polls for the next request (the answer tells the shim). A thread
+/// that polls leaves its caller's CPU first: polling there would keep the caller, which then
+/// polls for its answer, from running until one of them sleeps (the request that follows says
+/// whether its caller polls, and so whether to follow it again).
+fn polls_next(waiting: &mut Waiting, cpu: &mut CpuFollower) -> bool {
+    let polls = waiting.decide();
+    if polls {
+        cpu.release();
+    }
+    polls
 }
 
 /// A frame that closes the connection: counted, and a line in the audit trail.
@@ -286,17 +300,25 @@ fn hello(
     } else {
         service.apps.join_or_create(&h.join_token, caller)?
     };
+    let ring = (h.ring && config.spin != Mode::Off)
+        .then(|| super::ring::make(reader, app.id))
+        .flatten();
     let reply = HelloReply {
         protocol_version: PROTOCOL_VERSION,
         app_token: app.token().to_vec(),
         idle_timeout_ms: config.idle_timeout.map_or(0, |t| t.as_millis() as u64),
+        ring_bytes: ring.as_ref().map_or(0, |_| RING_BYTES as u32),
     };
     let resp = Response {
         rv: CKR_OK as u64,
         result: Some(response::Result::Hello(reply)),
         peer_spins: false,
     };
-    if let Err(e) = write_answer(writer, &resp, wbuf) {
+    let sent = match &ring {
+        Some(fd) => super::ring::send_reply_with(writer, &resp, fd, wbuf),
+        None => write_answer(writer, &resp, wbuf),
+    };
+    if let Err(e) = sent {
         if service.apps.leave(&app) {
             service.end_app(&app);
         }

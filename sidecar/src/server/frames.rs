@@ -2,6 +2,10 @@
 //! as bytes arrive (never to what a length prefix claims), large buffers
 //! draw on one budget shared by all connections and are given back after
 //! the frame, and a frame once begun must arrive within its deadline.
+//!
+//! With a ring (hsmbridge_proto::ring: its rules are there) a request may
+//! also come through shared memory: it is copied into the same buffer before
+//! anything looks at it, and a frame of length 0 on the socket is a doorbell.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -10,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hsmbridge_proto::frame::frame_len;
-use hsmbridge_proto::spin::{poll_readable, sleep_until_readable, Outcome, Sleep};
+use hsmbridge_proto::frame::DOORBELL;
+use hsmbridge_proto::ring::{Ring, Slot, ON_SOCKET, SLOT};
+use hsmbridge_proto::spin::{poll_readable, sleep_until_readable, spin_until, Outcome, Sleep};
 use zeroize::Zeroize;
 
 use super::limits::{BASE_BUFFER, MAX_BYTES_IN_FLIGHT};
@@ -73,6 +79,23 @@ pub struct FrameReader {
     timeout: Option<Duration>,
     /// How to sleep until the next frame begins.
     sleep: Sleep,
+    /// The ring, once one is attached.
+    ring: Option<Ring>,
+    /// The ring's `req_seq` as of the last request taken (from either channel).
+    last_seq: u32,
+    /// The frame handed out last came from the ring.
+    from_ring: bool,
+}
+
+/// A request copied from the ring fits in the buffer every connection has.
+const _: () = assert!(SLOT <= BASE_BUFFER);
+
+/// Where the next request is, once one is announced.
+enum Pickup {
+    /// Copied into the buffer: this many bytes.
+    Ring(usize),
+    /// Bytes of the socket are buffered, or the request follows there.
+    Socket,
 }
 
 impl FrameReader {
@@ -86,7 +109,22 @@ impl FrameReader {
             charged: 0,
             timeout: None,
             sleep: Sleep::Read,
+            ring: None,
+            last_seq: 0,
+            from_ring: false,
         }
+    }
+
+    /// Requests may come through `ring` from now on.
+    pub fn attach(&mut self, ring: Ring) {
+        self.last_seq = ring.req_seq().load(Ordering::SeqCst);
+        self.ring = Some(ring);
+    }
+
+    /// With a ring: the ring, the `req_seq` of the request handed out last, and whether it came
+    /// from the ring (and so is answered there).
+    pub fn answer_in_ring(&self) -> Option<(&Ring, u32, bool)> {
+        self.ring.as_ref().map(|r| (r, self.last_seq, self.from_ring))
     }
 
     /// Waits up to `wait` (`None`: for ever) for a frame to begin, then up to
@@ -98,21 +136,37 @@ impl FrameReader {
     /// [`FrameReader::next`] for a frame of at most `max` bytes (a Hello fits
     /// in the base buffer): a longer one is `Broken`, before any of it is read.
     pub fn next_up_to(&mut self, wait: Option<Duration>, frame_timeout: Duration, max: usize) -> Result<Next<'_>, End> {
-        self.discard_consumed();
-        if self.filled == 0 {
-            match self.read_more(wait) {
-                Ok(0) => return Err(End::Closed),
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) => return Err(End::Idle),
-                Err(e) => return Err(End::Broken(e)),
+        self.from_ring = false;
+        let len = loop {
+            self.discard_consumed();
+            if self.ring.is_some() {
+                if self.filled == 0 {
+                    if let Pickup::Ring(len) = self.wait_for_request(wait)? {
+                        self.from_ring = true;
+                        return Ok(Next::Frame(&self.buf[..len]));
+                    }
+                }
+            } else if self.filled == 0 {
+                match self.read_more(wait) {
+                    Ok(0) => return Err(End::Closed),
+                    Ok(_) => {}
+                    Err(e) if is_timeout(&e) => return Err(End::Idle),
+                    Err(e) => return Err(End::Broken(e)),
+                }
             }
-        }
+            let deadline = Instant::now() + frame_timeout;
+            while self.filled < 4 {
+                self.read_until(deadline)?;
+            }
+            if self.ring.is_some() && self.buf[..4] == DOORBELL {
+                // Doorbells: look at the ring again.
+                self.skip_doorbells();
+                continue;
+            }
+            let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+            break frame_len(header).map_err(End::Broken)?;
+        };
         let deadline = Instant::now() + frame_timeout;
-        while self.filled < 4 {
-            self.read_until(deadline)?;
-        }
-        let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-        let len = frame_len(header).map_err(End::Broken)?;
         if len > max {
             return Err(End::Broken(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -128,7 +182,69 @@ impl FrameReader {
             self.read_until(deadline)?;
         }
         self.consumed = total;
+        if let Some(ring) = &self.ring {
+            // A request on the socket is announced in the ring first: that announcement is taken.
+            self.last_seq = ring.req_seq().load(Ordering::SeqCst);
+        }
         Ok(Next::Frame(&self.buf[4..total]))
+    }
+
+    /// With a ring and nothing buffered: waits up to `wait` for the next request's announcement,
+    /// polling the ring was done before (`poll_for`); here the thread sleeps on the socket,
+    /// saying so in the ring, and wakes for a doorbell, a frame, or the end of the connection.
+    fn wait_for_request(&mut self, wait: Option<Duration>) -> Result<Pickup, End> {
+        loop {
+            let Some(ring) = self.ring.as_ref() else {
+                return Ok(Pickup::Socket);
+            };
+            if self.filled > 0 {
+                return Ok(Pickup::Socket);
+            }
+            let seq = ring.req_seq().load(Ordering::SeqCst);
+            if seq != self.last_seq {
+                self.last_seq = seq;
+                let len = ring.req_len().load(Ordering::SeqCst);
+                if len == ON_SOCKET {
+                    return Ok(Pickup::Socket);
+                }
+                let len = len as usize;
+                if len > SLOT {
+                    return Err(End::Broken(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "ring request past the slot",
+                    )));
+                }
+                ring.read(Slot::Request, &mut self.buf[..len]);
+                self.filled = len;
+                self.consumed = len;
+                return Ok(Pickup::Ring(len));
+            }
+            ring.sidecar_sleeps().store(1, Ordering::SeqCst);
+            if ring.req_seq().load(Ordering::SeqCst) != self.last_seq {
+                ring.sidecar_sleeps().store(0, Ordering::SeqCst);
+                continue;
+            }
+            let got = self.read_more(wait);
+            if let Some(ring) = self.ring.as_ref() {
+                ring.sidecar_sleeps().store(0, Ordering::SeqCst);
+            }
+            match got {
+                Ok(0) => return Err(End::Closed),
+                Ok(_) => self.skip_doorbells(),
+                Err(e) if is_timeout(&e) => return Err(End::Idle),
+                Err(e) => return Err(End::Broken(e)),
+            }
+        }
+    }
+
+    /// Drops the doorbells at the head of the buffered bytes.
+    fn skip_doorbells(&mut self) {
+        let mut at = 0;
+        while self.filled - at >= 4 && self.buf[at..at + 4] == DOORBELL {
+            at += 4;
+        }
+        self.buf.copy_within(at..self.filled, 0);
+        self.filled -= at;
     }
 
     /// Polls up to `budget` for the next frame's first byte without sleeping: a hit if one is
@@ -137,6 +253,8 @@ impl FrameReader {
     pub fn poll_for(&self, budget: Duration) -> Outcome {
         if self.filled > self.consumed {
             Outcome::Hit
+        } else if let Some(ring) = &self.ring {
+            spin_until(budget, || ring.req_seq().load(Ordering::Acquire) != self.last_seq)
         } else {
             poll_readable(&*self.stream, budget)
         }
@@ -249,6 +367,9 @@ impl FrameReader {
 
 impl Drop for FrameReader {
     fn drop(&mut self) {
+        if let Some(ring) = &self.ring {
+            ring.discard();
+        }
         self.buf.zeroize();
         self.budget.release(self.charged);
     }

@@ -23,6 +23,7 @@ mod frames;
 pub mod limits;
 mod rate_log;
 mod registry;
+mod ring;
 mod waiting;
 
 pub use registry::Registry;

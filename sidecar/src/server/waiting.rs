@@ -66,9 +66,11 @@ impl Waiting {
     }
 
     /// Decides, as an answer is about to go out, whether this connection polls for the next
-    /// request; the answer carries the decision to the shim.
+    /// request; the answer carries the decision to the shim. Not while the bound backs off: a
+    /// shim told "polls" that then finds this thread asleep would poll for an answer while the
+    /// thread it woke waits for a CPU, perhaps the shim's own.
     pub fn decide(&mut self) -> bool {
-        self.polls = self.mode.allows(&self.cpus, &BUSY);
+        self.polls = self.mode.allows(&self.cpus, &BUSY) && !self.bound.budget().is_zero();
         self.polls
     }
 
