@@ -67,10 +67,8 @@ fn through_ring(
     let mut n = 0;
     for _ in 0..200 {
         // SAFETY: the shim's C_GenerateRandom, with a buffer of the length passed.
-        assert_eq!(
-            unsafe { random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG) },
-            CKR_OK
-        );
+        let rv = unsafe { random(session, buf.as_mut_ptr(), buf.len() as CK_ULONG) };
+        assert_eq!(rv, CKR_OK);
         let s = look(ring);
         if s.ans_seq == s.req_seq && s.ans_len as usize <= SLOT {
             n += 1;
