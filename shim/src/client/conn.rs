@@ -138,20 +138,20 @@ impl Conn {
         // A sidecar thread woken by a doorbell is not polled for: it sleeps on the socket at once.
         let sent = if in_ring {
             self.send_in_ring()
-                .map(|woke| if woke { Duration::ZERO } else { budget })
+                .map(|(seq, woke)| (seq, if woke { Duration::ZERO } else { budget }))
         } else {
             self.announce_on_socket();
-            self.send_frame().map(|()| budget)
+            self.send_frame().map(|()| (0, budget))
         };
         if pin {
             wipe_pins(&mut req);
             self.buf.zeroize();
         }
         shrink(&mut self.buf);
-        let budget = sent.map_err(|_| Failed::Transport)?;
+        let (seq, budget) = sent.map_err(|_| Failed::Transport)?;
         let sent_at = Instant::now();
         let (r, outcome) = if in_ring {
-            self.wait_in_ring(budget, timeout.map(|t| sent_at + t))
+            self.wait_in_ring(seq, budget, timeout.map(|t| sent_at + t))
         } else {
             // At most the budget, then a sleep until the answer comes (within the deadline, if bounded).
             let outcome = poll_readable(self.stream.get_ref(), budget);

@@ -14,6 +14,15 @@ use super::conn::NoSigPipe;
 
 use super::*;
 
+/// The `req_seq` after the current one. Never 0: that is what a freed ring reads as, so no
+/// answer word of one can match a request.
+fn next_seq(ring: &Ring) -> u32 {
+    match ring.req_seq().load(Ordering::Relaxed).wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
 impl Conn {
     /// Says hello and reads the reply, taking the ring's memfd that may come with it (at most
     /// one descriptor; a ring is used only if it is a sealed memfd of the ring's size).
@@ -64,26 +73,28 @@ impl Conn {
     pub(super) fn announce_on_socket(&mut self) {
         if let Some(ring) = &self.ring {
             ring.req_len().store(ON_SOCKET, Ordering::SeqCst);
-            ring.req_seq().fetch_add(1, Ordering::SeqCst);
+            ring.req_seq().store(next_seq(ring), Ordering::SeqCst);
         }
     }
 
     /// Puts the request encoded in `buf` (it fits a slot) into the ring and announces it, with a
-    /// doorbell if the sidecar's thread sleeps; `Ok(true)` if it did (the thread then needs a
-    /// wake-up, and a CPU: perhaps this one, which polling would keep from it).
-    pub(super) fn send_in_ring(&mut self) -> io::Result<bool> {
+    /// doorbell if the sidecar's thread sleeps. Returns the request's `req_seq`, and whether it
+    /// rang (the thread then needs a wake-up, and a CPU: perhaps this one, which polling would
+    /// keep from it).
+    pub(super) fn send_in_ring(&mut self) -> io::Result<(u32, bool)> {
         let Some(ring) = &self.ring else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let body = &self.buf[4..];
         ring.write(Slot::Request, body);
         ring.req_len().store(body.len() as u32, Ordering::SeqCst);
-        ring.req_seq().fetch_add(1, Ordering::SeqCst);
+        let seq = next_seq(ring);
+        ring.req_seq().store(seq, Ordering::SeqCst);
         let asleep = ring.sidecar_sleeps().load(Ordering::SeqCst) != 0;
         if asleep {
             NoSigPipe(self.stream.get_ref()).write_all(&DOORBELL)?;
         }
-        Ok(asleep)
+        Ok((seq, asleep))
     }
 
     /// Waits for the answer to the request just put in the ring: polls up to `budget`, then
@@ -91,13 +102,13 @@ impl Conn {
     /// end of the connection, at most until `deadline`.
     pub(super) fn wait_in_ring(
         &mut self,
+        seq: u32,
         budget: Duration,
         deadline: Option<Instant>,
     ) -> (Result<Response, Failed>, Outcome) {
         let Some(ring) = &self.ring else {
             return (Err(Failed::Transport), Outcome::Blocked);
         };
-        let seq = ring.req_seq().load(Ordering::Relaxed);
         let outcome = spin_until(budget, || ring.ans_seq().load(Ordering::Acquire) == seq);
         if outcome != Outcome::Hit {
             ring.shim_sleeps().store(1, Ordering::SeqCst);
@@ -111,7 +122,7 @@ impl Conn {
                 Err(e) => return (Err(e), outcome),
             }
         }
-        (self.take_answer(), outcome)
+        (self.take_answer(seq), outcome)
     }
 
     /// Sleeps on the socket until the ring holds the answer (`None`) or the answer came there as
@@ -138,8 +149,10 @@ impl Conn {
         }
     }
 
-    /// The answer the ring announced: from the answer slot, or the next frame on the socket.
-    fn take_answer(&mut self) -> Result<Response, Failed> {
+    /// The answer the ring announced for `seq`: from the answer slot (still announced for `seq`
+    /// once copied: a ring the sidecar freed as the connection ended reads as zeros, which must
+    /// not pass for an empty answer of CKR_OK), or the next frame on the socket.
+    fn take_answer(&mut self, seq: u32) -> Result<Response, Failed> {
         let Some(ring) = &self.ring else {
             return Err(Failed::Transport);
         };
@@ -154,6 +167,9 @@ impl Conn {
         self.buf.clear();
         self.buf.resize(len, 0);
         ring.read(Slot::Answer, &mut self.buf);
+        if ring.ans_seq().load(Ordering::SeqCst) != seq {
+            return Err(Failed::Transport);
+        }
         decode(&mut self.buf).map_err(|_| Failed::Transport)
     }
 }

@@ -145,6 +145,10 @@ fn serve_calls(
                 return None;
             }
         };
+        if entry.is_closed() {
+            // Evicted or shut down while a request came through the ring.
+            return None;
+        }
         entry.busy();
         let received = frame.len() + 4;
         let mut resp = match check_request(frame) {

@@ -5,7 +5,8 @@
 //!
 //! With a ring (hsmbridge_proto::ring: its rules are there) a request may
 //! also come through shared memory: it is copied into the same buffer before
-//! anything looks at it, and a frame of length 0 on the socket is a doorbell.
+//! anything looks at it, and a doorbell on the socket
+//! (hsmbridge_proto::frame::DOORBELL) only wakes the thread to look again.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -94,8 +95,10 @@ const _: () = assert!(SLOT <= BASE_BUFFER);
 enum Pickup {
     /// Copied into the buffer: this many bytes.
     Ring(usize),
-    /// Bytes of the socket are buffered, or the request follows there.
+    /// Bytes of the socket are buffered.
     Socket,
+    /// The request was announced as coming on the socket.
+    Announced,
 }
 
 impl FrameReader {
@@ -137,13 +140,20 @@ impl FrameReader {
     /// in the base buffer): a longer one is `Broken`, before any of it is read.
     pub fn next_up_to(&mut self, wait: Option<Duration>, frame_timeout: Duration, max: usize) -> Result<Next<'_>, End> {
         self.from_ring = false;
+        // A frame announced in the ring must arrive within `frame_timeout` of the announcement,
+        // doorbells before it or not.
+        let mut announced: Option<Instant> = None;
         let len = loop {
             self.discard_consumed();
             if self.ring.is_some() {
-                if self.filled == 0 {
-                    if let Pickup::Ring(len) = self.wait_for_request(wait)? {
-                        self.from_ring = true;
-                        return Ok(Next::Frame(&self.buf[..len]));
+                if self.filled == 0 && announced.is_none() {
+                    match self.wait_for_request(wait)? {
+                        Pickup::Ring(len) => {
+                            self.from_ring = true;
+                            return Ok(Next::Frame(&self.buf[..len]));
+                        }
+                        Pickup::Announced => announced = Some(Instant::now() + frame_timeout),
+                        Pickup::Socket => {}
                     }
                 }
             } else if self.filled == 0 {
@@ -154,7 +164,7 @@ impl FrameReader {
                     Err(e) => return Err(End::Broken(e)),
                 }
             }
-            let deadline = Instant::now() + frame_timeout;
+            let deadline = announced.unwrap_or_else(|| Instant::now() + frame_timeout);
             while self.filled < 4 {
                 self.read_until(deadline)?;
             }
@@ -166,7 +176,12 @@ impl FrameReader {
             let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
             break frame_len(header).map_err(End::Broken)?;
         };
-        let deadline = Instant::now() + frame_timeout;
+        if let Some(ring) = &self.ring {
+            // A request on the socket is announced in the ring first: that announcement is
+            // taken now, whatever becomes of the frame (read, or refused over the budget).
+            self.last_seq = ring.req_seq().load(Ordering::SeqCst);
+        }
+        let deadline = announced.unwrap_or_else(|| Instant::now() + frame_timeout);
         if len > max {
             return Err(End::Broken(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -182,10 +197,6 @@ impl FrameReader {
             self.read_until(deadline)?;
         }
         self.consumed = total;
-        if let Some(ring) = &self.ring {
-            // A request on the socket is announced in the ring first: that announcement is taken.
-            self.last_seq = ring.req_seq().load(Ordering::SeqCst);
-        }
         Ok(Next::Frame(&self.buf[4..total]))
     }
 
@@ -205,7 +216,7 @@ impl FrameReader {
                 self.last_seq = seq;
                 let len = ring.req_len().load(Ordering::SeqCst);
                 if len == ON_SOCKET {
-                    return Ok(Pickup::Socket);
+                    return Ok(Pickup::Announced);
                 }
                 let len = len as usize;
                 if len > SLOT {

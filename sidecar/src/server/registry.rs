@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,24 @@ pub struct Entry {
     since: AtomicU64,
     app: OnceLock<Arc<App>>,
     started: Instant,
+    /// Evicted or shut down: the thread ends at its next request (one coming through the ring
+    /// never touches the socket that was shut down).
+    closed: AtomicBool,
 }
 
 impl Entry {
+    /// Ends the connection: marks it closed, then shuts its socket down (which wakes a thread
+    /// asleep on it).
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The registry ended this connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     fn now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -97,7 +112,7 @@ impl Registry {
                 .map(|(id, _)| *id)
                 .ok_or(Full)?;
             if let Some(e) = open.remove(&victim) {
-                let _ = e.stream.shutdown(std::net::Shutdown::Both);
+                e.close();
                 evicted = true;
             }
         }
@@ -108,6 +123,7 @@ impl Registry {
             since: AtomicU64::new(self.started.elapsed().as_millis() as u64),
             app: OnceLock::new(),
             started: self.started,
+            closed: AtomicBool::new(false),
         });
         open.insert(id, entry.clone());
         Ok((id, entry, evicted))
@@ -125,7 +141,7 @@ impl Registry {
     /// Closes every connection (their threads end their applications).
     pub fn close_all(&self) {
         for e in self.open().values() {
-            let _ = e.stream.shutdown(std::net::Shutdown::Both);
+            e.close();
         }
     }
 
@@ -137,5 +153,29 @@ impl Registry {
         while !self.open().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review finding: an evicted connection whose requests come through the ring never reads
+    /// the socket that eviction shuts down; its thread must see it was closed.
+    #[test]
+    fn an_evicted_connection_is_marked_closed() {
+        let registry = Registry::new(1);
+        let (a, _peer_a) = UnixStream::pair().expect("pair");
+        let (b, _peer_b) = UnixStream::pair().expect("pair");
+        let (_, first, _) = registry.admit(&Arc::new(a)).expect("admitted");
+        assert!(!first.is_closed());
+        let (_, second, evicted) = registry.admit(&Arc::new(b)).expect("admitted");
+        assert!(
+            evicted && first.is_closed(),
+            "the first connection gave way and knows it"
+        );
+        assert!(!second.is_closed());
+        registry.close_all();
+        assert!(second.is_closed());
     }
 }
