@@ -108,7 +108,7 @@ fn serve_calls(
                 service.metrics.call_refused(CKR_HOST_MEMORY);
                 service.audit_refused(app, CKR_HOST_MEMORY, "too many request bytes in flight");
                 let mut refused = answer(CKR_HOST_MEMORY);
-                refused.peer_spins = polls_next(&mut waiting, &mut cpu);
+                refused.peer_spins = waiting.decide();
                 if reply(reader, writer, &refused, wbuf).is_err() {
                     return None;
                 }
@@ -192,7 +192,7 @@ fn serve_calls(
                 return None;
             }
         };
-        resp.peer_spins = polls_next(&mut waiting, &mut cpu);
+        resp.peer_spins = waiting.decide();
         let written = reply(reader, writer, &resp, wbuf);
         drop(resp);
         crate::answer_budget::release();
@@ -203,18 +203,6 @@ fn serve_calls(
         entry.idle();
         waiting.before_next(reader);
     }
-}
-
-/// Decides whether this thread polls for the next request (the answer tells the shim). A thread
-/// that polls leaves its caller's CPU first: polling there would keep the caller, which then
-/// polls for its answer, from running until one of them sleeps (the request that follows says
-/// whether its caller polls, and so whether to follow it again).
-fn polls_next(waiting: &mut Waiting, cpu: &mut CpuFollower) -> bool {
-    let polls = waiting.decide();
-    if polls {
-        cpu.release();
-    }
-    polls
 }
 
 /// A frame that closes the connection: counted, and a line in the audit trail.
