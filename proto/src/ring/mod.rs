@@ -190,13 +190,6 @@ impl Ring {
             word.store(u64::from_ne_bytes(w), Ordering::Relaxed);
         }
     }
-
-    /// Overwrites the first `n` bytes of `slot` with zeros.
-    pub fn wipe(&self, slot: Slot, n: usize) {
-        for word in self.words(slot).iter().take(n.min(SLOT).div_ceil(8)) {
-            word.store(0, Ordering::Relaxed);
-        }
-    }
 }
 
 impl Drop for Ring {
